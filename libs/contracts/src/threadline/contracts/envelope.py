@@ -1,0 +1,106 @@
+"""The event envelope every Threadline event travels in.
+
+The envelope carries routing and tracing metadata; ``data`` is one of the event models in
+``threadline.contracts.events``. Envelopes are frozen: an event is a fact, never edited.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import uuid_utils
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Envelope", "EventData", "new_event", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _uuid7() -> UUID:
+    """A time-ordered UUIDv7, so event ids sort by creation time."""
+    return UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+class EventData(BaseModel):
+    """Base of every event payload.
+
+    Subclasses set ``event_type`` (past tense, ``<producer>.<aggregate>.<verb>``) and
+    ``schema_version``. Within a version only optional fields may be added.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+DataT = TypeVar("DataT", bound=EventData)
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """Metadata around one event; ``type`` + ``schema_version`` select the ``data`` model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: UUID = Field(description="UUIDv7 of this event; consumers deduplicate on it.")
+    type: str = Field(description="Event type, e.g. `messaging.message.posted`.")
+    schema_version: int = Field(ge=1, description="Version of the `data` schema for `type`.")
+    occurred_at: datetime = Field(description="When the fact happened (UTC).")
+    firm: str = Field(min_length=1, description="Tenant (firm) id; every event is firm-scoped.")
+    key: str = Field(min_length=1, description="Kafka message key: the ordering aggregate id.")
+    producer: str = Field(min_length=1, description="Service that produced the event.")
+    correlation_id: str | None = Field(
+        default=None, description="Id of the request or flow that caused this chain of events."
+    )
+    causation_id: str | None = Field(
+        default=None, description="Id of the event that directly caused this one, if any."
+    )
+    data: DataT
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    def kafka_headers(self) -> dict[str, str]:
+        """Envelope metadata copied into Kafka headers, for routing without decoding."""
+        headers = {
+            "event-id": str(self.id),
+            "event-type": self.type,
+            "schema-version": str(self.schema_version),
+            "firm": self.firm,
+            "producer": self.producer,
+        }
+        if self.correlation_id:
+            headers["correlation-id"] = self.correlation_id
+        if self.causation_id:
+            headers["causation-id"] = self.causation_id
+        return headers
+
+
+def new_event(
+    data: DataT,
+    *,
+    firm: str,
+    key: str,
+    producer: str,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope[DataT]:
+    """Wrap ``data`` in a fresh envelope with a new UUIDv7 id."""
+    return Envelope[type(data)](  # type: ignore[misc]
+        id=_uuid7(),
+        type=data.event_type,
+        schema_version=data.schema_version,
+        occurred_at=occurred_at or utc_now(),
+        firm=firm,
+        key=key,
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        data=data,
+    )
+
