@@ -1,0 +1,159 @@
+"""Builds a service: the runtime (Mongo, Kafka, outbox, event router) and the FastAPI app.
+
+Each service's ``main.create_app`` calls ``create_service_app`` with its routers, indexes
+and a ``wire`` callback that builds its own stores and services from the runtime and
+registers its event handlers. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from threadline.kit.auth import TokenVerifier
+from threadline.kit.consumer import EventRouter, MongoProcessedEvents
+from threadline.kit.errors import install_problem_handlers
+from threadline.kit.http import CurrentPrincipal
+from threadline.kit.kafka import KafkaRecordPublisher, make_broker
+from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
+from threadline.kit.outbox import Outbox
+from threadline.kit.settings import ServiceSettings
+
+__all__ = ["ServiceRuntime", "build_runtime", "create_service_app"]
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a service wires its stores and use cases from."""
+
+    settings: ServiceSettings
+    mongo: AsyncMongoClient[dict[str, Any]]
+    database: AsyncDatabase[dict[str, Any]]
+    broker: KafkaBroker
+    outbox: Outbox
+    events: EventRouter
+    verifier: TokenVerifier
+
+
+def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
+    mongo = connect(settings.mongodb_url, app_name=f"threadline-{settings.service_name}")
+    database = mongo[settings.database_name]
+    broker = make_broker(
+        settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
+    )
+    publisher = KafkaRecordPublisher(broker)
+    events = EventRouter(
+        service=settings.service_name,
+        processed=MongoProcessedEvents(database),
+        dead_letters=publisher,
+        max_attempts=settings.consumer_max_attempts,
+        backoff_seconds=settings.consumer_backoff_seconds,
+    )
+    verifier = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        public_key=settings.jwt_public_key,
+        jwks_url=settings.jwt_jwks_url,
+    )
+    return ServiceRuntime(
+        settings=settings,
+        mongo=mongo,
+        database=database,
+        broker=broker,
+        outbox=Outbox(publisher),
+        events=events,
+        verifier=verifier,
+    )
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    indexes: Sequence[IndexSpec] = (),
+    wire: Callable[[ServiceRuntime], Mapping[str, object]] | None = None,
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
+) -> FastAPI:
+    """The service's FastAPI app with health, problem details, logs and Kafka lifecycle.
+
+    ``wire`` builds the service's own objects and returns them by name; each becomes an
+    attribute of ``app.state`` for the routes' dependencies. ``on_startup`` runs after the
+    indexes exist; ``readiness_checks`` add service-specific dependencies to ``/readyz``.
+    """
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    runtime = build_runtime(settings)
+    wired = wire(runtime) if wire is not None else {}
+    runtime.events.subscribe(runtime.broker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_indexes(runtime.database, indexes)
+        for startup in on_startup:
+            await startup()
+        await runtime.broker.start()
+        relay = asyncio.create_task(
+            runtime.outbox.run_relay(
+                interval_seconds=settings.outbox_relay_interval_seconds,
+                grace_seconds=settings.outbox_relay_grace_seconds,
+            )
+        )
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await runtime.broker.stop()
+            await runtime.mongo.close()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.runtime = runtime
+    for name, value in wired.items():
+        setattr(app.state, name, value)
+    app.middleware("http")(correlation_middleware)
+    install_problem_handlers(app)
+    app.include_router(_health_router(runtime, readiness_checks or {}))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _health_router(
+    runtime: ServiceRuntime, extra_checks: Mapping[str, Callable[[], Awaitable[bool]]]
+) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process answers.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.settings.service_name}
+
+    @router.get("/readyz", summary="Readiness: MongoDB and Kafka are reachable.")
+    async def readyz() -> JSONResponse:
+        checks = {
+            "mongodb": await ping(runtime.database),
+            "kafka": await runtime.broker.ping(timeout=2.0),
+        }
+        for name, check in extra_checks.items():
+            checks[name] = await check()
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/v1/me", summary="The caller's identity, as the token states it.")
+    async def me(principal: CurrentPrincipal) -> dict[str, Any]:
+        return principal.model_dump(mode="json")
+
+    return router

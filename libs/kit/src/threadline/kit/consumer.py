@@ -1,0 +1,172 @@
+"""Idempotent event consumption with retry, backoff and a dead-letter topic.
+
+For every record: decode it (a record that is not a valid contract event is parked on the
+service's dead-letter topic at once), skip it if its event id was already processed, run
+the handler with retries and exponential backoff, park it on the dead-letter topic when
+the retries are spent, and only then record the id as processed. The subscriber commits
+the offset after that returns; if even the dead-letter publish fails the record is nacked
+and redelivered, so nothing is lost.
+
+Handlers must make their effect idempotent on their own too (upserts, ids derived from
+the event id): a crash between the effect and the processed mark redelivers the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from threadline.contracts import Envelope, EventData, EventDecodeError, decode, topic_for
+from threadline.kit.kafka import RecordPublisher
+from threadline.kit.logs import bind_correlation
+
+__all__ = ["EventHandler", "EventRouter", "MongoProcessedEvents", "dead_letter_topic"]
+
+_log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+def dead_letter_topic(service: str) -> str:
+    return f"threadline.{service}.dlq.v1"
+
+
+class MongoProcessedEvents:
+    """Ids of events whose effect is stored, one collection per service database."""
+
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self._collection = database["processed_events"]
+
+    async def seen(self, event_id: str) -> bool:
+        return await self._collection.find_one({"_id": event_id}, {"_id": 1}) is not None
+
+    async def mark(self, event_id: str, event_type: str) -> None:
+        try:
+            await self._collection.insert_one(
+                {"_id": event_id, "type": event_type, "processed_at": datetime.now(UTC)}
+            )
+        except DuplicateKeyError:
+            return
+
+
+class EventRouter:
+    """Maps contract event models to handlers and subscribes them to their topics."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        processed: MongoProcessedEvents,
+        dead_letters: RecordPublisher,
+        max_attempts: int = 5,
+        backoff_seconds: float = 0.2,
+    ) -> None:
+        self._service = service
+        self._processed = processed
+        self._dead_letters = dead_letters
+        self._max_attempts = max_attempts
+        self._backoff = backoff_seconds
+        self._handlers: dict[str, EventHandler] = {}
+        self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "ignored": 0}
+
+    def on(self, model: type[EventData], handler: EventHandler) -> None:
+        """Route ``model``'s events to ``handler`` (every schema version of the type)."""
+        self._handlers[model.event_type] = handler
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({str(topic_for(event_type)) for event_type in self._handlers})
+
+    def subscribe(self, broker: KafkaBroker, *, group_id: str | None = None) -> None:
+        """One subscriber per topic; offsets are committed only after ``process`` returns."""
+        group = group_id or f"threadline-{self._service}"
+        for topic in self.topics:
+
+            async def on_record(body: bytes, message: KafkaMessage) -> None:
+                raw = message.raw_message
+                await self.process(
+                    body,
+                    headers=dict(message.headers),
+                    source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
+                )
+
+            broker.subscriber(
+                topic,
+                group_id=group,
+                auto_offset_reset="earliest",
+                ack_policy=AckPolicy.NACK_ON_ERROR,
+                title=f"{self._service}:{topic}",
+            )(on_record)
+
+    async def process(self, body: bytes, *, headers: dict[str, Any], source: str) -> None:
+        try:
+            event = decode(body)
+        except EventDecodeError as exc:
+            await self._dead_letter(body, headers, source=source, reason=str(exc))
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            self.stats["ignored"] += 1
+            return
+        event_id = str(event.id)
+        if await self._processed.seen(event_id):
+            self.stats["duplicates"] += 1
+            return
+        bind_correlation(event.correlation_id or event_id)
+        if await self._run_with_retries(handler, event):
+            self.stats["handled"] += 1
+        else:
+            await self._dead_letter(body, headers, source=source, reason="handler kept failing")
+        await self._processed.mark(event_id, event.type)
+
+    async def _run_with_retries(self, handler: EventHandler, event: Envelope[Any]) -> bool:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                await handler(event)
+            except Exception:  # any failure is retried; the last one dead-letters the event
+                _log.warning(
+                    "event handler failed",
+                    event_id=str(event.id),
+                    type=event.type,
+                    attempt=attempt,
+                    exc_info=True,
+                )
+                if attempt < self._max_attempts:
+                    await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            else:
+                return True
+        return False
+
+    async def _dead_letter(
+        self, body: bytes, headers: dict[str, Any], *, source: str, reason: str
+    ) -> None:
+        topic, partition, offset = source.split("/")
+        dl_headers = {str(k): _header_text(v) for k, v in headers.items()}
+        dl_headers |= {
+            "dlq-reason": reason[:1000],
+            "dlq-source-topic": topic,
+            "dlq-source-partition": partition,
+            "dlq-source-offset": offset,
+            "dlq-consumer": self._service,
+        }
+        await self._dead_letters.publish_record(
+            topic=dead_letter_topic(self._service),
+            key=f"{topic}/{partition}",
+            value=body,
+            headers=dl_headers,
+        )
+        self.stats["dead_lettered"] += 1
+        _log.error("event parked on dead-letter topic", source=source, reason=reason[:300])
+
+
+def _header_text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,91 @@
+"""The directory projection: accounts, contacts and staff from ``threadline.directory.v1``.
+
+Messaging and reminders both need it, so it lives here once. Documents are keyed
+``<firm>:<id>`` and guarded by the event's ``occurred_at``: an older event never overwrites
+a newer one, and removals are kept as tombstones so a late upsert cannot resurrect them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from threadline.contracts import Envelope
+from threadline.contracts.events.directory import (
+    AccountRemoved,
+    AccountUpserted,
+    StaffMemberRemoved,
+    StaffMemberUpserted,
+)
+from threadline.kit.consumer import EventRouter
+from threadline.kit.mongo import IndexSpec
+
+__all__ = ["DIRECTORY_INDEXES", "MongoDirectory", "subscribe_directory"]
+
+DIRECTORY_INDEXES = (
+    IndexSpec("directory_accounts", [("firm", 1), ("removed", 1)]),
+    IndexSpec("directory_staff", [("firm", 1), ("removed", 1)]),
+)
+
+
+class MongoDirectory:
+    """Read and apply the directory projection."""
+
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self._accounts = database["directory_accounts"]
+        self._staff = database["directory_staff"]
+
+    async def account(self, firm: str, account_id: str) -> dict[str, Any] | None:
+        return await self._accounts.find_one({"_id": f"{firm}:{account_id}", "removed": False})
+
+    async def staff_member(self, firm: str, user_id: str) -> dict[str, Any] | None:
+        return await self._staff.find_one({"_id": f"{firm}:{user_id}", "removed": False})
+
+    async def apply_account(self, event: Envelope[Any]) -> None:
+        data = event.data
+        if isinstance(data, AccountUpserted):
+            fields = {
+                "account_id": data.account_id,
+                "name": data.name,
+                "contacts": [contact.model_dump() for contact in data.contacts],
+                "assigned_staff": list(data.assigned_staff),
+                "removed": False,
+            }
+        else:
+            assert isinstance(data, AccountRemoved)
+            fields = {"account_id": data.account_id, "removed": True}
+        await self._apply_if_newer(self._accounts, event, data.account_id, fields)
+
+    async def apply_staff(self, event: Envelope[Any]) -> None:
+        data = event.data
+        if isinstance(data, StaffMemberUpserted):
+            fields = {**data.model_dump(), "removed": False}
+        else:
+            assert isinstance(data, StaffMemberRemoved)
+            fields = {"user_id": data.user_id, "removed": True}
+        await self._apply_if_newer(self._staff, event, data.user_id, fields)
+
+    @staticmethod
+    async def _apply_if_newer(
+        collection: Any, event: Envelope[Any], entity_id: str, fields: dict[str, Any]
+    ) -> None:
+        as_of: datetime = event.occurred_at
+        try:
+            await collection.update_one(
+                {"_id": f"{event.firm}:{entity_id}", "as_of": {"$lt": as_of}},
+                {"$set": {**fields, "firm": event.firm, "as_of": as_of}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return  # a newer event already set this entity: the older one is obsolete
+
+
+def subscribe_directory(events: EventRouter, directory: MongoDirectory) -> None:
+    """Route every directory event type to the projection."""
+    events.on(AccountUpserted, directory.apply_account)
+    events.on(AccountRemoved, directory.apply_account)
+    events.on(StaffMemberUpserted, directory.apply_staff)
+    events.on(StaffMemberRemoved, directory.apply_staff)

@@ -1,0 +1,75 @@
+"""Kafka wiring through FastStream: a broker that publishes records safely.
+
+Producer settings: ``acks=all`` with idempotence (no duplicates from producer retries),
+key = the ordering aggregate id, envelope metadata copied into headers so routers and
+dead-letter tools can read an event without decoding it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, TypedDict
+
+from faststream.kafka import KafkaBroker
+
+from threadline.contracts import Envelope, topic_for
+
+__all__ = ["KafkaRecordPublisher", "Record", "RecordPublisher", "envelope_record", "make_broker"]
+
+
+class Record(TypedDict):
+    """A Kafka record as published: topic, key (aggregate id), JSON value, headers."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str]
+
+
+def envelope_record(envelope: Envelope[Any]) -> Record:
+    return {
+        "topic": str(topic_for(envelope.type)),
+        "key": envelope.key,
+        "value": envelope.to_bytes(),
+        "headers": envelope.kafka_headers(),
+    }
+
+
+def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=10_000,
+        logger=None,
+    )
+
+
+class RecordPublisher(Protocol):
+    """Port the outbox and the dead-letter path publish through (faked in unit tests)."""
+
+    async def publish_record(
+        self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
+    ) -> None: ...
+
+
+class KafkaRecordPublisher:
+    """Publishes through a FastStream broker and waits for the broker's acknowledgement."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish_record(
+        self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
+    ) -> None:
+        await self._broker.publish(
+            value,
+            topic,
+            key=key.encode(),
+            headers=headers,
+            correlation_id=headers.get("correlation-id"),
+        )
+
+    async def publish_envelope(self, envelope: Envelope[Any]) -> None:
+        """Publish directly, bypassing the outbox: for tools and tests, not for services."""
+        await self.publish_record(**envelope_record(envelope))

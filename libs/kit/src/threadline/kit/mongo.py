@@ -1,0 +1,71 @@
+"""MongoDB access through PyMongo's async API, portable to MongoDB-protocol servers.
+
+Only the subset FerretDB also supports is used (see LOCAL_STACK.md): no transactions,
+change streams, TTL or partial indexes relied upon. ``ensure_indexes`` creates what a
+service declares at start-up and skips TTL options where the server refuses them —
+expiry is always enforced in queries too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+__all__ = ["IndexSpec", "connect", "ensure_indexes", "ping"]
+
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index a service needs: collection, key pattern and options."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    unique: bool = False
+    name: str | None = None
+    expire_after_seconds: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def connect(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
+    """A client with timezone-aware datetimes (stored as UTC) and bounded timeouts."""
+    return AsyncMongoClient(
+        url, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000
+    )
+
+
+async def ping(database: AsyncDatabase[dict[str, Any]]) -> bool:
+    try:
+        await database.command("ping")
+    except Exception:  # any failure means "not ready"; the reason is logged
+        _log.warning("mongodb ping failed", exc_info=True)
+        return False
+    return True
+
+
+async def ensure_indexes(
+    database: AsyncDatabase[dict[str, Any]], specs: Sequence[IndexSpec]
+) -> None:
+    """Create each index (idempotent). TTL is best effort: refused TTL → plain index."""
+    for spec in specs:
+        options: dict[str, Any] = {"unique": spec.unique, **spec.options}
+        if spec.name:
+            options["name"] = spec.name
+        collection = database[spec.collection]
+        if spec.expire_after_seconds is None:
+            await collection.create_index(list(spec.keys), **options)
+            continue
+        try:
+            await collection.create_index(
+                list(spec.keys), expireAfterSeconds=spec.expire_after_seconds, **options
+            )
+        except OperationFailure:
+            _log.info("server refused a TTL index; expiry is enforced by queries", index=spec)
+            await collection.create_index(list(spec.keys), **options)

@@ -1,0 +1,157 @@
+"""The transactional outbox, without multi-document transactions.
+
+A state change and the events it causes are written in ONE single-document write: the
+events ride along in the document's ``_outbox`` array (``outbox_push`` / ``with_outbox``).
+Right after the write the ``Outbox`` publishes them in order and pulls each one off the
+document. If the process dies or Kafka is down in between, the entries stay pending and the
+relay (``relay_once``, run periodically) republishes everything older than a grace period,
+oldest first. Delivery is therefore at-least-once; consumers deduplicate on the event id.
+
+Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
+back (FerretDB supports ``$pull`` of an exact element, not of a query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import structlog
+from pymongo.asynchronous.collection import AsyncCollection
+
+from threadline.contracts import Envelope
+from threadline.kit.kafka import RecordPublisher, envelope_record
+from threadline.kit.logs import correlation_id
+
+__all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_push", "with_outbox"]
+
+OUTBOX_FIELD = "_outbox"
+_CREATED = f"{OUTBOX_FIELD}.created_ms"
+_log = structlog.get_logger(__name__)
+
+Document = dict[str, Any]
+
+
+def outbox_entry(envelope: Envelope[Any]) -> Document:
+    """The pending record stored with the state change (correlation id filled from context)."""
+    if envelope.correlation_id is None and (bound := correlation_id()):
+        envelope = envelope.model_copy(update={"correlation_id": bound})
+    record = envelope_record(envelope)
+    return {
+        "id": str(envelope.id),
+        "topic": record["topic"],
+        "key": record["key"],
+        "value": record["value"].decode(),
+        "headers": record["headers"],
+        "created_ms": int(time.time() * 1000),
+    }
+
+
+def with_outbox(document: Document, entries: Sequence[Document]) -> Document:
+    """A new document to insert, carrying its pending events."""
+    return {**document, OUTBOX_FIELD: list(entries)}
+
+
+def outbox_push(entries: Sequence[Document]) -> Document:
+    """The ``$push`` clause that adds pending events to an update of existing state."""
+    if len(entries) == 1:
+        return {OUTBOX_FIELD: entries[0]}
+    return {OUTBOX_FIELD: {"$each": list(entries)}}
+
+
+class Outbox:
+    """Publishes pending events right after their write, and relays what was left behind.
+
+    After a failed publish the outbox stops publishing directly and leaves everything to
+    the relay until it has caught up, so one aggregate's events keep their order.
+    """
+
+    def __init__(
+        self,
+        publisher: RecordPublisher,
+        *,
+        collections: Iterable[AsyncCollection[Document]] = (),
+        publish_timeout_seconds: float = 15.0,
+    ) -> None:
+        self._publisher = publisher
+        self._collections = list(collections)
+        self._timeout = publish_timeout_seconds
+        self._degraded = False
+        self._lock = asyncio.Lock()
+
+    def watch(self, collection: AsyncCollection[Document]) -> None:
+        """Include a collection in relay passes (every collection that writes outbox events)."""
+        self._collections.append(collection)
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    async def flush(
+        self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
+    ) -> bool:
+        """Publish entries just written with ``document_id``; False leaves them to the relay."""
+        if self._degraded:
+            return False
+        async with self._lock:
+            return await self._publish_and_clear(collection, document_id, entries)
+
+    async def _publish_and_clear(
+        self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
+    ) -> bool:
+        for entry in entries:
+            try:
+                await asyncio.wait_for(
+                    self._publisher.publish_record(
+                        topic=entry["topic"],
+                        key=entry["key"],
+                        value=entry["value"].encode(),
+                        headers=entry["headers"],
+                    ),
+                    self._timeout,
+                )
+            except Exception:  # broker down or slow: the relay will retry from storage
+                self._degraded = True
+                _log.warning("publish failed; event left to the outbox relay", event_id=entry["id"])
+                return False
+            await collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
+        return True
+
+    async def relay_once(self, *, grace_seconds: float) -> int:
+        """Publish pending entries older than ``grace_seconds``, oldest first; returns count.
+
+        Clears the degraded state only when a pass finds nothing pending at all, so events
+        written while degraded are relayed before direct publishing resumes.
+        """
+        cutoff = int((time.time() - grace_seconds) * 1000)
+        published = 0
+        pending: list[tuple[str, AsyncCollection[Document], Any, Document]] = []
+        for collection in self._collections:
+            async for document in collection.find({_CREATED: {"$lt": cutoff}}, {OUTBOX_FIELD: 1}):
+                pending.extend(
+                    (entry["id"], collection, document["_id"], entry)
+                    for entry in document.get(OUTBOX_FIELD, [])
+                )
+        pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
+        async with self._lock:
+            for _, collection, document_id, entry in pending:
+                if not await self._publish_and_clear(collection, document_id, [entry]):
+                    return published
+                published += 1
+            if self._degraded and not pending:
+                self._degraded = False
+                _log.info("outbox relay caught up; publishing directly again")
+        if published:
+            _log.info("outbox relay published pending events", count=published)
+        return published
+
+    async def run_relay(self, *, interval_seconds: float, grace_seconds: float) -> None:
+        """Relay forever; while degraded, relay everything pending (no grace) to catch up."""
+        while True:
+            try:
+                await self.relay_once(grace_seconds=0 if self._degraded else grace_seconds)
+            except Exception:  # storage hiccup: log and try again next tick
+                _log.warning("outbox relay pass failed", exc_info=True)
+            await asyncio.sleep(interval_seconds)

@@ -1,0 +1,102 @@
+"""Settings shared by every service, composed into each service's own ``Settings``.
+
+Each service reads its own env prefix (``MESSAGING_``…) first and falls back to the shared
+``THREADLINE_`` prefix, so one set of variables configures the whole local stack while a
+single service can still be pointed elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+__all__ = ["PLACEHOLDER_SECRETS", "ServiceSettings"]
+
+#: Secrets that are fine on a laptop and fatal anywhere else.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "",
+        "changeme",
+        "change-me",
+        "secret",
+        "minioadmin",
+        "local-dev-secret-not-for-production-use-0000",
+        "threadline-local-secret",
+    }
+)
+
+
+class ServiceSettings(BaseSettings):
+    """Infrastructure settings every service needs. Subclass and set ``env_prefix``."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_prefix="THREADLINE_")
+
+    env: Literal["local", "test", "production"] = Field(
+        default="production",
+        description="`local`/`test` allow dev secrets; `production` refuses them.",
+    )
+    service_name: str = "threadline"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_database: str = ""
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 key (local use).")
+    jwt_public_key: str | None = Field(default=None, description="RS256 PEM public key.")
+    jwt_jwks_url: str | None = Field(default=None, description="RS256 JWKS endpoint.")
+    jwt_issuer: str = "threadline"
+    jwt_audience: str = "threadline"
+    outbox_relay_interval_seconds: float = Field(default=2.0, gt=0)
+    outbox_relay_grace_seconds: float = Field(
+        default=5.0, ge=0, description="Pending events younger than this are left to the writer."
+    )
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared_env = EnvSettingsSource(settings_cls, env_prefix="THREADLINE_")
+        return init_settings, env_settings, shared_env, dotenv_settings, file_secret_settings
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> ServiceSettings:
+        if self.env in {"local", "test"}:
+            return self
+        if self.jwt_secret is None and not (self.jwt_public_key or self.jwt_jwks_url):
+            raise ValueError(
+                "no JWT key configured: set JWT_PUBLIC_KEY, JWT_JWKS_URL or JWT_SECRET"
+            )
+        if self.jwt_secret is not None:
+            secret = self.jwt_secret.get_secret_value()
+            if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError(
+                    "JWT_SECRET is a placeholder or shorter than 32 characters; "
+                    "outside local mode use a real secret or an RS256 key"
+                )
+        for name, value in self._extra_secrets().items():
+            if value.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"{name} is a placeholder secret; set a real one outside local mode"
+                )
+        return self
+
+    def _extra_secrets(self) -> dict[str, str]:
+        """Service-specific secrets to check for placeholders (override in subclasses)."""
+        return {}
+
+    @property
+    def database_name(self) -> str:
+        return self.mongodb_database or f"threadline_{self.service_name}"

@@ -1,0 +1,72 @@
+"""Messaging HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.kit.http import CurrentPrincipal
+from threadline.messaging.domain import FirmChatSettings
+from threadline.messaging.service import FirmSettingsService
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["firm chat settings"])
+
+
+def _settings_service(request: Request) -> FirmSettingsService:
+    service: FirmSettingsService = request.app.state.firm_settings
+    return service
+
+
+FirmSettingsServiceDep = Annotated[FirmSettingsService, Depends(_settings_service)]
+
+
+class FirmChatSettingsOut(BaseModel):
+    clients_can_create_threads: bool = Field(description="T3: clients may start threads.")
+    show_message_context_in_notifications: bool = Field(
+        description="K7: client e-mails include message and task content."
+    )
+    revision: int = Field(description="Increases with every change; 0 = defaults.")
+
+    @classmethod
+    def of(cls, settings: FirmChatSettings) -> FirmChatSettingsOut:
+        return cls(
+            clients_can_create_threads=settings.clients_can_create_threads,
+            show_message_context_in_notifications=settings.show_message_context_in_notifications,
+            revision=settings.revision,
+        )
+
+
+class FirmChatSettingsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clients_can_create_threads: bool | None = None
+    show_message_context_in_notifications: bool | None = None
+    expected_revision: int | None = Field(
+        default=None,
+        ge=0,
+        description="Reject the change (409) unless this is the current revision.",
+    )
+
+
+@router.get("/firm/chat-settings")
+async def get_chat_settings(
+    principal: CurrentPrincipal, service: FirmSettingsServiceDep
+) -> FirmChatSettingsOut:
+    return FirmChatSettingsOut.of(await service.get(principal))
+
+
+@router.patch("/firm/chat-settings")
+async def change_chat_settings(
+    change: FirmChatSettingsChange, principal: CurrentPrincipal, service: FirmSettingsServiceDep
+) -> FirmChatSettingsOut:
+    updated = await service.change(
+        principal,
+        clients_can_create_threads=change.clients_can_create_threads,
+        show_message_context_in_notifications=change.show_message_context_in_notifications,
+        expected_revision=change.expected_revision,
+    )
+    return FirmChatSettingsOut.of(updated)
