@@ -7,7 +7,7 @@ The envelope carries routing and tracing metadata; ``data`` is one of the event 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 from uuid import UUID
 
 import uuid_utils
@@ -28,14 +28,27 @@ def _uuid7() -> UUID:
 class EventData(BaseModel):
     """Base of every event payload.
 
-    Subclasses set ``event_type`` (past tense, ``<producer>.<aggregate>.<verb>``) and
-    ``schema_version``. Within a version only optional fields may be added.
+    Subclasses set ``event_type`` (past tense, ``<producer>.<aggregate>.<verb>``),
+    ``schema_version`` and ``key_field``. Within a version only optional fields may be added.
+
+    ``key_field`` names the ``data`` field holding the Kafka key (the aggregate whose order
+    matters), or is ``None`` for firm-wide events keyed by the firm id. Declaring it on the
+    model keeps producers from guessing the key and lets the AsyncAPI document state it per
+    message. Unknown fields are ignored so a consumer on an older model still reads events
+    that gained optional fields.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_type: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    key_field: ClassVar[str | None]
+
+    def kafka_key(self, firm: str) -> str:
+        """The message key this event must be published with (see ``key_field``)."""
+        if self.key_field is None:
+            return firm
+        return str(getattr(self, self.key_field))
 
 
 DataT = TypeVar("DataT", bound=EventData)
@@ -84,23 +97,25 @@ def new_event(
     data: DataT,
     *,
     firm: str,
-    key: str,
+    key: str | None = None,
     producer: str,
     correlation_id: str | None = None,
     causation_id: str | None = None,
     occurred_at: datetime | None = None,
 ) -> Envelope[DataT]:
-    """Wrap ``data`` in a fresh envelope with a new UUIDv7 id."""
+    """Wrap ``data`` in a fresh envelope with a new UUIDv7 id.
+
+    ``key`` defaults to ``data.kafka_key(firm)``; pass it only to override that.
+    """
     return Envelope[type(data)](  # type: ignore[misc]
         id=_uuid7(),
         type=data.event_type,
         schema_version=data.schema_version,
         occurred_at=occurred_at or utc_now(),
         firm=firm,
-        key=key,
+        key=key if key is not None else data.kafka_key(firm),
         producer=producer,
         correlation_id=correlation_id,
         causation_id=causation_id,
         data=data,
     )
-

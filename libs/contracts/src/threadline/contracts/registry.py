@@ -25,10 +25,19 @@ class EventDecodeError(ValueError):
 
 
 def register(model: ModelT) -> ModelT:
-    """Class decorator: add an event model to the catalogue (duplicates are a bug)."""
+    """Class decorator: add an event model to the catalogue.
+
+    Raises RuntimeError at import time for a duplicate type+version or a model whose
+    ``key_field`` is missing or names no field: both are bugs that would otherwise surface
+    only as mis-decoded or mis-partitioned events in production.
+    """
     key = (model.event_type, model.schema_version)
     if key in _MODELS:
         raise RuntimeError(f"event {key[0]} v{key[1]} is registered twice")
+    if not hasattr(model, "key_field"):
+        raise RuntimeError(f"event {key[0]} v{key[1]} declares no key_field")
+    if model.key_field is not None and model.key_field not in model.model_fields:
+        raise RuntimeError(f"event {key[0]} v{key[1]} key_field {model.key_field!r} is no field")
     _MODELS[key] = model
     return model
 

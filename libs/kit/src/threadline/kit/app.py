@@ -96,7 +96,7 @@ def create_service_app(
     configure_logging(service=settings.service_name, level=settings.log_level)
     runtime = build_runtime(settings)
     wired = wire(runtime) if wire is not None else {}
-    runtime.events.subscribe(runtime.broker)
+    runtime.events.subscribe(runtime.broker, group_id=settings.consumer_group or None)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,18 +104,18 @@ def create_service_app(
         for startup in on_startup:
             await startup()
         await runtime.broker.start()
-        relay = asyncio.create_task(
-            runtime.outbox.run_relay(
-                interval_seconds=settings.outbox_relay_interval_seconds,
-                grace_seconds=settings.outbox_relay_grace_seconds,
+        outbox = asyncio.create_task(
+            runtime.outbox.run(
+                relay_interval_seconds=settings.outbox_relay_interval_seconds,
+                relay_grace_seconds=settings.outbox_relay_grace_seconds,
             )
         )
         try:
             yield
         finally:
-            relay.cancel()
+            outbox.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay
+                await outbox
             await runtime.broker.stop()
             await runtime.mongo.close()
 

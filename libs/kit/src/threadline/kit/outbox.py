@@ -2,8 +2,9 @@
 
 A state change and the events it causes are written in ONE single-document write: the
 events ride along in the document's ``_outbox`` array (``outbox_push`` / ``with_outbox``).
-Right after the write the ``Outbox`` publishes them in order and pulls each one off the
-document. If the process dies or Kafka is down in between, the entries stay pending and the
+Right after the write the store hands them to ``Outbox.schedule``; a background publisher
+publishes them in order and pulls each one off the document, so a request never waits for
+Kafka. If the process dies or Kafka is down in between, the entries stay pending and the
 relay (``relay_once``, run periodically) republishes everything older than a grace period,
 oldest first. Delivery is therefore at-least-once; consumers deduplicate on the event id.
 
@@ -32,6 +33,7 @@ _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
 Document = dict[str, Any]
+_Batch = tuple[AsyncCollection[Document], Any, list[Document]]
 
 
 def outbox_entry(envelope: Envelope[Any]) -> Document:
@@ -66,6 +68,7 @@ class Outbox:
 
     After a failed publish the outbox stops publishing directly and leaves everything to
     the relay until it has caught up, so one aggregate's events keep their order.
+    ``run`` drives both the publisher and the relay; it runs for the app's lifetime.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Outbox:
         self._timeout = publish_timeout_seconds
         self._degraded = False
         self._lock = asyncio.Lock()
+        self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
@@ -89,14 +93,31 @@ class Outbox:
     def degraded(self) -> bool:
         return self._degraded
 
-    async def flush(
+    def schedule(
         self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
-    ) -> bool:
-        """Publish entries just written with ``document_id``; False leaves them to the relay."""
-        if self._degraded:
-            return False
-        async with self._lock:
-            return await self._publish_and_clear(collection, document_id, entries)
+    ) -> None:
+        """Queue entries just written with ``document_id`` for publishing, in write order.
+
+        While degraded nothing is queued: the relay publishes everything pending in order.
+        """
+        if not self._degraded:
+            self._queue.put_nowait((collection, document_id, list(entries)))
+
+    async def drain(self) -> None:
+        """Wait until everything scheduled so far was published or left to the relay."""
+        await self._queue.join()
+
+    async def _publish_scheduled(self) -> None:
+        while True:
+            collection, document_id, entries = await self._queue.get()
+            try:
+                if not self._degraded:
+                    async with self._lock:
+                        await self._publish_and_clear(collection, document_id, entries)
+            except Exception:  # storage hiccup while clearing: the relay republishes
+                _log.warning("publishing scheduled events failed", exc_info=True)
+            finally:
+                self._queue.task_done()
 
     async def _publish_and_clear(
         self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
@@ -147,8 +168,18 @@ class Outbox:
             _log.info("outbox relay published pending events", count=published)
         return published
 
-    async def run_relay(self, *, interval_seconds: float, grace_seconds: float) -> None:
-        """Relay forever; while degraded, relay everything pending (no grace) to catch up."""
+    async def run(self, *, relay_interval_seconds: float, relay_grace_seconds: float) -> None:
+        """Publish scheduled events and relay left-behind ones until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._publish_scheduled())
+            tasks.create_task(
+                self._relay_forever(
+                    interval_seconds=relay_interval_seconds, grace_seconds=relay_grace_seconds
+                )
+            )
+
+    async def _relay_forever(self, *, interval_seconds: float, grace_seconds: float) -> None:
+        """While degraded, relay everything pending (no grace) to catch up."""
         while True:
             try:
                 await self.relay_once(grace_seconds=0 if self._degraded else grace_seconds)

@@ -51,6 +51,9 @@ class ServiceSettings(BaseSettings):
     jwt_jwks_url: str | None = Field(default=None, description="RS256 JWKS endpoint.")
     jwt_issuer: str = "threadline"
     jwt_audience: str = "threadline"
+    consumer_group: str = Field(
+        default="", description="Kafka consumer group; empty means `threadline-<service>`."
+    )
     outbox_relay_interval_seconds: float = Field(default=2.0, gt=0)
     outbox_relay_grace_seconds: float = Field(
         default=5.0, ge=0, description="Pending events younger than this are left to the writer."

@@ -57,5 +57,5 @@ class MongoFirmSettingsStore:
             )
             if result.modified_count != 1:
                 return False
-        await self._outbox.flush(self._collection, settings.firm, [entry])
+        self._outbox.schedule(self._collection, settings.firm, [entry])
         return True

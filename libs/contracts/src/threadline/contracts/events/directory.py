@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from threadline.contracts.envelope import EventData
 from threadline.contracts.registry import register
 
-__all__ = ["AccountRemoved", "AccountUpserted", "Contact", "StaffMemberUpserted"]
+__all__ = [
+    "AccountRemoved",
+    "AccountUpserted",
+    "Contact",
+    "StaffMemberRemoved",
+    "StaffMemberUpserted",
+]
 
 
 class Contact(BaseModel):
@@ -21,15 +27,20 @@ class Contact(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    contact_id: str = Field(description="Contact user id (the `sub` of their tokens).", examples=["ct_ann"])
+    contact_id: str = Field(
+        description="Contact user id (the `sub` of their tokens).", examples=["ct_ann"]
+    )
     name: str = Field(description="Display name.", examples=["Ann Lee"])
-    email: str = Field(description="E-mail address for notifications.", examples=["ann@example.com"])
+    email: str = Field(
+        description="E-mail address for notifications.", examples=["ann@example.com"]
+    )
     portal_activated: bool = Field(
         description="Portal access enabled and the login activated (T2): may receive messages.",
         examples=[True],
     )
     notify: bool = Field(
-        description="The contact's Notify flag: receives e-mail notifications (N1).", examples=[True]
+        description="The contact's Notify flag: receives e-mail notifications (N1).",
+        examples=[True],
     )
 
 
@@ -38,10 +49,24 @@ class AccountUpserted(EventData):
     """A client account was created or changed; carries the full current snapshot."""
 
     event_type = "directory.account.upserted"
+    key_field = "account_id"
 
     account_id: str = Field(description="Client account id.", examples=["acc_lee_family"])
     name: str = Field(description="Account display name.", examples=["Lee Family"])
-    contacts: list[Contact] = Field(description="All contacts of the account.")
+    contacts: list[Contact] = Field(
+        description="All contacts of the account.",
+        examples=[
+            [
+                {
+                    "contact_id": "ct_ann",
+                    "name": "Ann Lee",
+                    "email": "ann@example.com",
+                    "portal_activated": True,
+                    "notify": True,
+                }
+            ]
+        ],
+    )
     assigned_staff: list[str] = Field(
         description="Staff user ids assigned to the account (T7).", examples=[["st_mia"]]
     )
@@ -52,6 +77,7 @@ class AccountRemoved(EventData):
     """A client account was deleted from the directory."""
 
     event_type = "directory.account.removed"
+    key_field = "account_id"
 
     account_id: str = Field(description="Client account id.", examples=["acc_lee_family"])
 
@@ -61,6 +87,7 @@ class StaffMemberUpserted(EventData):
     """A firm user (owner, admin or team member) was created or changed."""
 
     event_type = "directory.staff.upserted"
+    key_field = None
 
     user_id: str = Field(description="Staff user id.", examples=["st_mia"])
     name: str = Field(description="Display name.", examples=["Mia Chen"])
@@ -71,4 +98,16 @@ class StaffMemberUpserted(EventData):
         description="Extra permissions, e.g. `view_all_accounts`, `manage_documents`.",
         examples=[["manage_documents"]],
     )
-    active: bool = Field(default=True, description="False once the user left the firm.")
+    active: bool = Field(
+        default=True, description="False once the user left the firm.", examples=[True]
+    )
+
+
+@register
+class StaffMemberRemoved(EventData):
+    """A firm user was deleted; their mentions and assignments no longer grant access (T7)."""
+
+    event_type = "directory.staff.removed"
+    key_field = None
+
+    user_id: str = Field(description="Staff user id.", examples=["st_mia"])
