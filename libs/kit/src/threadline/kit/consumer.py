@@ -91,10 +91,10 @@ class EventRouter:
         group = group_id or f"threadline-{self._service}"
         for topic in self.topics:
 
-            async def on_record(body: bytes, message: KafkaMessage) -> None:
+            async def on_record(message: KafkaMessage) -> None:
                 raw = message.raw_message
                 await self.process(
-                    body,
+                    message.body,
                     headers=dict(message.headers),
                     source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
                 )

@@ -7,6 +7,7 @@ dead-letter tools can read an event without decoding it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol, TypedDict
 
 from faststream.kafka import KafkaBroker
@@ -41,7 +42,7 @@ def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=10_000,
-        logger=None,
+        log_level=logging.DEBUG,
     )
 
 

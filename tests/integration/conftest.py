@@ -1,0 +1,154 @@
+"""Integration fixtures: real Kafka, a real MongoDB-protocol server and real MinIO.
+
+Servers come from, in order: the THREADLINE_* endpoint variables (what `./threadline test`
+exports), Testcontainers when a Docker engine is reachable, or the local stack started
+here. Services run in-process (their real lifespan: Kafka consumers, outbox, indexes),
+each with its own database and consumer group so runs never see each other's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from threadline.devtools.token import mint_token
+
+ENDPOINT_VARS = (
+    "THREADLINE_KAFKA_BOOTSTRAP_SERVERS",
+    "THREADLINE_MONGODB_URL",
+    "THREADLINE_S3_ENDPOINT",
+)
+T = TypeVar("T")
+
+
+def _docker_reachable() -> bool:
+    try:
+        import docker  # noqa: PLC0415 - only with the optional containers group
+
+        docker.from_env().ping()
+    except Exception:  # no client library or no engine: fall back to the local stack
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[dict[str, str]]:
+    if all(os.environ.get(name) for name in ENDPOINT_VARS):
+        yield {k: v for k, v in os.environ.items() if k.startswith("THREADLINE_")}
+        return
+    if _docker_reachable():
+        from .containers import container_endpoints  # noqa: PLC0415 - needs testcontainers
+
+        with container_endpoints() as found:
+            yield found
+        return
+    from threadline.devtools.stack import LocalStack  # noqa: PLC0415
+
+    stack = LocalStack()
+    started = stack.servers()
+    try:
+        yield {**stack.endpoints(), "THREADLINE_STATE_DIR": str(stack.config.state_dir)}
+    finally:
+        if started:
+            stack.stop(*started)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _service_environment(endpoints: dict[str, str]) -> Iterator[None]:
+    """Services read their settings from the environment, like in production."""
+    saved = dict(os.environ)
+    os.environ.update(endpoints)
+    os.environ["THREADLINE_ENV"] = "test"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def kafka_control(endpoints: dict[str, str]) -> Any:
+    """The local stack that runs Kafka, for tests that stop and restart the broker."""
+    from threadline.devtools.stack import LocalStack  # noqa: PLC0415
+
+    stack = LocalStack(state_dir=endpoints.get("THREADLINE_STATE_DIR"))
+    if stack.endpoints()["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"] != endpoints[
+        "THREADLINE_KAFKA_BOOTSTRAP_SERVERS"
+    ] or not stack.is_running("kafka"):
+        pytest.skip("Kafka is not run by this machine's local stack, so it cannot be restarted")
+    return stack
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+ServiceFactory = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
+
+
+@pytest.fixture
+async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
+    """Start a service app with its real lifespan; returns the app and an HTTP client."""
+    async with AsyncExitStack() as stack:
+
+        async def start(name: str, **overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
+            module = __import__(f"threadline.{name}.main", fromlist=["create_app"])
+            settings_module = __import__(f"threadline.{name}.settings", fromlist=["Settings"])
+            settings = settings_module.Settings(
+                mongodb_database=f"it_{name}_{run_id}",
+                consumer_group=f"it-{name}-{run_id}",
+                outbox_relay_interval_seconds=0.3,
+                outbox_relay_grace_seconds=1.0,
+                consumer_backoff_seconds=0.05,
+                **overrides,
+            )
+            app = module.create_app(settings)
+            manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+            transport = httpx.ASGITransport(app=manager.app)
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+            )
+            stack.push_async_callback(_drop_database, app)
+            return app, client
+
+        yield start
+
+
+async def _drop_database(app: FastAPI) -> None:
+    runtime = app.state.runtime
+    await runtime.mongo.drop_database(runtime.database.name)
+
+
+def token_for(firm: str, *, kind: str = "staff", role: str | None = "owner", **claims: Any) -> str:
+    return mint_token(
+        firm=firm,
+        kind=kind,
+        role=role if kind == "staff" else None,
+        sub=claims.pop("sub", "st_owner" if kind == "staff" else "ct_client"),
+        secret=os.environ["THREADLINE_JWT_SECRET"],
+        issuer=os.environ["THREADLINE_JWT_ISSUER"],
+        audience=os.environ["THREADLINE_JWT_AUDIENCE"],
+        **claims,
+    )
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool], within: float = 45.0
+) -> T:
+    """Poll ``probe`` until ``until`` holds; fail with the last value after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(0.2)

@@ -1,0 +1,192 @@
+"""The event plumbing end to end on real Kafka and the MongoDB-protocol server.
+
+Messaging writes firm chat settings through its outbox; reminders keeps a projection of
+them (K7: client e-mails show message context only when the firm allows it). The
+projection appends every revision it applies to ``history``, so a lost event shows as a
+gap and a doubly applied one as a repeat.
+"""
+
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from threadline.contracts import decode
+from threadline.contracts.topics import Topic
+from threadline.devtools.seed import demo_directory, publish
+from threadline.kit.consumer import dead_letter_topic
+
+from .conftest import ServiceFactory, eventually, token_for
+
+pytestmark = pytest.mark.integration
+
+
+async def change_settings(client: Any, firm: str, **fields: bool) -> dict[str, Any]:
+    response = await client.patch(
+        "/v1/firm/chat-settings", json=fields, headers=auth(token_for(firm, role="admin"))
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def projected_history(reminders_app: Any, firm: str) -> list[int]:
+    document = await reminders_app.state.firm_settings.get(firm) or {}
+    return [entry["revision"] for entry in document.get("history", [])]
+
+
+async def pending_outbox(messaging_app: Any, firm: str) -> list[Any]:
+    database = messaging_app.state.runtime.database
+    document = await database["firm_settings"].find_one({"_id": firm})
+    return document.get("_outbox", []) if document else []
+
+
+async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
+    start_service: ServiceFactory, run_id: str
+) -> None:
+    messaging, messaging_http = await start_service("messaging")
+    reminders, reminders_http = await start_service("reminders")
+    firm = f"firm_{run_id}"
+
+    first = await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
+    assert first["revision"] == 1
+    await change_settings(messaging_http, firm, clients_can_create_threads=False)
+
+    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1, 2])
+    seen = await reminders_http.get(
+        "/v1/firm/notification-settings", headers=auth(token_for(firm, role="member"))
+    )
+    assert seen.json() == {"show_message_context_in_notifications": True, "revision": 2}
+    assert await eventually(lambda: pending_outbox(messaging, firm), until=lambda p: p == []) == []
+
+    processed = reminders.state.runtime.database["processed_events"]
+    event_ids = [
+        entry["event_id"] for entry in (await reminders.state.firm_settings.get(firm))["history"]
+    ]
+    assert await processed.count_documents({"_id": {"$in": event_ids}}) == 2
+
+    # A redelivery of an already applied event (same id) is recognised and has no effect.
+    router = reminders.state.runtime.events
+    duplicates_before = router.stats["duplicates"]
+    raw = await _read_event(messaging, event_ids[0])
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
+    await producer.start()
+    try:
+        await producer.send_and_wait(Topic.MESSAGING, raw, key=firm.encode())
+    finally:
+        await producer.stop()
+
+    async def duplicates() -> int:
+        return router.stats["duplicates"]
+
+    await eventually(duplicates, until=lambda count: count > duplicates_before)
+    assert await projected_history(reminders, firm) == [1, 2]
+
+
+async def test_writes_succeed_while_kafka_is_down_and_arrive_after_restart(
+    start_service: ServiceFactory, run_id: str, kafka_control: Any
+) -> None:
+    messaging, messaging_http = await start_service("messaging")
+    reminders, _ = await start_service("reminders")
+    firm = f"firm_{run_id}"
+    await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
+    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1])
+
+    await kafka_control.astop("kafka")
+    try:
+        for value in (False, True, False):
+            await change_settings(messaging_http, firm, clients_can_create_threads=value)
+        assert len(await pending_outbox(messaging, firm)) >= 1
+    finally:
+        await kafka_control.astart("kafka")
+
+    history = await eventually(
+        lambda: projected_history(reminders, firm), until=lambda h: len(h) >= 4, within=120
+    )
+    assert history == [1, 2, 3, 4]
+    await eventually(lambda: pending_outbox(messaging, firm), until=lambda p: p == [], within=60)
+    final = await reminders.state.firm_settings.get(firm)
+    assert final["clients_can_create_threads"] is False
+
+
+async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
+    start_service: ServiceFactory, run_id: str
+) -> None:
+    messaging, messaging_http = await start_service("messaging")
+    reminders, _ = await start_service("reminders")
+    firm = f"firm_{run_id}"
+    poison = f'{{"type": "messaging.firm_chat_settings.changed", "poison": "{uuid.uuid4()}"}}'
+
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
+    await producer.start()
+    try:
+        await producer.send_and_wait(Topic.MESSAGING, poison.encode(), key=firm.encode())
+    finally:
+        await producer.stop()
+    await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
+
+    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1])
+    parked = await _find_on_topic(
+        _bootstrap(messaging), dead_letter_topic("reminders"), poison.encode()
+    )
+    assert parked["dlq-source-topic"] == Topic.MESSAGING
+    assert "schema_version" in parked["dlq-reason"]
+
+
+async def test_seeded_directory_reaches_the_messaging_projection(
+    start_service: ServiceFactory, run_id: str
+) -> None:
+    messaging, _ = await start_service("messaging")
+    firm = f"firm_{run_id}"
+    await publish(_bootstrap(messaging), demo_directory(firm))
+    directory = messaging.state.runtime.database["directory_accounts"]
+    accounts = await eventually(
+        lambda: directory.find({"firm": firm}).to_list(), until=lambda docs: len(docs) == 4
+    )
+    lee = next(doc for doc in accounts if doc["account_id"] == "acc_lee_family")
+    assert [c["contact_id"] for c in lee["contacts"]] == ["ct_ann_lee", "ct_ben_lee"]
+    staff = messaging.state.runtime.database["directory_staff"]
+    roles = sorted(doc["role"] for doc in await staff.find({"firm": firm}).to_list())
+    assert roles == ["admin", "member", "member", "owner"]
+
+
+def _bootstrap(app: Any) -> str:
+    return app.state.runtime.settings.kafka_bootstrap_servers
+
+
+async def _read_event(messaging: Any, event_id: str) -> bytes:
+    """The exact bytes of an event messaging published, re-read from its topic."""
+    consumer = AIOKafkaConsumer(
+        Topic.MESSAGING, bootstrap_servers=_bootstrap(messaging), auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            if record.value and dict(record.headers).get("event-id") == event_id.encode():
+                assert str(decode(record.value).id) == event_id
+                return record.value
+    finally:
+        await consumer.stop()
+    raise AssertionError("unreachable")
+
+
+async def _find_on_topic(bootstrap: str, topic: str, value: bytes) -> dict[str, str]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000
+    )
+    await consumer.start()
+    try:
+        batches = 0
+        while batches < 60:
+            batches += 1
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    if record.value == value:
+                        return {k: v.decode() for k, v in record.headers}
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"{value!r} never appeared on {topic}")
