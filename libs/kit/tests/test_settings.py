@@ -1,5 +1,7 @@
 """Settings: the shared THREADLINE_ fallback and the refusal of placeholder secrets."""
 
+import os
+
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
@@ -11,6 +13,14 @@ STRONG = "a" * 20 + "-real-production-secret-value"
 
 class DemoSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="DEMO_", extra="ignore")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test command exports the local stack's THREADLINE_* variables: hide them here."""
+    for name in list(os.environ):
+        if name.startswith(("THREADLINE_", "DEMO_")):
+            monkeypatch.delenv(name)
 
 
 def test_service_prefix_overrides_shared_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
