@@ -22,11 +22,17 @@ from .conftest import ServiceFactory, eventually, token_for
 pytestmark = pytest.mark.integration
 
 
-async def change_settings(client: Any, firm: str, **fields: bool) -> dict[str, Any]:
-    response = await client.patch(
-        "/v1/firm/chat-settings", json=fields, headers=auth(token_for(firm, role="admin"))
-    )
+async def change_settings(
+    client: Any, firm: str, *, correlation_id: str | None = None, **fields: bool
+) -> dict[str, Any]:
+    headers = auth(token_for(firm, role="admin"))
+    if correlation_id:
+        headers["X-Correlation-ID"] = correlation_id
+    response = await client.patch("/v1/firm/chat-settings", json=fields, headers=headers)
     assert response.status_code == 200, response.text
+    assert response.headers["X-Correlation-ID"] == (
+        correlation_id or response.headers["X-Correlation-ID"]
+    )
     return response.json()
 
 
@@ -52,7 +58,12 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     reminders, reminders_http = await start_service("reminders")
     firm = f"firm_{run_id}"
 
-    first = await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
+    first = await change_settings(
+        messaging_http,
+        firm,
+        correlation_id=f"corr-{run_id}",
+        show_message_context_in_notifications=True,
+    )
     assert first["revision"] == 1
     await change_settings(messaging_http, firm, clients_can_create_threads=False)
 
@@ -73,6 +84,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     router = reminders.state.runtime.events
     duplicates_before = router.stats["duplicates"]
     raw = await _read_event(messaging, event_ids[0])
+    assert decode(raw).correlation_id == f"corr-{run_id}", "the request's id travels with its event"
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
     await producer.start()
     try:

@@ -30,3 +30,32 @@ class InMemoryProcessedEvents:
     async def mark(self, event_id: str, event_type: str) -> None:
         if event_id not in self.ids:
             self.ids.append(event_id)
+
+
+class InMemoryOutboxCollection:
+    """The slice of an AsyncCollection the outbox uses: insert, find by created_ms, $pull."""
+
+    def __init__(self) -> None:
+        self.documents: dict[Any, dict[str, Any]] = {}
+
+    async def insert_one(self, document: dict[str, Any]) -> None:
+        self.documents[document["_id"]] = document
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        document = self.documents[query["_id"]]
+        for field, element in update["$pull"].items():
+            document[field] = [item for item in document.get(field, []) if item != element]
+
+    def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
+        cutoff = float("inf") if "_outbox.0" in query else query["_outbox.created_ms"]["$lt"]
+        matching = [
+            doc
+            for doc in self.documents.values()
+            if any(entry["created_ms"] < cutoff for entry in doc.get("_outbox", []))
+        ]
+
+        async def iterate() -> Any:
+            for doc in matching:
+                yield doc
+
+        return iterate()

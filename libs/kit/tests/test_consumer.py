@@ -7,6 +7,7 @@ import pytest
 from threadline.contracts import Envelope, new_event
 from threadline.contracts.events.directory import AccountRemoved, StaffMemberRemoved
 from threadline.kit.consumer import EventRouter, dead_letter_topic
+from threadline.kit.logs import correlation_id
 
 from .fakes import InMemoryProcessedEvents, RecordingPublisher
 
@@ -102,3 +103,18 @@ async def test_dead_letter_failure_propagates_so_the_record_is_redelivered(parts
 def test_router_subscribes_only_to_topics_of_its_handlers(parts) -> None:
     router, *_ = parts
     assert router.topics == ["threadline.directory.v1"]
+
+
+async def test_handler_runs_with_the_events_correlation_id_bound(parts) -> None:
+    router, *_ = parts
+    seen: list[str | None] = []
+
+    async def remember(event: Envelope[Any]) -> None:
+        seen.append(correlation_id())
+
+    router.on(AccountRemoved, remember)
+    event = new_event(
+        AccountRemoved(account_id="acc_1"), firm="f", producer="test", correlation_id="req-42"
+    )
+    await router.process(event.to_bytes(), headers={}, source=SOURCE)
+    assert seen == ["req-42"]

@@ -141,22 +141,28 @@ class Outbox:
         return True
 
     async def relay_once(self, *, grace_seconds: float) -> int:
-        """Publish pending entries older than ``grace_seconds``, oldest first; returns count.
+        """Publish pending entries older than ``grace_seconds`` (all when ≤ 0), oldest first.
+
+        Returns how many were published.
 
         Clears the degraded state only when a pass finds nothing pending at all, so events
         written while degraded are relayed before direct publishing resumes.
         """
-        cutoff = int((time.time() - grace_seconds) * 1000)
+        if grace_seconds > 0:
+            cutoff = int((time.time() - grace_seconds) * 1000)
+            query: Document = {_CREATED: {"$lt": cutoff}}
+        else:  # everything pending, however young: "nothing found" must mean nothing left
+            query = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
         published = 0
-        pending: list[tuple[str, AsyncCollection[Document], Any, Document]] = []
-        for collection in self._collections:
-            async for document in collection.find({_CREATED: {"$lt": cutoff}}, {OUTBOX_FIELD: 1}):
-                pending.extend(
-                    (entry["id"], collection, document["_id"], entry)
-                    for entry in document.get(OUTBOX_FIELD, [])
-                )
-        pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
-        async with self._lock:
+        async with self._lock:  # scan and publish under the lock: no write slips in between
+            pending: list[tuple[str, AsyncCollection[Document], Any, Document]] = []
+            for collection in self._collections:
+                async for document in collection.find(query, {OUTBOX_FIELD: 1}):
+                    pending.extend(
+                        (entry["id"], collection, document["_id"], entry)
+                        for entry in document.get(OUTBOX_FIELD, [])
+                    )
+            pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
             for _, collection, document_id, entry in pending:
                 if not await self._publish_and_clear(collection, document_id, [entry]):
                     return published

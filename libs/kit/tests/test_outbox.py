@@ -1,0 +1,84 @@
+"""Outbox: publish after the write, leave failures to the relay, keep the order."""
+
+import asyncio
+from typing import Any
+
+from threadline.contracts import new_event
+from threadline.contracts.events.directory import AccountRemoved
+from threadline.kit.outbox import Outbox, outbox_entry, with_outbox
+
+from .fakes import InMemoryOutboxCollection, RecordingPublisher
+
+
+def entry(account: str) -> dict[str, Any]:
+    event = new_event(AccountRemoved(account_id=account), firm="f", producer="test")
+    return outbox_entry(event)
+
+
+async def run_outbox(outbox: Outbox) -> asyncio.Task[None]:
+    task = asyncio.create_task(outbox.run(relay_interval_seconds=3600, relay_grace_seconds=0))
+    await asyncio.sleep(0)
+    return task
+
+
+async def test_scheduled_events_are_published_in_order_and_cleared() -> None:
+    publisher, collection = RecordingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    task = await run_outbox(outbox)
+    entries = [entry("a1"), entry("a2")]
+    await collection.insert_one(with_outbox({"_id": "doc"}, entries))
+    outbox.schedule(collection, "doc", entries)
+    await outbox.drain()
+    task.cancel()
+    assert [r["key"] for r in publisher.records] == ["a1", "a2"]
+    assert publisher.records[0]["headers"]["event-type"] == "directory.account.removed"
+    assert collection.documents["doc"]["_outbox"] == []
+
+
+async def test_failed_publish_leaves_events_pending_until_the_relay_publishes_them_in_order() -> (
+    None
+):
+    publisher, collection = RecordingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    task = await run_outbox(outbox)
+    publisher.failing = True
+    first, second = entry("a1"), entry("a2")
+    await collection.insert_one(with_outbox({"_id": "one"}, [first]))
+    outbox.schedule(collection, "one", [first])
+    await outbox.drain()
+    assert outbox.degraded
+    await collection.insert_one(with_outbox({"_id": "two"}, [second]))
+    outbox.schedule(collection, "two", [second])  # skipped while degraded: relay keeps order
+    await outbox.drain()
+    assert publisher.records == []
+
+    publisher.failing = False
+    await outbox.relay_once(grace_seconds=0)
+    assert [r["key"] for r in publisher.records] == ["a1", "a2"]
+    assert await outbox.relay_once(grace_seconds=0) == 0
+    assert not outbox.degraded
+    task.cancel()
+    assert all(doc["_outbox"] == [] for doc in collection.documents.values())
+
+
+async def test_relay_leaves_young_entries_to_the_writer() -> None:
+    publisher, collection = RecordingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    young = entry("a1")
+    await collection.insert_one(with_outbox({"_id": "doc"}, [young]))
+    assert await outbox.relay_once(grace_seconds=60) == 0
+    assert publisher.records == []
+
+
+async def test_outbox_stays_degraded_until_a_relay_pass_finds_nothing_pending() -> None:
+    publisher, collection = RecordingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    publisher.failing = True
+    await collection.insert_one(with_outbox({"_id": "doc"}, [entry("a1")]))
+    assert await outbox.relay_once(grace_seconds=0) == 0
+    assert outbox.degraded
+    publisher.failing = False
+    assert await outbox.relay_once(grace_seconds=0) == 1
+    assert outbox.degraded, "the pass that published may have raced a new write"
+    assert await outbox.relay_once(grace_seconds=0) == 0
+    assert not outbox.degraded
