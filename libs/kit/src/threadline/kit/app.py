@@ -85,13 +85,15 @@ def create_service_app(
     indexes: Sequence[IndexSpec] = (),
     wire: Callable[[ServiceRuntime], Mapping[str, object]] | None = None,
     on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
+    background: Sequence[Callable[[], Awaitable[None]]] = (),
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
 ) -> FastAPI:
     """The service's FastAPI app with health, problem details, logs and Kafka lifecycle.
 
     ``wire`` builds the service's own objects and returns them by name; each becomes an
     attribute of ``app.state`` for the routes' dependencies. ``on_startup`` runs after the
-    indexes exist; ``readiness_checks`` add service-specific dependencies to ``/readyz``.
+    indexes exist; ``background`` coroutines run for the app's lifetime (e.g. purges);
+    ``readiness_checks`` add service-specific dependencies to ``/readyz``.
     """
     configure_logging(service=settings.service_name, level=settings.log_level)
     runtime = build_runtime(settings)
@@ -104,18 +106,23 @@ def create_service_app(
         for startup in on_startup:
             await startup()
         await runtime.broker.start()
-        outbox = asyncio.create_task(
-            runtime.outbox.run(
-                relay_interval_seconds=settings.outbox_relay_interval_seconds,
-                relay_grace_seconds=settings.outbox_relay_grace_seconds,
-            )
-        )
+        tasks = [
+            asyncio.create_task(
+                runtime.outbox.run(
+                    relay_interval_seconds=settings.outbox_relay_interval_seconds,
+                    relay_grace_seconds=settings.outbox_relay_grace_seconds,
+                )
+            ),
+            *(asyncio.create_task(job()) for job in background),
+        ]
         try:
             yield
         finally:
-            outbox.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await outbox
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runtime.broker.stop()
             await runtime.mongo.close()
 

@@ -44,6 +44,14 @@ class MongoDirectory:
     async def staff_member(self, firm: str, user_id: str) -> dict[str, Any] | None:
         return await self._staff.find_one({"_id": f"{firm}:{user_id}", "removed": False})
 
+    async def active_staff_ids(self, firm: str, user_ids: list[str]) -> set[str]:
+        """Which of ``user_ids`` are active staff members of the firm."""
+        cursor = self._staff.find(
+            {"_id": {"$in": [f"{firm}:{user_id}" for user_id in user_ids]}, "removed": False},
+            {"user_id": 1, "active": 1},
+        )
+        return {doc["user_id"] async for doc in cursor if doc.get("active", True)}
+
     async def apply_account(self, event: Envelope[Any]) -> None:
         data = event.data
         if isinstance(data, AccountUpserted):

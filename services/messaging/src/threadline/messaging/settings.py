@@ -1,5 +1,6 @@
 """Messaging settings: env prefix ``MESSAGING_``, falling back to ``THREADLINE_``."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from threadline.kit.settings import ServiceSettings
@@ -11,3 +12,4 @@ class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MESSAGING_", extra="ignore")
 
     service_name: str = "messaging"
+    max_message_bytes: int = Field(default=64 * 1024, gt=0, description="Largest message body.")

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.kit.http import CurrentPrincipal
+from threadline.messaging.api.deps import FirmSettingsServiceDep
 from threadline.messaging.domain import FirmChatSettings
-from threadline.messaging.service import FirmSettingsService
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["firm chat settings"])
-
-
-def _settings_service(request: Request) -> FirmSettingsService:
-    service: FirmSettingsService = request.app.state.firm_settings
-    return service
-
-
-FirmSettingsServiceDep = Annotated[FirmSettingsService, Depends(_settings_service)]
 
 
 class FirmChatSettingsOut(BaseModel):

@@ -1,0 +1,9 @@
+"""Messaging HTTP routes."""
+
+from threadline.messaging.api.messages import router as messages_router
+from threadline.messaging.api.settings import router as settings_router
+from threadline.messaging.api.threads import router as threads_router
+
+ROUTERS = (threads_router, messages_router, settings_router)
+
+__all__ = ["ROUTERS"]

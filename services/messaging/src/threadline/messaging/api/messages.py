@@ -1,0 +1,140 @@
+"""Message routes: post, page, permalink context, edit, history, delete, pins, mark read."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from threadline.kit.http import CurrentPrincipal
+from threadline.messaging.api.deps import MessageServiceDep
+from threadline.messaging.service import MessageDraft
+
+__all__ = ["NewMessageIn", "router"]
+
+router = APIRouter(prefix="/v1/threads/{thread_id}", tags=["messages"])
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NewMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    html: str = Field(max_length=256 * 1024, description="M1: rich text; sanitised on receipt.")
+    internal: bool = Field(default=False, description="M3: staff-only message.")
+    mentions: list[Id] = Field(default_factory=list, description="M2: staff user ids.")
+    reply_to: Id | None = Field(default=None, description="M7: id of the message replied to.")
+    video_urls: list[Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=list, description="M5: Loom, YouTube, Vimeo or Google Drive links."
+    )
+
+    def draft(self) -> MessageDraft:
+        return MessageDraft(
+            html=self.html,
+            internal=self.internal,
+            mentions=tuple(self.mentions),
+            reply_to=self.reply_to,
+            video_urls=tuple(self.video_urls),
+        )
+
+
+class EditIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    html: str = Field(max_length=256 * 1024)
+
+
+class ReadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    up_to_seq: int | None = Field(default=None, ge=1, description="Default: the latest message.")
+
+
+Seq = Annotated[int | None, Query(ge=0)]
+
+
+@router.post("/messages", status_code=status.HTTP_201_CREATED)
+async def post_message(
+    thread_id: str, body: NewMessageIn, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return await messages.post(principal, thread_id, body.draft())
+
+
+@router.get("/messages")
+async def list_messages(
+    thread_id: str,
+    principal: CurrentPrincipal,
+    messages: MessageServiceDep,
+    before: Seq = None,
+    after: Seq = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Ascending by `seq`; `before`/`after` take the cursors of a previous page."""
+    return await messages.page(principal, thread_id, before=before, after=after, limit=limit)
+
+
+@router.get("/messages/{message_id}/context")
+async def message_context(
+    thread_id: str,
+    message_id: str,
+    principal: CurrentPrincipal,
+    messages: MessageServiceDep,
+    radius: Annotated[int, Query(ge=0, le=100)] = 20,
+) -> dict[str, Any]:
+    """M9: what a permalink opens — the message with `radius` messages each side."""
+    return await messages.context(principal, thread_id, message_id, radius=radius)
+
+
+@router.patch("/messages/{message_id}")
+async def edit_message(
+    thread_id: str,
+    message_id: str,
+    body: EditIn,
+    principal: CurrentPrincipal,
+    messages: MessageServiceDep,
+) -> dict[str, Any]:
+    """M8: staff edit their own message within 24 hours."""
+    return await messages.edit(principal, thread_id, message_id, html=body.html)
+
+
+@router.get("/messages/{message_id}/history")
+async def message_history(
+    thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return {"versions": await messages.history(principal, thread_id, message_id)}
+
+
+@router.delete("/messages/{message_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_message(
+    thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> None:
+    await messages.delete(principal, thread_id, message_id)
+
+
+@router.put("/messages/{message_id}/pin")
+async def pin_message(
+    thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return await messages.set_pinned(principal, thread_id, message_id, pinned=True)
+
+
+@router.delete("/messages/{message_id}/pin")
+async def unpin_message(
+    thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return await messages.set_pinned(principal, thread_id, message_id, pinned=False)
+
+
+@router.get("/pins")
+async def pinned_messages(
+    thread_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return {"messages": await messages.pins(principal, thread_id)}
+
+
+@router.post("/read")
+async def mark_read(
+    thread_id: str, body: ReadIn, principal: CurrentPrincipal, messages: MessageServiceDep
+) -> dict[str, Any]:
+    return await messages.mark_read(principal, thread_id, up_to_seq=body.up_to_seq)

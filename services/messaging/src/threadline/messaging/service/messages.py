@@ -1,0 +1,306 @@
+"""Message use cases: post, page, permalink context, edit, delete, pin, mark read."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from threadline.contracts import new_event
+from threadline.contracts.events.common import Actor
+from threadline.contracts.events.messaging import (
+    MessageDeleted,
+    MessageEdited,
+    MessagePinned,
+    MessagesRead,
+    MessageUnpinned,
+)
+from threadline.kit.auth import Principal
+from threadline.kit.policy import can_see_internal
+from threadline.messaging.domain import (
+    ActionForbidden,
+    InvalidMessage,
+    MessageNotFound,
+    ThreadNotFound,
+    check_can_edit,
+    check_can_post,
+    check_visible,
+    utc_now,
+)
+from threadline.messaging.richtext import MessageBody
+from threadline.messaging.service.compose import (
+    PRODUCER,
+    Composer,
+    MessageDraft,
+    posted_event,
+    preview,
+)
+from threadline.messaging.service.views import message_view
+from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
+from threadline.messaging.store.threads import thread_of
+
+__all__ = ["MessageService"]
+
+Document = dict[str, Any]
+
+
+class MessageService:
+    def __init__(
+        self,
+        *,
+        threads: MongoThreadStore,
+        messages: MongoMessageStore,
+        reads: MongoReadStore,
+        composer: Composer,
+    ) -> None:
+        self._threads = threads
+        self._messages = messages
+        self._reads = reads
+        self._composer = composer
+
+    async def visible_thread(self, principal: Principal, thread_id: str) -> Document:
+        """The thread document, or ThreadNotFound when it is absent or hidden (T7)."""
+        document = await self._threads.get(principal.firm, thread_id)
+        if document is None:
+            raise ThreadNotFound(f"Thread {thread_id} does not exist.")
+        check_visible(principal, thread_of(document))
+        return document
+
+    async def _visible_message(
+        self, principal: Principal, thread_id: str, message_id: str
+    ) -> Document:
+        message = await self._messages.get(thread_id, message_id)
+        if message is None or (message["internal"] and not can_see_internal(principal)):
+            raise MessageNotFound(f"Message {message_id} does not exist in this thread.")
+        return message
+
+    async def post(self, principal: Principal, thread_id: str, draft: MessageDraft) -> Document:
+        thread = await self.visible_thread(principal, thread_id)
+        check_can_post(principal, thread_of(thread), internal=draft.internal)
+        return await self.post_in(principal, thread, draft)
+
+    async def post_in(
+        self, principal: Principal, thread: Document, draft: MessageDraft
+    ) -> Document:
+        """Post into a thread already checked for access."""
+        document, mentions = await self.prepare(principal, thread, draft)
+        return await self.store_prepared(principal, thread, document, mentions)
+
+    async def prepare(
+        self, principal: Principal, thread: Document, draft: MessageDraft
+    ) -> tuple[Document, list[str]]:
+        """Validate and render a message without storing it (raises what posting would)."""
+        parent = None
+        if draft.reply_to is not None:
+            parent = await self._messages.get(thread["_id"], draft.reply_to)
+        return await self._composer.compose(
+            principal, thread=thread, draft=draft, parent=parent, at=utc_now()
+        )
+
+    async def store_prepared(
+        self, principal: Principal, thread: Document, document: Document, mentions: list[str]
+    ) -> Document:
+        document["seq"] = await self._threads.allocate_seq(
+            thread["_id"],
+            at=document["posted_at"],
+            preview=preview(document),
+            internal=document["internal"],
+            mentions=mentions,
+        )
+        await self._messages.insert(document, event=posted_event(document, firm=thread["firm"]))
+        return message_view(document, principal)
+
+    async def page(
+        self,
+        principal: Principal,
+        thread_id: str,
+        *,
+        before: int | None,
+        after: int | None,
+        limit: int,
+    ) -> Document:
+        """Cursor pagination both ways by sequence number; latest page by default."""
+        if before is not None and after is not None:
+            raise InvalidMessage("Give either `before` or `after`, not both.")
+        await self.visible_thread(principal, thread_id)
+        direction: Literal["before", "after"] = "after" if after is not None else "before"
+        documents, more = await self._messages.page(
+            thread_id,
+            include_internal=can_see_internal(principal),
+            direction=direction,
+            seq=after if after is not None else before,
+            limit=limit,
+        )
+        first = documents[0]["seq"] if documents else None
+        last = documents[-1]["seq"] if documents else None
+        if direction == "before":
+            older, newer = (first if more else None), (last if before is not None else None)
+        else:
+            older, newer = first, (last if more else None)
+        return {
+            "messages": [message_view(document, principal) for document in documents],
+            "older_cursor": older,
+            "newer_cursor": newer,
+        }
+
+    async def context(
+        self, principal: Principal, thread_id: str, message_id: str, *, radius: int
+    ) -> Document:
+        """M9: the page of messages around a permalink's message."""
+        await self.visible_thread(principal, thread_id)
+        target = await self._visible_message(principal, thread_id, message_id)
+        include = can_see_internal(principal)
+        older, more_older = await self._messages.page(
+            thread_id, include_internal=include, direction="before", seq=target["seq"], limit=radius
+        )
+        newer, more_newer = await self._messages.page(
+            thread_id, include_internal=include, direction="after", seq=target["seq"], limit=radius
+        )
+        documents = [*older, target, *newer]
+        return {
+            "message_id": message_id,
+            "messages": [message_view(document, principal) for document in documents],
+            "older_cursor": documents[0]["seq"] if more_older else None,
+            "newer_cursor": documents[-1]["seq"] if more_newer else None,
+        }
+
+    async def edit(
+        self, principal: Principal, thread_id: str, message_id: str, *, html: str
+    ) -> Document:
+        """M8: own messages, staff, within 24 h; history kept for staff."""
+        thread = await self.visible_thread(principal, thread_id)
+        message = await self._visible_message(principal, thread_id, message_id)
+        now = utc_now()
+        check_can_edit(
+            principal,
+            author_id=message["author"]["user_id"],
+            posted_at=message["posted_at"],
+            now=now,
+        )
+        body = MessageBody.from_user_html(html, max_bytes=self._composer.max_body_bytes)
+        event = new_event(
+            MessageEdited(
+                thread_id=thread_id,
+                account_id=thread["account_id"],
+                message_id=message_id,
+                internal=message["internal"],
+                html=body.html,
+                text=body.text,
+                mentions=message["mentions"],
+                edited_by=principal.sub,
+                edited_at=now,
+            ),
+            firm=principal.firm,
+            producer=PRODUCER,
+        )
+        previous = {"html": message["html"], "text": message["text"], "replaced_at": now}
+        saved = await self._messages.update(
+            message_id,
+            expected={"html": message["html"], "deleted": False},
+            changes={"html": body.html, "text": body.text, "edited_at": now},
+            push={"edit_history": previous},
+            event=event,
+        )
+        if not saved:
+            raise ActionForbidden("The message changed meanwhile; reload and try again.")
+        return message_view(
+            message | {"html": body.html, "text": body.text, "edited_at": now}, principal
+        )
+
+    async def history(self, principal: Principal, thread_id: str, message_id: str) -> list[Any]:
+        """M8: earlier versions of an edited message, for staff only."""
+        if not principal.is_staff:
+            raise ActionForbidden("Only firm staff can see a message's edit history.")
+        await self.visible_thread(principal, thread_id)
+        message = await self._visible_message(principal, thread_id, message_id)
+        return list(message.get("edit_history", []))
+
+    async def delete(self, principal: Principal, thread_id: str, message_id: str) -> None:
+        """M11: permanent, by its sender only; the event lists the attached documents."""
+        thread = await self.visible_thread(principal, thread_id)
+        message = await self._visible_message(principal, thread_id, message_id)
+        if message["author"]["user_id"] != principal.sub:
+            raise ActionForbidden("Only the sender can delete a message.")
+        event = new_event(
+            MessageDeleted(
+                thread_id=thread_id,
+                account_id=thread["account_id"],
+                message_id=message_id,
+                internal=message["internal"],
+                deleted_by=Actor(user_id=principal.sub, kind=principal.kind),
+                document_ids=message.get("document_ids", []),
+            ),
+            firm=principal.firm,
+            producer=PRODUCER,
+        )
+        if not await self._messages.erase(message, event=event):
+            raise MessageNotFound(f"Message {message_id} does not exist in this thread.")
+
+    async def set_pinned(
+        self, principal: Principal, thread_id: str, message_id: str, *, pinned: bool
+    ) -> Document:
+        """M10: anyone who can see the message pins or unpins it."""
+        thread = await self.visible_thread(principal, thread_id)
+        message = await self._visible_message(principal, thread_id, message_id)
+        if message.get("pinned", False) == pinned:
+            return message_view(message, principal)
+        model = MessagePinned if pinned else MessageUnpinned
+        actor = Actor(user_id=principal.sub, kind=principal.kind)
+        actor_field = "pinned_by" if pinned else "unpinned_by"
+        event = new_event(
+            model(
+                thread_id=thread_id,
+                account_id=thread["account_id"],
+                message_id=message_id,
+                internal=message["internal"],
+                **{actor_field: actor},
+            ),
+            firm=principal.firm,
+            producer=PRODUCER,
+        )
+        changes = {"pinned": pinned, "pinned_at": utc_now() if pinned else None}
+        await self._messages.update(
+            message_id,
+            expected={"pinned": not pinned, "deleted": False},
+            changes=changes,
+            event=event,
+        )
+        return message_view(message | changes, principal)
+
+    async def pins(self, principal: Principal, thread_id: str) -> list[Document]:
+        await self.visible_thread(principal, thread_id)
+        documents = await self._messages.pinned(
+            thread_id, include_internal=can_see_internal(principal)
+        )
+        return [message_view(document, principal) for document in documents]
+
+    async def mark_read(
+        self, principal: Principal, thread_id: str, *, up_to_seq: int | None
+    ) -> Document:
+        """R1: move the caller's read cursor; a client's read stamps firm messages as read."""
+        thread = await self.visible_thread(principal, thread_id)
+        latest = int(thread.get("seq", 0))
+        target = latest if up_to_seq is None else min(up_to_seq, latest)
+        if target < 1:
+            return {"thread_id": thread_id, "last_read_seq": 0}
+        now = utc_now()
+        event = new_event(
+            MessagesRead(
+                thread_id=thread_id,
+                account_id=thread["account_id"],
+                reader=Actor(user_id=principal.sub, kind=principal.kind),
+                up_to_seq=target,
+                read_at=now,
+            ),
+            firm=principal.firm,
+            producer=PRODUCER,
+        )
+        await self._reads.advance(
+            firm=principal.firm,
+            thread_id=thread_id,
+            user_id=principal.sub,
+            up_to_seq=target,
+            event=event,
+        )
+        if principal.is_client:
+            await self._messages.mark_read_by_client(thread_id, up_to_seq=target, at=now)
+        last = await self._reads.last_read([thread_id], principal.sub)
+        return {"thread_id": thread_id, "last_read_seq": last.get(thread_id, target)}

@@ -1,0 +1,228 @@
+"""Thread use cases: create (T1-T4), list (T6), show, archive and reopen (T5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadline.contracts import new_event
+from threadline.contracts.events.common import Actor
+from threadline.contracts.events.messaging import (
+    NewClientTask,
+    ReminderSettings,
+    ThreadArchived,
+    ThreadCreated,
+    ThreadReopened,
+)
+from threadline.kit.auth import Principal
+from threadline.kit.directory import MongoDirectory
+from threadline.messaging.domain import (
+    InvalidMessage,
+    ThreadNotFound,
+    check_can_create_thread,
+    check_can_manage_thread,
+    utc_now,
+)
+from threadline.messaging.service.compose import PRODUCER, MessageDraft, new_id
+from threadline.messaging.service.messages import MessageService
+from threadline.messaging.service.views import thread_view
+from threadline.messaging.store import (
+    MongoDraftStore,
+    MongoFirmSettingsStore,
+    MongoMessageStore,
+    MongoReadStore,
+    MongoThreadStore,
+)
+from threadline.messaging.store.threads import StatusFilter, TasksFilter, thread_of
+
+__all__ = ["NewThread", "ThreadService"]
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewThread:
+    account_id: str
+    subject: str
+    first_message: MessageDraft
+    to_contact_ids: tuple[str, ...] = ()
+    client_tasks: tuple[str, ...] = ()
+    reminders: ReminderSettings = field(
+        default_factory=lambda: ReminderSettings(enabled=False, days_between=3, max_reminders=1)
+    )
+    job_ids: tuple[str, ...] = ()
+
+
+class ThreadService:
+    def __init__(
+        self,
+        *,
+        threads: MongoThreadStore,
+        messages: MongoMessageStore,
+        reads: MongoReadStore,
+        drafts: MongoDraftStore,
+        settings: MongoFirmSettingsStore,
+        directory: MongoDirectory,
+        message_service: MessageService,
+    ) -> None:
+        self._threads = threads
+        self._messages = messages
+        self._reads = reads
+        self._drafts = drafts
+        self._settings = settings
+        self._directory = directory
+        self._message_service = message_service
+
+    async def _addressed_contacts(
+        self, principal: Principal, account_id: str, requested: tuple[str, ...]
+    ) -> list[str]:
+        """T2: only contacts with portal access activated can receive messages."""
+        account = await self._directory.account(principal.firm, account_id)
+        if account is None:
+            raise ThreadNotFound(f"Account {account_id} does not exist.")
+        reachable = [c["contact_id"] for c in account["contacts"] if c["portal_activated"]]
+        if not reachable:
+            raise InvalidMessage(
+                f"No contact of account {account_id} has portal access activated, so nobody "
+                "could read this thread; activate a contact's portal access first."
+            )
+        if not requested:
+            return reachable
+        unreachable = [contact for contact in requested if contact not in reachable]
+        if unreachable:
+            raise InvalidMessage(
+                "These contacts cannot receive messages (not contacts of the account, or "
+                f"portal access not activated): {', '.join(unreachable)}."
+            )
+        return list(dict.fromkeys(requested))
+
+    async def create(self, principal: Principal, request: NewThread) -> Document:
+        settings = await self._settings.get(principal.firm)
+        check_can_create_thread(
+            principal,
+            firm=principal.firm,
+            account_id=request.account_id,
+            clients_may_create=settings.clients_can_create_threads,
+        )
+        subject = request.subject.strip()
+        if not subject:
+            raise InvalidMessage("A thread needs a subject.")
+        if principal.is_client and (request.client_tasks or request.job_ids):
+            raise InvalidMessage("Clients cannot add client tasks or job links to a thread.")
+        to_contacts = await self._addressed_contacts(
+            principal, request.account_id, request.to_contact_ids
+        )
+        thread_id, now = new_id(), utc_now()
+        document: Document = {
+            "_id": thread_id,
+            "firm": principal.firm,
+            "account_id": request.account_id,
+            "subject": subject,
+            "status": "active",
+            "created_by": {"user_id": principal.sub, "kind": principal.kind},
+            "created_at": now,
+            "to_contact_ids": to_contacts,
+            "job_ids": list(dict.fromkeys(request.job_ids)),
+            "mentioned_staff": [],
+            "seq": 0,
+            "last_activity_at": now,
+            "client_activity_at": now,
+            "last_message": None,
+            "last_client_message": None,
+            "tasks_progress": {"done": 0, "total": 0, "open": 0},
+            "reminders": request.reminders.model_dump(),
+        }
+        # Validate the first message before anything is stored: no thread without it.
+        first, mentions = await self._message_service.prepare(
+            principal, document, request.first_message
+        )
+        created = new_event(
+            ThreadCreated(
+                thread_id=thread_id,
+                account_id=request.account_id,
+                subject=subject,
+                created_by=Actor(user_id=principal.sub, kind=principal.kind),
+                to_contact_ids=to_contacts,
+                first_message_id=first["_id"],
+                client_tasks=[NewClientTask(text=text) for text in request.client_tasks],
+                reminders=request.reminders,
+                job_ids=document["job_ids"],
+            ),
+            firm=principal.firm,
+            producer=PRODUCER,
+        )
+        await self._threads.create(document, events=[created])
+        await self._message_service.store_prepared(principal, document, first, mentions)
+        return await self.get(principal, thread_id)
+
+    async def get(self, principal: Principal, thread_id: str) -> Document:
+        document = await self._message_service.visible_thread(principal, thread_id)
+        return (await self._views(principal, [document]))[0]
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        status: StatusFilter,
+        tasks: TasksFilter,
+        cursor: str | None,
+        limit: int,
+    ) -> Document:
+        page = await self._threads.list_visible(
+            principal,
+            account_id=account_id,
+            status=status,
+            tasks=tasks,
+            cursor=cursor,
+            limit=limit,
+        )
+        return {
+            "threads": await self._views(principal, page.threads),
+            "next_cursor": page.next_cursor,
+        }
+
+    async def _views(self, principal: Principal, documents: list[Document]) -> list[Document]:
+        ids = [document["_id"] for document in documents]
+        last_read = await self._reads.last_read(ids, principal.sub)
+        drafts = await self._drafts.threads_with_draft(
+            firm=principal.firm, user_id=principal.sub, thread_ids=ids, now=utc_now()
+        )
+        views = []
+        for document in documents:
+            unread = await self._messages.count_unread(
+                document["_id"],
+                after_seq=last_read.get(document["_id"], 0),
+                reader_id=principal.sub,
+                include_internal=principal.is_staff,
+            )
+            views.append(
+                thread_view(document, principal, unread=unread, has_draft=document["_id"] in drafts)
+            )
+        return views
+
+    async def set_archived(
+        self, principal: Principal, thread_id: str, *, archived: bool
+    ) -> Document:
+        document = await self._message_service.visible_thread(principal, thread_id)
+        check_can_manage_thread(principal, thread_of(document))
+        actor = Actor(user_id=principal.sub, kind=principal.kind)
+        if archived:
+            event = new_event(
+                ThreadArchived(
+                    thread_id=thread_id, account_id=document["account_id"], archived_by=actor
+                ),
+                firm=principal.firm,
+                producer=PRODUCER,
+            )
+        else:
+            event = new_event(
+                ThreadReopened(
+                    thread_id=thread_id, account_id=document["account_id"], reopened_by=actor
+                ),
+                firm=principal.firm,
+                producer=PRODUCER,
+            )
+        wanted, expected = ("archived", "active") if archived else ("active", "archived")
+        await self._threads.set_status(thread_id, status=wanted, expected=expected, event=event)
+        return await self.get(principal, thread_id)

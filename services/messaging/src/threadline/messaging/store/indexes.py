@@ -1,0 +1,22 @@
+"""Indexes messaging creates at start-up (no TTL or partial indexes: FerretDB lacks them)."""
+
+from threadline.kit.directory import DIRECTORY_INDEXES
+from threadline.kit.mongo import IndexSpec
+
+__all__ = ["MESSAGING_INDEXES"]
+
+MESSAGING_INDEXES = (
+    *DIRECTORY_INDEXES,
+    IndexSpec("threads", [("firm", 1), ("account_id", 1), ("last_activity_at", -1), ("_id", -1)]),
+    IndexSpec("threads", [("firm", 1), ("account_id", 1), ("client_activity_at", -1), ("_id", -1)]),
+    IndexSpec("threads", [("firm", 1), ("last_activity_at", -1), ("_id", -1)]),
+    IndexSpec("threads", [("firm", 1), ("mentioned_staff", 1)]),
+    IndexSpec("messages", [("thread_id", 1), ("seq", 1)], unique=True),
+    IndexSpec("messages", [("thread_id", 1), ("pinned", 1)]),
+    IndexSpec("drafts", [("expires_at", 1)], expire_after_seconds=0),
+    IndexSpec("read_cursors", [("thread_id", 1)]),
+    IndexSpec("firm_settings", [("_outbox.created_ms", 1)]),
+    IndexSpec("threads", [("_outbox.created_ms", 1)]),
+    IndexSpec("messages", [("_outbox.created_ms", 1)]),
+    IndexSpec("read_cursors", [("_outbox.created_ms", 1)]),
+)

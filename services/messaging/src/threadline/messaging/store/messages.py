@@ -1,0 +1,122 @@
+"""Messages: one document per message, numbered per thread by ``seq``.
+
+A deleted message (M11) keeps only a tombstone — ids, seq and the pending event — so its
+``messaging.message.deleted`` event is written in the same single-document write that
+erases the content.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from threadline.contracts import Envelope
+from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+
+__all__ = ["MongoMessageStore"]
+
+Document = dict[str, Any]
+_HIDDEN = {"_outbox": 0}
+
+
+class MongoMessageStore:
+    def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
+        self._messages = database["messages"]
+        self._outbox = outbox
+        outbox.watch(self._messages)
+
+    async def insert(self, document: Document, *, event: Envelope[Any]) -> None:
+        entry = outbox_entry(event)
+        await self._messages.insert_one(with_outbox(document, [entry]))
+        self._outbox.schedule(self._messages, document["_id"], [entry])
+
+    async def get(self, thread_id: str, message_id: str) -> Document | None:
+        return await self._messages.find_one(
+            {"_id": message_id, "thread_id": thread_id, "deleted": False}, _HIDDEN
+        )
+
+    def _visible(self, thread_id: str, *, include_internal: bool) -> Document:
+        query: Document = {"thread_id": thread_id, "deleted": False}
+        if not include_internal:
+            query["internal"] = False
+        return query
+
+    async def page(
+        self,
+        thread_id: str,
+        *,
+        include_internal: bool,
+        direction: Literal["before", "after"],
+        seq: int | None,
+        limit: int,
+    ) -> tuple[list[Document], bool]:
+        """Up to ``limit`` messages strictly before/after ``seq`` (latest page when None),
+        ascending by seq; the flag says whether more exist in that direction."""
+        query = self._visible(thread_id, include_internal=include_internal)
+        if seq is not None:
+            query["seq"] = {"$lt": seq} if direction == "before" else {"$gt": seq}
+        order = -1 if direction == "before" else 1
+        documents = (
+            await self._messages.find(query, _HIDDEN).sort("seq", order).limit(limit + 1).to_list()
+        )
+        more = len(documents) > limit
+        documents = documents[:limit]
+        documents.sort(key=lambda document: document["seq"])
+        return documents, more
+
+    async def pinned(self, thread_id: str, *, include_internal: bool) -> list[Document]:
+        query = self._visible(thread_id, include_internal=include_internal) | {"pinned": True}
+        return await self._messages.find(query, _HIDDEN).sort("pinned_at", -1).to_list()
+
+    async def count_unread(
+        self, thread_id: str, *, after_seq: int, reader_id: str, include_internal: bool
+    ) -> int:
+        query = self._visible(thread_id, include_internal=include_internal)
+        query |= {"seq": {"$gt": after_seq}, "author.user_id": {"$ne": reader_id}}
+        return await self._messages.count_documents(query)
+
+    async def update(
+        self,
+        message_id: str,
+        *,
+        expected: Document,
+        changes: Document,
+        event: Envelope[Any],
+        push: Document | None = None,
+    ) -> bool:
+        """Apply ``changes`` if the message still matches ``expected``; False otherwise."""
+        entry = outbox_entry(event)
+        update: Document = {"$set": changes, "$push": outbox_push([entry]) | (push or {})}
+        result = await self._messages.update_one({"_id": message_id, **expected}, update)
+        if result.modified_count != 1:
+            return False
+        self._outbox.schedule(self._messages, message_id, [entry])
+        return True
+
+    async def erase(self, message: Document, *, event: Envelope[Any]) -> bool:
+        """M11: replace the message by a tombstone carrying its deletion event."""
+        entry = outbox_entry(event)
+        tombstone = {
+            key: message[key] for key in ("_id", "firm", "thread_id", "account_id", "seq")
+        } | {"deleted": True, "internal": message["internal"], "pinned": False, "_outbox": [entry]}
+        result = await self._messages.replace_one(
+            {"_id": message["_id"], "deleted": False}, tombstone
+        )
+        if result.modified_count != 1:
+            return False
+        self._outbox.schedule(self._messages, message["_id"], [entry])
+        return True
+
+    async def mark_read_by_client(self, thread_id: str, *, up_to_seq: int, at: datetime) -> None:
+        """R1: stamp the first time any client user read each firm message."""
+        await self._messages.update_many(
+            {
+                "thread_id": thread_id,
+                "seq": {"$lte": up_to_seq},
+                "author.kind": "staff",
+                "read_by_client_at": None,
+            },
+            {"$set": {"read_by_client_at": at}},
+        )

@@ -1,0 +1,161 @@
+"""Threads: one document per thread with its activity, last-message previews and counters.
+
+Clients and staff see different activity: an internal message bumps ``last_activity_at``
+and ``last_message`` but never ``client_activity_at`` / ``last_client_message``, so neither
+a client's thread order nor its preview reveals internal traffic (M3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from threadline.contracts import Envelope
+from threadline.kit.auth import Principal
+from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.policy import visible_account_filter
+from threadline.messaging.domain import InvalidMessage, Thread
+
+__all__ = ["MongoThreadStore", "ThreadPage"]
+
+Document = dict[str, Any]
+StatusFilter = Literal["active", "archived", "all"]
+TasksFilter = Literal["incomplete", "completed", "all"]
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    threads: list[Document]
+    next_cursor: str | None
+
+
+def thread_of(document: Document) -> Thread:
+    return Thread(
+        thread_id=document["_id"],
+        firm=document["firm"],
+        account_id=document["account_id"],
+        subject=document["subject"],
+        status=document["status"],
+        mentioned_staff=tuple(document.get("mentioned_staff", ())),
+    )
+
+
+def _encode_cursor(at: datetime, thread_id: str) -> str:
+    raw = json.dumps({"at": at.isoformat(), "id": thread_id}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(value["at"]), str(value["id"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidMessage("The cursor is not one this API returned.") from None
+
+
+class MongoThreadStore:
+    def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
+        self._threads = database["threads"]
+        self._outbox = outbox
+        outbox.watch(self._threads)
+
+    async def get(self, firm: str, thread_id: str) -> Document | None:
+        return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
+
+    async def create(self, document: Document, *, events: list[Envelope[Any]]) -> None:
+        entries = [outbox_entry(event) for event in events]
+        await self._threads.insert_one(with_outbox(document, entries))
+        self._outbox.schedule(self._threads, document["_id"], entries)
+
+    async def allocate_seq(
+        self,
+        thread_id: str,
+        *,
+        at: datetime,
+        preview: Document,
+        internal: bool,
+        mentions: list[str],
+    ) -> int:
+        """Atomically take the next message number and record the activity it brings."""
+        fields: Document = {"last_activity_at": at, "last_message": preview}
+        if not internal:
+            fields |= {"client_activity_at": at, "last_client_message": preview}
+        update: Document = {"$inc": {"seq": 1}, "$set": fields}
+        if mentions:
+            update["$addToSet"] = {"mentioned_staff": {"$each": mentions}}
+        document = await self._threads.find_one_and_update(
+            {"_id": thread_id, "status": "active"}, update, return_document=ReturnDocument.AFTER
+        )
+        if document is None:
+            raise InvalidMessage("The thread is archived; reopen it to post.")
+        return int(document["seq"])
+
+    async def set_status(
+        self, thread_id: str, *, status: str, expected: str, event: Envelope[Any]
+    ) -> bool:
+        entry = outbox_entry(event)
+        result = await self._threads.update_one(
+            {"_id": thread_id, "status": expected},
+            {"$set": {"status": status}, "$push": outbox_push([entry])},
+        )
+        if result.modified_count != 1:
+            return False
+        self._outbox.schedule(self._threads, thread_id, [entry])
+        return True
+
+    async def set_task_progress(self, firm: str, thread_id: str, *, done: int, total: int) -> None:
+        await self._threads.update_one(
+            {"_id": thread_id, "firm": firm},
+            {"$set": {"tasks_progress": {"done": done, "total": total, "open": total - done}}},
+        )
+
+    async def list_visible(
+        self,
+        principal: Principal,
+        *,
+        account_id: str | None,
+        status: StatusFilter,
+        tasks: TasksFilter,
+        cursor: str | None,
+        limit: int,
+    ) -> ThreadPage:
+        """T6: newest activity first, filtered, only what the caller may see (T7, M3)."""
+        activity = "client_activity_at" if principal.is_client else "last_activity_at"
+        conditions: list[Document] = [{"firm": principal.firm}]
+        if account_id is not None:
+            conditions.append({"account_id": account_id})
+        accounts = visible_account_filter(principal)
+        if accounts is not None:
+            scope: list[Document] = [{"account_id": {"$in": sorted(accounts)}}]
+            if principal.is_staff:
+                scope.append({"mentioned_staff": principal.sub})
+            conditions.append({"$or": scope})
+        if status != "all":
+            conditions.append({"status": status})
+        if tasks == "incomplete":
+            conditions.append({"tasks_progress.open": {"$gt": 0}})
+        elif tasks == "completed":
+            conditions += [{"tasks_progress.total": {"$gt": 0}}, {"tasks_progress.open": 0}]
+        if cursor is not None:
+            at, last_id = _decode_cursor(cursor)
+            conditions.append(
+                {"$or": [{activity: {"$lt": at}}, {activity: at, "_id": {"$lt": last_id}}]}
+            )
+        documents = (
+            await self._threads.find({"$and": conditions}, {"_outbox": 0})
+            .sort([(activity, -1), ("_id", -1)])
+            .limit(limit + 1)
+            .to_list()
+        )
+        page = documents[:limit]
+        next_cursor = (
+            _encode_cursor(page[-1][activity], page[-1]["_id"]) if len(documents) > limit else None
+        )
+        return ThreadPage(threads=page, next_cursor=next_cursor)

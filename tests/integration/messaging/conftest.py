@@ -1,0 +1,87 @@
+"""Messaging on real servers: one messaging app, a seeded directory, tokens per role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from threadline.devtools.seed import demo_directory, publish
+
+from ..conftest import ServiceFactory, eventually, token_for
+
+LEE = "acc_lee_family"  # contacts: ct_ann_lee (notify), ct_ben_lee; assigned: st_mia
+PATEL = "acc_patel_llc"  # ct_raj_patel activated, ct_priya_patel not
+DORMANT = "acc_dormant_co"  # no contact with portal access
+
+
+@dataclass
+class Firm:
+    """A seeded firm on a running messaging service, with a token for each kind of user."""
+
+    firm: str
+    http: httpx.AsyncClient
+    app: Any
+
+    def token(self, who: str) -> str:
+        tokens: dict[str, Callable[[], str]] = {
+            "owner": lambda: token_for(self.firm, role="owner", sub="st_olivia", name="Olivia"),
+            "admin": lambda: token_for(self.firm, role="admin", sub="st_adam"),
+            "assigned member": lambda: token_for(
+                self.firm, role="member", sub="st_mia", accounts=[LEE], name="Mia Chen"
+            ),
+            "unassigned member": lambda: token_for(
+                self.firm, role="member", sub="st_noah", accounts=[PATEL]
+            ),
+            "member with view-all": lambda: token_for(
+                self.firm, role="member", sub="st_noah", perms=["view_all_accounts"]
+            ),
+            "client": lambda: token_for(self.firm, kind="client", sub="ct_ann_lee", accounts=[LEE]),
+            "second client": lambda: token_for(
+                self.firm, kind="client", sub="ct_ben_lee", accounts=[LEE]
+            ),
+            "other client": lambda: token_for(
+                self.firm, kind="client", sub="ct_raj_patel", accounts=[PATEL]
+            ),
+            "other firm": lambda: token_for(f"{self.firm}_other", role="owner", sub="st_olivia"),
+        }
+        return tokens[who]()
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(who)}"}
+
+    async def call(self, who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.http.request(method, url, headers=self.auth(who), **kwargs)
+
+    async def new_thread(self, who: str = "assigned member", **fields: Any) -> dict[str, Any]:
+        body = {
+            "account_id": LEE,
+            "subject": "2025 tax documents",
+            "message": {"html": "<p>Hi</p>"},
+        }
+        response = await self.call(who, "POST", "/v1/threads", json=body | fields)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def post(self, who: str, thread_id: str, **message: Any) -> httpx.Response:
+        return await self.call(who, "POST", f"/v1/threads/{thread_id}/messages", json=message)
+
+
+@pytest.fixture
+async def firm(start_service: ServiceFactory, run_id: str) -> Firm:
+    app, http = await start_service("messaging")
+    name = f"firm_{run_id}"
+    await publish(app.state.runtime.settings.kafka_bootstrap_servers, demo_directory(name))
+    accounts = app.state.runtime.database["directory_accounts"]
+    staff = app.state.runtime.database["directory_staff"]
+
+    async def seeded() -> int:
+        return await accounts.count_documents({"firm": name}) + await staff.count_documents(
+            {"firm": name}
+        )
+
+    await eventually(seeded, until=lambda count: count == 8)
+    return Firm(firm=name, http=http, app=app)

@@ -1,0 +1,124 @@
+"""Threads on real servers: T1-T6."""
+
+import pytest
+
+from .conftest import DORMANT, LEE, PATEL, Firm
+
+pytestmark = pytest.mark.integration
+
+
+async def test_t1_t4_staff_create_a_thread_with_first_message_and_settings(firm: Firm) -> None:
+    thread = await firm.new_thread(
+        client_tasks=["Upload your W-2"],
+        reminders={"enabled": True, "days_between": 2, "max_reminders": 3},
+        job_ids=["job_1"],
+    )
+    assert thread["subject"] == "2025 tax documents"
+    assert thread["account_id"] == LEE
+    assert thread["to_contact_ids"] == ["ct_ann_lee", "ct_ben_lee"]
+    assert thread["job_ids"] == ["job_1"]
+    assert thread["last_message"]["text"] == "Hi"
+    page = (await firm.call("client", "GET", f"/v1/threads/{thread['id']}/messages")).json()
+    assert [m["text"] for m in page["messages"]] == ["Hi"]
+    assert page["messages"][0]["author"]["name"] == "Mia Chen"
+
+
+async def test_t2_only_contacts_with_portal_access_can_be_addressed(firm: Firm) -> None:
+    body = {"subject": "s", "message": {"html": "hello"}}
+    dormant = await firm.call("owner", "POST", "/v1/threads", json=body | {"account_id": DORMANT})
+    assert dormant.status_code == 422
+    assert "portal access" in dormant.json()["detail"]
+    priya = await firm.call(
+        "owner",
+        "POST",
+        "/v1/threads",
+        json=body | {"account_id": PATEL, "to_contact_ids": ["ct_priya_patel"]},
+    )
+    assert priya.status_code == 422
+    assert "ct_priya_patel" in priya.json()["detail"]
+    raj = await firm.call(
+        "owner",
+        "POST",
+        "/v1/threads",
+        json=body | {"account_id": PATEL, "to_contact_ids": ["ct_raj_patel"]},
+    )
+    assert raj.status_code == 201
+    assert raj.json()["to_contact_ids"] == ["ct_raj_patel"]
+
+
+async def test_t3_clients_create_threads_unless_the_firm_turns_it_off(firm: Firm) -> None:
+    own = await firm.new_thread("client")
+    assert own["account_id"] == LEE
+    other = await firm.call(
+        "client",
+        "POST",
+        "/v1/threads",
+        json={"account_id": PATEL, "subject": "x", "message": {"html": "x"}},
+    )
+    assert other.status_code == 404
+    off = await firm.call(
+        "owner", "PATCH", "/v1/firm/chat-settings", json={"clients_can_create_threads": False}
+    )
+    assert off.status_code == 200
+    refused = await firm.call(
+        "client",
+        "POST",
+        "/v1/threads",
+        json={"account_id": LEE, "subject": "x", "message": {"html": "x"}},
+    )
+    assert refused.status_code == 403
+    reply = await firm.post("client", own["id"], html="I can still reply")
+    assert reply.status_code == 201
+
+
+async def test_t5_archive_hides_from_default_list_and_reopen_restores(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    archived = await firm.call("assigned member", "POST", f"/v1/threads/{thread['id']}/archive")
+    assert archived.json()["status"] == "archived"
+    listed = await firm.call("assigned member", "GET", "/v1/threads")
+    assert thread["id"] not in [t["id"] for t in listed.json()["threads"]]
+    everything = await firm.call("assigned member", "GET", "/v1/threads", params={"status": "all"})
+    assert thread["id"] in [t["id"] for t in everything.json()["threads"]]
+    assert (await firm.post("assigned member", thread["id"], html="late")).status_code == 422
+    assert (
+        await firm.call("client", "POST", f"/v1/threads/{thread['id']}/archive")
+    ).status_code == 403
+    await firm.call("assigned member", "POST", f"/v1/threads/{thread['id']}/reopen")
+    listed = await firm.call("assigned member", "GET", "/v1/threads")
+    assert thread["id"] in [t["id"] for t in listed.json()["threads"]]
+
+
+async def test_t6_list_is_newest_activity_first_with_unread_and_draft_markers(firm: Firm) -> None:
+    first = await firm.new_thread(subject="first")
+    second = await firm.new_thread(subject="second")
+    await firm.post("client", first["id"], html="client reply")  # first is now the newest
+    rows = (await firm.call("assigned member", "GET", "/v1/threads")).json()["threads"]
+    assert [row["subject"] for row in rows][:2] == ["first", "second"]
+    assert rows[0]["unread_count"] == 1  # the client's reply; own messages never count
+    await firm.call(
+        "assigned member", "PUT", f"/v1/threads/{second['id']}/draft", json={"html": "wip"}
+    )
+    rows = (await firm.call("assigned member", "GET", "/v1/threads")).json()["threads"]
+    assert [row["subject"] for row in rows][:2] == ["first", "second"], "D4: drafts keep the order"
+    assert {row["subject"]: row["has_draft"] for row in rows} == {"first": False, "second": True}
+    client_rows = (await firm.call("client", "GET", "/v1/threads")).json()["threads"]
+    assert all(row["has_draft"] is False for row in client_rows), "D3: drafts are private"
+    await firm.call("assigned member", "POST", f"/v1/threads/{first['id']}/read", json={})
+    rows = (await firm.call("assigned member", "GET", "/v1/threads")).json()["threads"]
+    assert rows[0]["unread_count"] == 0
+
+
+async def test_t6_cursor_pagination_visits_every_thread_once(firm: Firm) -> None:
+    created = [(await firm.new_thread(subject=f"t{i}"))["id"] for i in range(7)]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, "account_id": LEE} | ({"cursor": cursor} if cursor else {})
+        page = (await firm.call("owner", "GET", "/v1/threads", params=params)).json()
+        seen += [row["id"] for row in page["threads"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(created))
+    bad = await firm.call("owner", "GET", "/v1/threads", params={"cursor": "nonsense"})
+    assert bad.status_code == 422
