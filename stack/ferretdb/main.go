@@ -1,21 +1,43 @@
-// Command threadline-ferretdb runs FerretDB 1.24 with its SQLite backend as a
-// MongoDB-protocol server for the local stack.
+// Command threadline-ferretdb runs FerretDB 1.24 with its SQLite backend as the
+// MongoDB-protocol server of the local stack.
 //
 // It embeds FerretDB through its public package instead of `go install`ing the
 // upstream command, whose version file is generated at build time and missing
 // from the module (the installed binary panics at start).
+//
+// FerretDB 1.24 executes an update as read, modify, write without a lock, so two
+// concurrent updates of one document lose one of them ($inc, $push, $pull...),
+// which breaks the per-document atomicity every MongoDB client relies on. This
+// program therefore serves clients through a small wire-protocol proxy that runs
+// one command at a time: FerretDB listens on a private loopback port, the proxy
+// on the public one, and a mutex spans each request and its reply.
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"log"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+const (
+	headerSize     = 16
+	maxMessageSize = 48 << 20
+	opMsg          = 2013
+	moreToComeFlag = 1 << 1
 )
 
 func main() {
@@ -27,9 +49,9 @@ func main() {
 		log.Fatalf("create data dir: %v", err)
 	}
 
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	db, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Logger:    logger,
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + *dataDir + "/",
@@ -40,8 +62,110 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Printf("ferretdb listening on %s (sqlite in %s)", *listen, *dataDir)
-	if err := db.Run(ctx); err != nil {
+
+	done := make(chan error, 1)
+	go func() { done <- db.Run(ctx) }()
+
+	upstream, err := upstreamAddr(db.MongoDBURI())
+	if err != nil {
+		log.Fatalf("ferretdb address: %v", err)
+	}
+	listener, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatalf("listen on %s: %v", *listen, err)
+	}
+	go func() {
+		<-ctx.Done()
+		listener.Close()
+	}()
+	log.Printf("ferretdb listening on %s (sqlite in %s, commands serialised)", *listen, *dataDir)
+
+	var serial sync.Mutex
+	for {
+		client, err := listener.Accept()
+		if err != nil {
+			break
+		}
+		go proxy(client, upstream, &serial)
+	}
+	if err := <-done; err != nil {
 		log.Fatalf("ferretdb stopped: %v", err)
 	}
+}
+
+func upstreamAddr(uri string) (string, error) {
+	parsed, err := url.Parse(uri)
+	if err != nil {
+		return "", err
+	}
+	if parsed.Host == "" {
+		return "", fmt.Errorf("no host in %q", uri)
+	}
+	return parsed.Host, nil
+}
+
+// proxy relays one client connection, holding serial from each request until its reply.
+func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
+	defer client.Close()
+	server, err := net.Dial("tcp", upstream)
+	if err != nil {
+		log.Printf("connect to ferretdb: %v", err)
+		return
+	}
+	defer server.Close()
+
+	fromClient := bufio.NewReader(client)
+	fromServer := bufio.NewReader(server)
+	for {
+		request, err := readMessage(fromClient)
+		if err != nil {
+			return
+		}
+		reply, err := roundTrip(server, fromServer, request, serial)
+		if err != nil {
+			return
+		}
+		if reply != nil {
+			if _, err := client.Write(reply); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.Mutex) ([]byte, error) {
+	serial.Lock()
+	defer serial.Unlock()
+	if _, err := server.Write(request); err != nil {
+		return nil, err
+	}
+	if expectsNoReply(request) {
+		return nil, nil
+	}
+	return readMessage(fromServer)
+}
+
+func readMessage(r io.Reader) ([]byte, error) {
+	header := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return nil, err
+	}
+	size := int(binary.LittleEndian.Uint32(header[0:4]))
+	if size < headerSize || size > maxMessageSize {
+		return nil, errors.New("invalid message length")
+	}
+	message := make([]byte, size)
+	copy(message, header)
+	if _, err := io.ReadFull(r, message[headerSize:]); err != nil {
+		return nil, err
+	}
+	return message, nil
+}
+
+// expectsNoReply reports an OP_MSG sent with moreToCome (an unacknowledged write).
+func expectsNoReply(message []byte) bool {
+	if binary.LittleEndian.Uint32(message[12:16]) != opMsg || len(message) < headerSize+4 {
+		return false
+	}
+	return binary.LittleEndian.Uint32(message[16:20])&moreToComeFlag != 0
 }

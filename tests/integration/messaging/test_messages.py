@@ -1,0 +1,295 @@
+"""Messages, read status and drafts on real servers: M1-M3, M5, M7-M11, R1-R3, D1-D4."""
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from threadline.contracts import decode
+from threadline.contracts.topics import Topic
+
+from .conftest import Firm
+
+pytestmark = pytest.mark.integration
+
+
+async def messages_of(firm: Firm, who: str, thread_id: str, **params: Any) -> list[dict[str, Any]]:
+    response = await firm.call(who, "GET", f"/v1/threads/{thread_id}/messages", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["messages"]
+
+
+async def test_m1_rich_text_is_sanitised_and_rendered_as_text(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    html = (
+        '<p><strong>Hello</strong> 👋 <a href="javascript:alert(1)">x</a>'
+        '<script>alert(1)</script><span style="color: red" onclick="x()">red</span></p>'
+        '<ul><li>one</li></ul><a href="https://example.com">site</a>'
+    )
+    posted = await firm.post("assigned member", thread["id"], html=html)
+    assert posted.status_code == 201
+    message = posted.json()
+    assert "<script" not in message["html"] and "javascript:" not in message["html"]
+    assert "onclick" not in message["html"]
+    assert "<strong>Hello</strong> 👋" in message["html"]
+    assert "color" in message["html"]
+    assert "- one" in message["text"] and "site (https://example.com)" in message["text"]
+    empty = await firm.post("assigned member", thread["id"], html="<script>x</script>")
+    assert empty.status_code == 422
+    assert empty.headers["content-type"] == "application/problem+json"
+
+
+async def test_m2_mentions_must_be_staff_and_grant_access(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    assert (
+        await firm.call("unassigned member", "GET", f"/v1/threads/{thread['id']}")
+    ).status_code == 404
+    unknown = await firm.post(
+        "assigned member", thread["id"], html="hi @x", mentions=["ct_ann_lee"]
+    )
+    assert unknown.status_code == 422 and "ct_ann_lee" in unknown.json()["detail"]
+    by_client = await firm.post("client", thread["id"], html="hi", mentions=["st_noah"])
+    assert by_client.status_code == 403
+    ok = await firm.post("assigned member", thread["id"], html="over to you", mentions=["st_noah"])
+    assert ok.status_code == 201 and ok.json()["mentions"] == ["st_noah"]
+    assert (
+        await firm.call("unassigned member", "GET", f"/v1/threads/{thread['id']}")
+    ).status_code == 200
+
+
+async def test_m3_internal_messages_never_reach_clients(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    await firm.post("client", thread["id"], html="client question")
+    internal = await firm.post("assigned member", thread["id"], html="secret note", internal=True)
+    assert internal.status_code == 201 and internal.json()["internal"] is True
+    reply = await firm.post("admin", thread["id"], html="agreed", reply_to=internal.json()["id"])
+    assert reply.json()["internal"] is True, "M3: a reply to an internal message is internal"
+    assert (await firm.post("client", thread["id"], html="x", internal=True)).status_code == 403
+    texts = [m["text"] for m in await messages_of(firm, "client", thread["id"])]
+    assert texts == ["Hi", "client question"]
+    staff_texts = [m["text"] for m in await messages_of(firm, "assigned member", thread["id"])]
+    assert staff_texts == ["Hi", "client question", "secret note", "agreed"]
+    client_row = (await firm.call("client", "GET", f"/v1/threads/{thread['id']}")).json()
+    assert client_row["last_message"]["text"] == "client question"
+    assert client_row["unread_count"] == 1  # "Hi" only: internal messages are not counted
+    hidden = await firm.call(
+        "client", "GET", f"/v1/threads/{thread['id']}/messages/{internal.json()['id']}/context"
+    )
+    assert hidden.status_code == 404 and "secret" not in hidden.text
+    sneaky = await firm.post("client", thread["id"], html="x", reply_to=internal.json()["id"])
+    assert sneaky.status_code == 404
+
+
+async def test_m5_video_links_embed_and_others_are_refused(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    posted = await firm.post(
+        "assigned member",
+        thread["id"],
+        html="watch",
+        video_urls=[
+            "https://youtu.be/dQw4w9WgXcQ",
+            "https://www.loom.com/share/0123456789abcdef0123456789abcdef",
+        ],
+    )
+    embeds = posted.json()["embeds"]
+    assert [e["provider"] for e in embeds] == ["youtube", "loom"]
+    assert embeds[0]["embed_url"] == "https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ"
+    bad = await firm.post(
+        "assigned member", thread["id"], html="x", video_urls=["https://evil.example/v"]
+    )
+    assert bad.status_code == 422 and "YouTube" in bad.json()["detail"]
+
+
+async def test_m7_m9_reply_keeps_a_link_and_permalink_opens_in_context(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    ids = [(await firm.post("client", thread["id"], html=f"m{i}")).json()["id"] for i in range(6)]
+    reply = await firm.post("assigned member", thread["id"], html="re", reply_to=ids[1])
+    assert reply.json()["reply_to"] == ids[1]
+    target = (await messages_of(firm, "client", thread["id"]))[3]
+    assert target["permalink"] == f"/threads/{thread['id']}/messages/{target['id']}"
+    context = await firm.call(
+        "client",
+        "GET",
+        f"/v1/threads/{thread['id']}/messages/{target['id']}/context",
+        params={"radius": 2},
+    )
+    around = [m["text"] for m in context.json()["messages"]]
+    assert around == ["m0", "m1", "m2", "m3", "m4"]
+    assert context.json()["older_cursor"] is not None
+    wrong = await firm.post("client", thread["id"], html="x", reply_to="no-such-id")
+    assert wrong.status_code == 404
+
+
+async def test_m8_staff_edit_own_messages_within_24h_and_clients_see_the_mark(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    message = (await firm.post("assigned member", thread["id"], html="draft one")).json()
+    url = f"/v1/threads/{thread['id']}/messages/{message['id']}"
+    edited = await firm.call("assigned member", "PATCH", url, json={"html": "final"})
+    assert edited.status_code == 200 and edited.json()["edited"] is True
+    client_view = (await messages_of(firm, "client", thread["id"]))[-1]
+    assert client_view["text"] == "final" and client_view["edited"] is True
+    history = await firm.call("owner", "GET", f"{url}/history")
+    assert [v["text"] for v in history.json()["versions"]] == ["draft one"]
+    assert (await firm.call("client", "GET", f"{url}/history")).status_code == 403
+    assert (await firm.call("owner", "PATCH", url, json={"html": "mine"})).status_code == 403
+    own = (await firm.post("client", thread["id"], html="client text")).json()
+    client_url = f"/v1/threads/{thread['id']}/messages/{own['id']}"
+    assert (await firm.call("client", "PATCH", client_url, json={"html": "x"})).status_code == 403
+    messages = firm.app.state.runtime.database["messages"]
+    await messages.update_one(
+        {"_id": message["id"]},
+        {"$set": {"posted_at": message_posted_at(edited) - timedelta(hours=25)}},
+    )
+    late = await firm.call("assigned member", "PATCH", url, json={"html": "too late"})
+    assert late.status_code == 403 and "24 hours" in late.json()["detail"]
+
+
+def message_posted_at(response: Any) -> datetime:
+    return datetime.fromisoformat(response.json()["posted_at"])
+
+
+async def test_m10_pins_are_visible_to_those_who_can_see_the_message(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    normal = (await firm.post("assigned member", thread["id"], html="pin me")).json()
+    internal = (
+        await firm.post("assigned member", thread["id"], html="staff pin", internal=True)
+    ).json()
+    for message in (normal, internal):
+        url = f"/v1/threads/{thread['id']}/messages/{message['id']}/pin"
+        assert (await firm.call("assigned member", "PUT", url)).json()["pinned"] is True
+    staff_pins = await firm.call("owner", "GET", f"/v1/threads/{thread['id']}/pins")
+    assert {m["text"] for m in staff_pins.json()["messages"]} == {"pin me", "staff pin"}
+    client_pins = await firm.call("client", "GET", f"/v1/threads/{thread['id']}/pins")
+    assert [m["text"] for m in client_pins.json()["messages"]] == ["pin me"]
+    await firm.call("client", "DELETE", f"/v1/threads/{thread['id']}/messages/{normal['id']}/pin")
+    client_pins = await firm.call("client", "GET", f"/v1/threads/{thread['id']}/pins")
+    assert client_pins.json()["messages"] == []
+
+
+async def test_m11_only_the_sender_deletes_and_the_event_says_so(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    message = (await firm.post("client", thread["id"], html="oops")).json()
+    url = f"/v1/threads/{thread['id']}/messages/{message['id']}"
+    assert (await firm.call("owner", "DELETE", url)).status_code == 403
+    assert (await firm.call("second client", "DELETE", url)).status_code == 403
+    assert (await firm.call("client", "DELETE", url)).status_code == 204
+    assert "oops" not in [m["text"] for m in await messages_of(firm, "owner", thread["id"])]
+    assert (await firm.call("client", "DELETE", url)).status_code == 404
+    event = await find_event(firm, "messaging.message.deleted", message["id"])
+    assert event.data.deleted_by.user_id == "ct_ann_lee"
+    assert event.data.document_ids == []
+
+
+async def test_r1_r2_read_receipts_for_staff_only(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    staff_view = (await messages_of(firm, "owner", thread["id"]))[0]
+    assert staff_view["status"] == "sent" and staff_view["read_at"] is None
+    client_view = (await messages_of(firm, "client", thread["id"]))[0]
+    assert "read_at" not in client_view and "status" not in client_view
+    assert (
+        await firm.call("client", "POST", f"/v1/threads/{thread['id']}/read", json={})
+    ).status_code == 200
+    first_read = (await messages_of(firm, "admin", thread["id"]))[0]
+    assert first_read["status"] == "read" and first_read["read_at"] is not None
+    await firm.call("second client", "POST", f"/v1/threads/{thread['id']}/read", json={})
+    again = (await messages_of(firm, "assigned member", thread["id"]))[0]
+    assert again["read_at"] == first_read["read_at"], "R1: the first time any client read it"
+    client_message = (await firm.post("client", thread["id"], html="thanks")).json()
+    await firm.call("owner", "POST", f"/v1/threads/{thread['id']}/read", json={})
+    client_sees = [
+        m
+        for m in await messages_of(firm, "client", thread["id"])
+        if m["id"] == client_message["id"]
+    ]
+    assert "read_at" not in client_sees[0], "R2: clients never see whether the firm read"
+
+
+async def test_r3_client_replies_show_the_contact_person(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    reply = (await firm.post("client", thread["id"], html="hello")).json()
+    assert reply["author"] == {"user_id": "ct_ann_lee", "kind": "client", "name": "Ann Lee"}
+
+
+async def test_d1_d4_drafts_are_personal_and_carry_only_text(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    url = f"/v1/threads/{thread['id']}/draft"
+    saved = await firm.call(
+        "assigned member", "PUT", url, json={"html": "<p>half a thought</p>", "internal": True}
+    )
+    assert saved.status_code == 200 and saved.json()["internal"] is True
+    assert (await firm.call("assigned member", "GET", url)).json()[
+        "html"
+    ] == "<p>half a thought</p>"
+    assert (await firm.call("owner", "GET", url)).status_code == 404
+    assert (
+        await firm.call("client", "PUT", url, json={"html": "x", "internal": True})
+    ).status_code == 403
+    with_reply = await firm.call("client", "PUT", url, json={"html": "x", "reply_to": "m"})
+    assert with_reply.status_code == 422, "D4: no reply context in drafts"
+    await firm.call("client", "PUT", url, json={"html": "client draft"})
+    assert (await firm.call("client", "GET", url)).json()["html"] == "client draft"
+    drafts = firm.app.state.runtime.database["drafts"]
+    await drafts.update_many(
+        {"thread_id": thread["id"]},
+        {
+            "$set": {
+                "expires_at": datetime.fromisoformat(saved.json()["updated_at"]) - timedelta(days=1)
+            }
+        },
+    )
+    assert (await firm.call("assigned member", "GET", url)).status_code == 404, "D3: expired"
+    assert (await firm.call("client", "PUT", url, json={"html": "  "})).status_code == 204
+    assert (await firm.call("client", "GET", url)).status_code == 404
+
+
+async def test_message_pagination_both_ways_visits_each_message_once(firm: Firm) -> None:
+    thread = await firm.new_thread()
+    for i in range(9):
+        await firm.post("assigned member", thread["id"], html=f"n{i}", internal=i % 3 == 0)
+    everything = [m["seq"] for m in await messages_of(firm, "client", thread["id"], limit=100)]
+    backwards, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"before": cursor} if cursor else {})
+        page = (
+            await firm.call("client", "GET", f"/v1/threads/{thread['id']}/messages", params=params)
+        ).json()
+        backwards = [m["seq"] for m in page["messages"]] + backwards
+        cursor = page["older_cursor"]
+        if cursor is None:
+            break
+    forwards, cursor = [], 0
+    while cursor is not None:
+        page = (
+            await firm.call(
+                "client",
+                "GET",
+                f"/v1/threads/{thread['id']}/messages",
+                params={"limit": 2, "after": cursor},
+            )
+        ).json()
+        forwards += [m["seq"] for m in page["messages"]]
+        cursor = page["newer_cursor"]
+    assert backwards == forwards == everything
+    assert len(everything) == 7  # first message + 6 non-internal
+
+
+async def find_event(firm: Firm, event_type: str, message_id: str) -> Any:
+    consumer = AIOKafkaConsumer(
+        Topic.MESSAGING,
+        bootstrap_servers=firm.app.state.runtime.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        for _ in range(60):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    if dict(record.headers).get("event-type") != event_type.encode():
+                        continue
+                    event = decode(record.value)
+                    if event.data.message_id == message_id:
+                        return event
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no {event_type} for {message_id}")
