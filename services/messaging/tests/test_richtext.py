@@ -218,6 +218,11 @@ def test_m1_plain_text_numbers_ordered_lists_and_indents_nested_ones() -> None:
     assert plain_text(markup) == "1. first\n  - detail\n2. second"
 
 
+def test_m1_plain_text_indents_deep_lists_four_levels_at_most() -> None:
+    text = plain_text("<ul><li>" * 8 + "deep")
+    assert text.splitlines()[-1] == " " * 8 + "- deep"
+
+
 def test_m1_plain_text_shows_link_targets_after_their_text() -> None:
     markup = sanitize_html(
         '<p>See <a href="https://example.com/x">the form</a>, '
@@ -366,8 +371,15 @@ def start_tag(draw: st.DrawFn) -> str:
     return f"<{tag}{attributes}{draw(st.sampled_from(['', ' /']))}>"
 
 
+url_element = st.builds(
+    lambda tag, name, url: f'<{tag} {name}="{url}">',
+    st.sampled_from(["a", "img", "A", "IMG"]),
+    st.sampled_from(["href", "src", "HREF", "Src"]),
+    st.sampled_from(HOSTILE_URLS),
+)
 fragment = st.one_of(
     start_tag(),
+    url_element,
     st.sampled_from(TAGS).map(lambda tag: f"</{tag}>"),
     html_text,
     st.sampled_from(["<!--", "-->", "<!-- x -->", "<![CDATA[x]]>", "<", ">", "&"]),

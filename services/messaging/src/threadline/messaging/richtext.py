@@ -195,6 +195,8 @@ _BLOCK_TAGS: Final = frozenset(
 _SKIPPED_TAGS: Final = frozenset({"script", "style", "template"})
 _HTML_WHITESPACE: Final = re.compile(r"[ \t\n\r\f\xa0]+")
 _BLANK_LINES: Final = re.compile(r"\n{3,}")
+# Deeper lists still read as lists; without a cap, indentation grows with the square of depth.
+_MAX_LIST_INDENT: Final = 4
 
 
 class _TextRenderer(HTMLParser):
@@ -284,7 +286,7 @@ class _TextRenderer(HTMLParser):
             self._emit("- ", marker=True)
             return
         counter = self._lists[-1]
-        indent = "  " * (len(self._lists) - 1)
+        indent = "  " * min(len(self._lists) - 1, _MAX_LIST_INDENT)
         if counter:
             self._emit(f"{indent}{counter[0]}. ", marker=True)
             counter[0] += 1
@@ -299,10 +301,11 @@ class _TextRenderer(HTMLParser):
 def plain_text(html: str) -> str:
     """Render sanitised HTML as text for notifications and search.
 
-    Blocks and ``<br>`` become line breaks, list items ``- item`` (``1. item`` in ordered
-    lists, indented two spaces per level), links ``text (url)``, images ``[image: alt]``;
-    entities are unescaped and runs of spaces collapsed (except inside ``<pre>``). The
-    input should already be sanitised; script and style content is skipped regardless.
+    Blocks and ``<br>`` become line breaks; list items ``- item`` (``1. item`` in ordered
+    lists, indented two spaces per level, four levels at most); links ``text (url)``, or
+    just the text when it is the URL; images ``[image: alt]``. Entities are unescaped and
+    runs of spaces collapsed (except inside ``<pre>``); at most one blank line is kept.
+    The input should already be sanitised; script and style content is skipped regardless.
     """
     renderer = _TextRenderer()
     renderer.feed(html)
