@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -120,6 +121,29 @@ async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
             return app, client
 
         yield start
+
+
+@pytest.fixture
+async def serve_http() -> AsyncIterator[Callable[[FastAPI], Awaitable[str]]]:
+    """Serve an already started app on a real loopback port (for WebSockets); returns its URL."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def serve(app: FastAPI) -> str:
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        servers.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield serve
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.gather(*(task for _, task in servers))
 
 
 async def _drop_database(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ are required and checked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import jwt
@@ -32,6 +33,9 @@ class Principal(BaseModel):
     perms: frozenset[str] = frozenset()
     accounts: frozenset[str] = frozenset()
     name: str = ""
+    expires_at: datetime | None = Field(
+        default=None, description="When the token stops being valid (long-lived streams end then)."
+    )
 
     @property
     def is_staff(self) -> bool:
@@ -104,6 +108,7 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
             perms=frozenset(claims.get("perms") or ()),
             accounts=frozenset(claims.get("accounts") or ()),
             name=claims.get("name") or "",
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None,
         )
     except ValidationError as exc:
         fields = ", ".join(str(error["loc"][0]) for error in exc.errors())

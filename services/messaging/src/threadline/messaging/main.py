@@ -28,6 +28,8 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
+from threadline.messaging.stream import KafkaStreamFeed, StreamHub
+from threadline.messaging.stream import router as stream_router
 
 __all__ = ["create_app"]
 
@@ -38,6 +40,7 @@ DRAFT_PURGE_INTERVAL_SECONDS = 3600
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     drafts_store: list[MongoDraftStore] = []
+    feeds: list[KafkaStreamFeed] = []
 
     def wire(runtime: ServiceRuntime) -> dict[str, object]:
         database, outbox = runtime.database, runtime.outbox
@@ -53,7 +56,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message_service = MessageService(
             threads=threads, messages=messages, reads=reads, composer=composer
         )
+        hub = StreamHub(mentions=threads.mentioned_staff, queue_size=settings.stream_queue_size)
+        feeds.append(
+            KafkaStreamFeed(
+                hub,
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                client_id=f"threadline-{settings.service_name}-stream",
+            )
+        )
         return {
+            "stream": hub,
             "messages": message_service,
             "threads": ThreadService(
                 threads=threads,
@@ -81,11 +93,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 _log.warning("draft purge failed", exc_info=True)
             await asyncio.sleep(DRAFT_PURGE_INTERVAL_SECONDS)
 
+    async def run_stream_feed() -> None:
+        await feeds[0].run()
+
+    async def stream_positioned() -> bool:
+        return await feeds[0].ready()
+
     return create_service_app(
         settings,
         title="Threadline messaging",
-        routers=ROUTERS,
+        routers=(*ROUTERS, stream_router),
         indexes=MESSAGING_INDEXES,
         wire=wire,
-        background=[purge_expired_drafts],
+        background=[purge_expired_drafts, run_stream_feed],
+        readiness_checks={"stream": stream_positioned},
     )

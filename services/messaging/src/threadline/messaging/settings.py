@@ -13,3 +13,9 @@ class Settings(ServiceSettings):
 
     service_name: str = "messaging"
     max_message_bytes: int = Field(default=64 * 1024, gt=0, description="Largest message body.")
+    stream_queue_size: int = Field(
+        default=1000, gt=0, description="Frames a slow stream subscriber may lag before it is cut."
+    )
+    stream_auth_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a stream connection may wait to authenticate."
+    )

@@ -69,6 +69,13 @@ class MongoThreadStore:
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
 
+    async def mentioned_staff(self, firm: str, thread_id: str) -> frozenset[str]:
+        """Staff ids mentioned in the thread (access granted by a mention, T7)."""
+        found = await self._threads.find_one(
+            {"_id": thread_id, "firm": firm}, {"mentioned_staff": 1}
+        )
+        return frozenset(found.get("mentioned_staff", ())) if found else frozenset()
+
     async def create(self, document: Document, *, events: list[Envelope[Any]]) -> None:
         entries = [outbox_entry(event) for event in events]
         await self._threads.insert_one(with_outbox(document, entries))

@@ -1,0 +1,288 @@
+"""The real-time stream: one WebSocket per user carrying the events of the threads that user
+may see, filtered for that user, in per-thread order.
+
+Every replica tails the messaging topic itself with a group-less Kafka consumer that starts
+at the end of the log, so a message posted through any replica reaches the subscribers of
+every replica, and no replica needs to know the others. The topic is keyed by thread id,
+one consumer reads it in order and each connection has one ordered queue: per-thread order
+holds end to end.
+
+The stream is live only: it does not replay what a subscriber missed while disconnected.
+Message frames carry ``seq``, so a client that sees a gap (or reconnects) fetches
+``GET /v1/threads/{id}/messages?after=<last seq>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from threadline.contracts import Envelope, EventDecodeError, Topic, decode
+from threadline.contracts.events.messaging import (
+    FirmChatSettingsChanged,
+    MessagesRead,
+    ThreadCreated,
+    ThreadLinkedToJob,
+)
+from threadline.kit.auth import Principal, TokenVerifier
+from threadline.kit.errors import Unauthenticated
+from threadline.kit.policy import ThreadFacts, can_access_account, can_view_thread
+
+__all__ = ["KafkaStreamFeed", "StreamHub", "frame_for", "router"]
+
+_log = structlog.get_logger(__name__)
+
+UNAUTHORISED = 4401
+"""Close code (application range) for a missing, invalid or expired token."""
+TOO_SLOW = 4408
+"""Close code for a subscriber whose queue overflowed: reconnect and resync."""
+
+MentionLookup = Callable[[str, str], Awaitable[frozenset[str]]]
+"""(firm, thread_id) → staff ids mentioned in the thread, for access granted by a mention."""
+
+_STAFF_ONLY = {ThreadLinkedToJob.event_type, FirmChatSettingsChanged.event_type}
+"""Pipeline links and firm settings are the firm's business, not its clients'."""
+_CLIENT_HIDDEN_FIELDS = {ThreadCreated.event_type: ("reminders", "job_ids", "template_id")}
+
+
+def frame_for(
+    principal: Principal, event: Envelope[Any], thread: ThreadFacts | None
+) -> dict[str, Any] | None:
+    """What ``principal`` receives of ``event``, or ``None`` when it may not see it at all.
+
+    ``thread`` is ``None`` for firm-wide events. Clients never receive internal content
+    (M3), staff read receipts (R2) or staff-only configuration.
+    """
+    if principal.firm != event.firm:
+        return None
+    if thread is not None and not can_view_thread(principal, thread):
+        return None
+    data = event.data.model_dump(mode="json")
+    if principal.is_client:
+        if event.type in _STAFF_ONLY or data.get("internal", False):
+            return None
+        if event.type == MessagesRead.event_type and data["reader"]["kind"] != "client":
+            return None
+        for hidden in _CLIENT_HIDDEN_FIELDS.get(event.type, ()):
+            data.pop(hidden, None)
+    return {
+        "type": event.type,
+        "id": str(event.id),
+        "occurred_at": event.occurred_at.isoformat(),
+        "thread_id": data.get("thread_id"),
+        "data": data,
+    }
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One connected user: their identity and the ordered queue of frames to send them."""
+
+    principal: Principal
+    queue: asyncio.Queue[dict[str, Any]]
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, frame: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class StreamHub:
+    """The subscribers connected to this replica, by firm, and the per-user fan-out."""
+
+    def __init__(self, *, mentions: MentionLookup, queue_size: int) -> None:
+        self._mentions = mentions
+        self._queue_size = queue_size
+        self._by_firm: dict[str, set[Subscription]] = defaultdict(set)
+
+    @property
+    def connections(self) -> int:
+        return sum(len(subscriptions) for subscriptions in self._by_firm.values())
+
+    def subscribe(self, principal: Principal) -> Subscription:
+        subscription = Subscription(principal, asyncio.Queue(maxsize=self._queue_size))
+        self._by_firm[principal.firm].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        firm = subscription.principal.firm
+        self._by_firm[firm].discard(subscription)
+        if not self._by_firm[firm]:
+            del self._by_firm[firm]
+
+    async def dispatch(self, event: Envelope[Any]) -> None:
+        subscriptions = list(self._by_firm.get(event.firm, ()))
+        if not subscriptions:
+            return
+        thread = await self._thread_facts(event, subscriptions)
+        for subscription in subscriptions:
+            frame = frame_for(subscription.principal, event, thread)
+            if frame is not None:
+                subscription.offer(frame)
+
+    async def _thread_facts(
+        self, event: Envelope[Any], subscriptions: list[Subscription]
+    ) -> ThreadFacts | None:
+        thread_id = getattr(event.data, "thread_id", None)
+        if thread_id is None:
+            return None
+        account_id = event.data.account_id
+        needs_mentions = any(
+            s.principal.is_staff
+            and not can_access_account(s.principal, firm=event.firm, account_id=account_id)
+            for s in subscriptions
+        )
+        mentioned = await self._mentions(event.firm, thread_id) if needs_mentions else frozenset()
+        return ThreadFacts(firm=event.firm, account_id=account_id, mentioned_staff=mentioned)
+
+
+class KafkaStreamFeed:
+    """Tails the messaging topic from its end and hands every event to the hub.
+
+    No consumer group: each replica reads every partition, commits nothing and starts at the
+    newest offset — the stream is live, and durable state lives in the API.
+    """
+
+    def __init__(self, hub: StreamHub, *, bootstrap_servers: str, client_id: str) -> None:
+        self._hub = hub
+        self._consumer = AIOKafkaConsumer(
+            str(Topic.MESSAGING),
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+        )
+        self.positioned = asyncio.Event()
+
+    async def ready(self) -> bool:
+        """Readiness: events published from now on will reach this replica's subscribers."""
+        return self.positioned.is_set()
+
+    async def run(self) -> None:
+        await self._consumer.start()
+        try:
+            await self._position_at_end()
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=1000)
+                for records in batches.values():
+                    for record in records:
+                        await self._dispatch(record.value)
+        finally:
+            await self._consumer.stop()
+
+    async def _position_at_end(self) -> None:
+        while not self._consumer.assignment():  # noqa: ASYNC110 - no assignment event without a group
+            await asyncio.sleep(0.05)
+        for partition in self._consumer.assignment():
+            await self._consumer.position(partition)
+        self.positioned.set()
+
+    async def _dispatch(self, value: bytes | None) -> None:
+        try:
+            event = decode(value or b"")
+        except EventDecodeError:
+            return  # the service's own consumer dead-letters malformed events
+        try:
+            await self._hub.dispatch(event)
+        except Exception:  # one bad lookup must not end the stream for everyone
+            _log.warning("stream dispatch failed", event_type=event.type, exc_info=True)
+
+
+router = APIRouter()
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket) -> None:
+    """The caller's live events. Authenticate with an ``Authorization: Bearer`` header, or
+    (browsers) with a first text frame ``{"type": "auth", "token": "…"}``."""
+    hub: StreamHub = websocket.app.state.stream
+    verifier: TokenVerifier = websocket.app.state.runtime.verifier
+    auth_timeout: float = websocket.app.state.runtime.settings.stream_auth_timeout_seconds
+    await websocket.accept()
+    try:
+        async with asyncio.timeout(auth_timeout):
+            principal = await _authenticate(websocket, verifier)
+    except TimeoutError:
+        await websocket.close(code=UNAUTHORISED, reason="No token arrived in time.")
+        return
+    except Unauthenticated as exc:
+        await websocket.close(code=UNAUTHORISED, reason=str(exc)[:120])
+        return
+    except WebSocketDisconnect:
+        return
+    subscription = hub.subscribe(principal)
+    try:
+        await websocket.send_json({"type": "stream.ready", "user_id": principal.sub})
+        await _pump(websocket, subscription)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _authenticate(websocket: WebSocket, verifier: TokenVerifier) -> Principal:
+    header = websocket.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return verifier.verify(token.strip())
+    first = await websocket.receive_text()
+    try:
+        message = json.loads(first)
+        token = message["token"] if message.get("type") == "auth" else ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        token = ""
+    if not isinstance(token, str) or not token:
+        raise Unauthenticated('Send {"type": "auth", "token": "<JWT>"} first.')
+    return verifier.verify(token)
+
+
+async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
+    """Send frames until the client leaves, the token expires or the client falls behind."""
+    expires_at = subscription.principal.expires_at
+    remaining = (expires_at - datetime.now(UTC)).total_seconds() if expires_at else None
+    listener = asyncio.create_task(_until_disconnected(websocket))
+    overflow = asyncio.create_task(subscription.overflowed.wait())
+    try:
+        async with asyncio.timeout(remaining):
+            while True:
+                frame_ready = asyncio.create_task(subscription.queue.get())
+                done, _ = await asyncio.wait(
+                    {frame_ready, listener, overflow}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if frame_ready not in done:
+                    frame_ready.cancel()
+                if listener in done:
+                    return
+                if overflow in done:
+                    await websocket.close(code=TOO_SLOW, reason="Too far behind: reconnect.")
+                    return
+                await websocket.send_json(frame_ready.result())
+    except TimeoutError:
+        await websocket.close(code=UNAUTHORISED, reason="The token has expired.")
+    finally:
+        for task in (listener, overflow):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+
+
+async def _until_disconnected(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends; return when it disconnects."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

@@ -1,0 +1,180 @@
+"""The stream's per-user filter and fan-out (issue "Real time"; T7, M3, R2), without Kafka."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from threadline.contracts import Envelope, EventData, new_event
+from threadline.contracts.events.messaging import (
+    Author,
+    FirmChatSettingsChanged,
+    MessagePosted,
+    MessagesRead,
+    ReminderSettings,
+    ThreadCreated,
+    ThreadLinkedToJob,
+)
+from threadline.kit.auth import Principal
+from threadline.kit.policy import ThreadFacts
+from threadline.messaging.stream import StreamHub, frame_for
+
+FIRM = "firm_a"
+LEE = "acc_lee"
+NOW = datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
+LEE_THREAD = ThreadFacts(firm=FIRM, account_id=LEE, mentioned_staff=("st_leo",))
+
+OWNER = Principal(sub="st_olivia", firm=FIRM, kind="staff", role="owner")
+ASSIGNED = Principal(sub="st_mia", firm=FIRM, kind="staff", role="member", accounts={LEE})
+UNASSIGNED = Principal(sub="st_noah", firm=FIRM, kind="staff", role="member", accounts={"x"})
+MENTIONED = Principal(sub="st_leo", firm=FIRM, kind="staff", role="member")
+CLIENT = Principal(sub="ct_ann", firm=FIRM, kind="client", accounts={LEE})
+OTHER_CLIENT = Principal(sub="ct_raj", firm=FIRM, kind="client", accounts={"acc_patel"})
+OTHER_FIRM = Principal(sub="st_olivia", firm="firm_b", kind="staff", role="owner")
+
+
+def event(data: EventData) -> Envelope[Any]:
+    return new_event(data, firm=FIRM, producer="messaging")
+
+
+def posted(*, internal: bool = False, seq: int = 1) -> Envelope[Any]:
+    return event(
+        MessagePosted(
+            thread_id="th_1",
+            account_id=LEE,
+            message_id=f"msg_{seq}",
+            seq=seq,
+            author=Author(user_id="st_mia", kind="staff", name="Mia"),
+            internal=internal,
+            html="<p>Hi</p>",
+            text="Hi",
+            posted_at=NOW,
+        )
+    )
+
+
+def read_by(user_id: str, kind: str) -> Envelope[Any]:
+    return event(
+        MessagesRead(
+            thread_id="th_1",
+            account_id=LEE,
+            reader={"user_id": user_id, "kind": kind},
+            up_to_seq=1,
+            read_at=NOW,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("principal", "sees"),
+    [
+        (OWNER, True),
+        (ASSIGNED, True),
+        (MENTIONED, True),
+        (CLIENT, True),
+        (UNASSIGNED, False),
+        (OTHER_CLIENT, False),
+        (OTHER_FIRM, False),
+    ],
+)
+def test_t7_only_users_who_may_see_the_thread_get_its_messages(
+    principal: Principal, sees: bool
+) -> None:
+    frame = frame_for(principal, posted(), LEE_THREAD)
+    assert (frame is not None) is sees
+    if frame is not None:
+        assert frame["type"] == "messaging.message.posted"
+        assert frame["thread_id"] == "th_1"
+        assert frame["data"]["seq"] == 1
+
+
+@pytest.mark.parametrize("principal", [OWNER, ASSIGNED, MENTIONED])
+def test_m3_internal_messages_reach_staff(principal: Principal) -> None:
+    assert frame_for(principal, posted(internal=True), LEE_THREAD) is not None
+
+
+def test_m3_internal_messages_never_reach_clients() -> None:
+    assert frame_for(CLIENT, posted(internal=True), LEE_THREAD) is None
+
+
+def test_r2_clients_never_learn_that_staff_read() -> None:
+    assert frame_for(CLIENT, read_by("st_mia", "staff"), LEE_THREAD) is None
+    assert frame_for(CLIENT, read_by("ct_ben", "client"), LEE_THREAD) is not None
+    assert frame_for(ASSIGNED, read_by("ct_ben", "client"), LEE_THREAD) is not None
+
+
+def test_clients_get_no_staff_configuration() -> None:
+    created = event(
+        ThreadCreated(
+            thread_id="th_1",
+            account_id=LEE,
+            subject="2025 taxes",
+            created_by={"user_id": "st_mia", "kind": "staff"},
+            to_contact_ids=["ct_ann"],
+            first_message_id="msg_1",
+            reminders=ReminderSettings(enabled=True),
+            job_ids=["job_1"],
+            template_id="tpl_1",
+        )
+    )
+    client_frame = frame_for(CLIENT, created, LEE_THREAD)
+    staff_frame = frame_for(ASSIGNED, created, LEE_THREAD)
+    assert client_frame is not None
+    assert staff_frame is not None
+    assert {"reminders", "job_ids", "template_id"} & client_frame["data"].keys() == set()
+    assert staff_frame["data"]["job_ids"] == ["job_1"]
+    linked = event(ThreadLinkedToJob(thread_id="th_1", account_id=LEE, job_id="job_1"))
+    assert frame_for(CLIENT, linked, LEE_THREAD) is None
+    settings = event(
+        FirmChatSettingsChanged(
+            clients_can_create_threads=False,
+            show_message_context_in_notifications=True,
+            revision=2,
+            changed_by="st_olivia",
+        )
+    )
+    assert frame_for(CLIENT, settings, None) is None
+    assert frame_for(ASSIGNED, settings, None) is not None
+    assert frame_for(OTHER_FIRM, settings, None) is None
+
+
+async def test_hub_fans_out_in_order_and_looks_up_mentions_only_when_needed() -> None:
+    lookups: list[tuple[str, str]] = []
+
+    async def mentions(firm: str, thread_id: str) -> frozenset[str]:
+        lookups.append((firm, thread_id))
+        return frozenset({"st_leo"})
+
+    hub = StreamHub(mentions=mentions, queue_size=10)
+    client = hub.subscribe(CLIENT)
+    other = hub.subscribe(OTHER_CLIENT)
+    for seq in (1, 2, 3):
+        await hub.dispatch(posted(seq=seq, internal=seq == 2))
+    assert lookups == []  # every subscriber's access follows from their accounts
+    assert [client.queue.get_nowait()["data"]["seq"] for _ in range(2)] == [1, 3]
+    assert client.queue.empty()
+    assert other.queue.empty()
+
+    mentioned = hub.subscribe(MENTIONED)
+    await hub.dispatch(posted(seq=4))
+    assert lookups == [(FIRM, "th_1")]
+    assert mentioned.queue.get_nowait()["data"]["seq"] == 4
+
+    hub.unsubscribe(client)
+    hub.unsubscribe(other)
+    hub.unsubscribe(mentioned)
+    assert hub.connections == 0
+
+
+async def test_a_subscriber_that_falls_behind_is_flagged_not_buffered_forever() -> None:
+    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+        return frozenset()
+
+    hub = StreamHub(mentions=no_mentions, queue_size=2)
+    slow = hub.subscribe(OWNER)
+    for seq in (1, 2, 3):
+        await hub.dispatch(posted(seq=seq))
+    assert slow.queue.qsize() == 2
+    assert slow.overflowed.is_set()
