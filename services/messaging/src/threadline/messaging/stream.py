@@ -157,15 +157,8 @@ class KafkaStreamFeed:
 
     def __init__(self, hub: StreamHub, *, bootstrap_servers: str, client_id: str) -> None:
         self._hub = hub
-        self._consumer = AIOKafkaConsumer(
-            str(Topic.MESSAGING),
-            bootstrap_servers=bootstrap_servers,
-            client_id=client_id,
-            group_id=None,
-            auto_offset_reset="latest",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-        )
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
         self.positioned = asyncio.Event()
 
     async def ready(self) -> bool:
@@ -173,22 +166,41 @@ class KafkaStreamFeed:
         return self.positioned.is_set()
 
     async def run(self) -> None:
-        await self._consumer.start()
+        """Tail the topic for the app's lifetime; start over (from the end) after a failure."""
+        while True:
+            try:
+                await self._tail()
+            except Exception:  # the broker went away at start-up or the consumer broke
+                _log.warning("stream feed failed; restarting", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def _tail(self) -> None:
+        consumer = AIOKafkaConsumer(  # made here: aiokafka needs the running loop
+            str(Topic.MESSAGING),
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=50,
+        )
+        await consumer.start()
         try:
-            await self._position_at_end()
+            await self._position_at_end(consumer)
             while True:
-                batches = await self._consumer.getmany(timeout_ms=1000)
+                batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():
                     for record in records:
                         await self._dispatch(record.value)
         finally:
-            await self._consumer.stop()
+            self.positioned.clear()
+            await consumer.stop()
 
-    async def _position_at_end(self) -> None:
-        while not self._consumer.assignment():  # noqa: ASYNC110 - no assignment event without a group
+    async def _position_at_end(self, consumer: AIOKafkaConsumer) -> None:
+        while not consumer.assignment():  # noqa: ASYNC110 - no assignment event without a group
             await asyncio.sleep(0.05)
-        for partition in self._consumer.assignment():
-            await self._consumer.position(partition)
+        for partition in consumer.assignment():
+            await consumer.position(partition)
         self.positioned.set()
 
     async def _dispatch(self, value: bytes | None) -> None:
