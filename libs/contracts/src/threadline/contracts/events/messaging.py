@@ -96,6 +96,11 @@ class Embed(BaseModel):
     provider: Literal["loom", "youtube", "vimeo", "google_drive"] = Field(
         description="Video host the link was recognised as.", examples=["loom"]
     )
+    embed_url: str | None = Field(
+        default=None,
+        description="Canonical player URL to put in an iframe (absent from older producers).",
+        examples=["https://www.loom.com/embed/abc123"],
+    )
 
 
 @register

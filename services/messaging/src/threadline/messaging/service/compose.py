@@ -164,7 +164,10 @@ def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
             mentions=document["mentions"],
             reply_to=document["reply_to"],
             document_ids=document["document_ids"],
-            embeds=[Embed(url=e["url"], provider=e["provider"]) for e in document["embeds"]],
+            embeds=[
+                Embed(url=e["url"], provider=e["provider"], embed_url=e["embed_url"])
+                for e in document["embeds"]
+            ],
             posted_at=document["posted_at"],
         ),
         firm=firm,
