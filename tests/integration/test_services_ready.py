@@ -1,8 +1,10 @@
 """Every service starts on the real servers, reports ready and authenticates callers."""
 
+from datetime import UTC, datetime
+
 import pytest
 
-from .conftest import ServiceFactory, token_for
+from .conftest import ServiceFactory, eventually, token_for
 
 pytestmark = pytest.mark.integration
 
@@ -13,12 +15,13 @@ SERVICES = ["messaging", "tasks", "reminders", "pipeline", "documents"]
 async def test_service_is_ready_on_real_servers(start_service: ServiceFactory, name: str) -> None:
     _, client = await start_service(name)
     assert (await client.get("/healthz")).json()["status"] == "ok"
-    ready = await client.get("/readyz")
-    assert ready.status_code == 200, ready.text
+    ready = await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
     checks = ready.json()["checks"]
     assert checks["mongodb"] is True and checks["kafka"] is True
     if name == "documents":
         assert checks["object_storage"] is True
+    if name == "messaging":
+        assert checks["stream"] is True, "the stream feed is positioned on the topic"
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -29,7 +32,10 @@ async def test_service_authenticates_bearer_tokens(
     token = token_for("firm_it", kind="client", sub="ct_ann", accounts=["acc_1"])
     me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
-    assert me.json() | {"accounts": sorted(me.json()["accounts"])} == {
+    identity = me.json()
+    expires_at = datetime.fromisoformat(identity.pop("expires_at"))
+    assert expires_at > datetime.now(UTC), "the token's expiry travels with the principal"
+    assert identity | {"accounts": sorted(identity["accounts"])} == {
         "sub": "ct_ann",
         "firm": "firm_it",
         "kind": "client",

@@ -87,25 +87,30 @@ class EventRouter:
         return sorted({str(topic_for(event_type)) for event_type in self._handlers})
 
     def subscribe(self, broker: KafkaBroker, *, group_id: str | None = None) -> None:
-        """One subscriber per topic; offsets are committed only after ``process`` returns."""
-        group = group_id or f"threadline-{self._service}"
-        for topic in self.topics:
+        """One consumer for all routed topics; offsets are committed only after ``process``.
 
-            async def on_record(message: KafkaMessage) -> None:
-                raw = message.raw_message
-                await self.process(
-                    message.body,
-                    headers=dict(message.headers),
-                    source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
-                )
+        A single group member per service instance (not one per topic) keeps rebalances to
+        one join when an instance starts or stops.
+        """
+        topics = self.topics
+        if not topics:
+            return
 
-            broker.subscriber(
-                topic,
-                group_id=group,
-                auto_offset_reset="earliest",
-                ack_policy=AckPolicy.NACK_ON_ERROR,
-                title=f"{self._service}:{topic}",
-            )(on_record)
+        async def on_record(message: KafkaMessage) -> None:
+            raw = message.raw_message
+            await self.process(
+                message.body,
+                headers=dict(message.headers),
+                source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
+            )
+
+        broker.subscriber(
+            *topics,
+            group_id=group_id or f"threadline-{self._service}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            title=f"{self._service}:events",
+        )(on_record)
 
     async def process(self, body: bytes, *, headers: dict[str, Any], source: str) -> None:
         try:
