@@ -110,12 +110,16 @@ class MongoMessageStore:
         return True
 
     async def mark_read_by_client(self, thread_id: str, *, up_to_seq: int, at: datetime) -> None:
-        """R1: stamp the first time any client user read each firm message."""
+        """R1: stamp the first time any client user read each firm message.
+
+        Internal messages are never stamped: no client can have read one (M3).
+        """
         await self._messages.update_many(
             {
                 "thread_id": thread_id,
                 "seq": {"$lte": up_to_seq},
                 "author.kind": "staff",
+                "internal": False,
                 "read_by_client_at": None,
             },
             {"$set": {"read_by_client_at": at}},
