@@ -1,16 +1,17 @@
-"""Documents app factory: ``uvicorn --factory threadline.documents.main:create_app``.
-
-So far: platform plumbing plus the object-storage bucket (created at start-up, checked by
-``/readyz``). Uploads, folders and zip extraction arrive with the documents issue.
-"""
+"""Documents app factory: ``uvicorn --factory threadline.documents.main:create_app``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from threadline.documents import handlers
+from threadline.documents.api import ROUTERS
+from threadline.documents.archives import ArchiveLimits
 from threadline.documents.blobs import MinioBlobStore
+from threadline.documents.service import DocumentService
 from threadline.documents.settings import Settings
-from threadline.kit.app import create_service_app
+from threadline.documents.store import DOCUMENTS_INDEXES, MongoDocumentStore, MongoThreadDirectory
+from threadline.kit.app import ServiceRuntime, create_service_app
 
 __all__ = ["create_app"]
 
@@ -23,10 +24,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_key=settings.s3_secret_key.get_secret_value(),
         bucket=settings.s3_bucket,
         region=settings.s3_region,
+        part_size=settings.upload_part_size_bytes,
+        buffer_parts=settings.upload_buffer_parts,
+        parallel_parts=settings.upload_parallel_parts,
+        download_chunk_bytes=settings.download_chunk_bytes,
     )
+
+    def wire(runtime: ServiceRuntime) -> dict[str, object]:
+        documents = DocumentService(
+            documents=MongoDocumentStore(runtime.database, outbox=runtime.outbox),
+            threads=MongoThreadDirectory(runtime.database),
+            blobs=blobs,
+            archive_limits=ArchiveLimits(
+                max_entries=settings.zip_max_entries,
+                max_total_bytes=settings.zip_max_total_bytes,
+                max_ratio=settings.zip_max_ratio,
+                ratio_min_bytes=settings.zip_ratio_min_bytes,
+            ),
+            presigned_url_seconds=settings.presigned_url_seconds,
+            spool_dir=settings.spool_dir,
+        )
+        handlers.subscribe(runtime.events, documents=documents)
+        return {"documents": documents, "blobs": blobs}
+
     return create_service_app(
         settings,
         title="Threadline documents",
+        routers=ROUTERS,
+        indexes=DOCUMENTS_INDEXES,
+        wire=wire,
         on_startup=[blobs.ensure_bucket],
         readiness_checks={"object_storage": blobs.ready},
     )

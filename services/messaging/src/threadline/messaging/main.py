@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from threadline.kit.app import ServiceRuntime, create_service_app
 from threadline.kit.directory import MongoDirectory
-from threadline.messaging import handlers
+from threadline.messaging import attachments, handlers
 from threadline.messaging.api import ROUTERS
 from threadline.messaging.domain import utc_now
 from threadline.messaging.service import (
@@ -55,6 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         composer = Composer(directory=directory, max_body_bytes=settings.max_message_bytes)
         message_service = MessageService(
             threads=threads, messages=messages, reads=reads, composer=composer
+        )
+        attachments.subscribe(
+            runtime.events,
+            database=database,
+            threads=threads,
+            messages=messages,
+            message_service=message_service,
         )
         hub = StreamHub(mentions=threads.mentioned_staff, queue_size=settings.stream_queue_size)
         feeds.append(

@@ -30,6 +30,7 @@ def message_view(document: Document, principal: Principal) -> Document:
         "reply_to": document.get("reply_to"),
         "embeds": document.get("embeds", []),
         "document_ids": document.get("document_ids", []),
+        "attachments": document.get("attachments", []),
         "posted_at": document["posted_at"],
         "edited": document.get("edited_at") is not None,
         "edited_at": document.get("edited_at"),

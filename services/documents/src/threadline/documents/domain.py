@@ -1,0 +1,187 @@
+"""Documents domain: names, folders, permission levels, who may do what, and the error tree.
+No I/O here.
+
+::
+
+    DocumentsError (kit ThreadlineError)
+    ├── DocumentNotFound      404 — also when the caller may not see it (M3, T7)
+    ├── ActionForbidden       403 — may see it, may not do this
+    ├── InvalidDocument       422 — a bad name, folder or request
+    │   └── UnsafeArchive     422 — a zip that is refused (M4: traversal, links, bombs…)
+    ├── UploadTooLarge        413 — over the configured upload or archive size
+    └── UnsupportedUpload     415 — not a multipart/form-data body
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+import uuid_utils
+
+from threadline.kit.auth import Principal
+from threadline.kit.errors import Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.policy import MANAGE_DOCUMENTS, can_access_account, can_see_internal
+
+__all__ = [
+    "MAX_FOLDER_DEPTH",
+    "MAX_NAME_BYTES",
+    "ActionForbidden",
+    "DocumentNotFound",
+    "DocumentsError",
+    "InvalidDocument",
+    "Permission",
+    "UnsafeArchive",
+    "UnsupportedUpload",
+    "UploadTooLarge",
+    "check_can_modify",
+    "check_can_upload",
+    "check_can_view_account",
+    "check_visible",
+    "is_inline_image",
+    "new_id",
+    "utc_now",
+    "valid_filename",
+    "valid_folder",
+]
+
+Permission = Literal["client_view", "client_view_edit"]
+MAX_NAME_BYTES = 255
+MAX_FOLDER_DEPTH = 20
+MAX_FOLDER_BYTES = 1024
+Document = dict[str, Any]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(UUID(bytes=uuid_utils.uuid7().bytes))
+
+
+class DocumentsError(ThreadlineError):
+    """Root of the documents service's expected errors."""
+
+
+class DocumentNotFound(DocumentsError, NotFound):
+    pass
+
+
+class ActionForbidden(DocumentsError, Forbidden):
+    pass
+
+
+class InvalidDocument(DocumentsError, InvalidRequest):
+    pass
+
+
+class UnsafeArchive(InvalidDocument):
+    pass
+
+
+class UploadTooLarge(DocumentsError):
+    status: ClassVar[int] = 413
+    title: ClassVar[str] = "Content too large"
+
+
+class UnsupportedUpload(DocumentsError):
+    status: ClassVar[int] = 415
+    title: ClassVar[str] = "Unsupported media type"
+
+
+def _check_segment(segment: str, *, what: str) -> str:
+    """One path segment: a file name or one folder of a folder path."""
+    segment = unicodedata.normalize("NFC", segment.strip())
+    if not segment:
+        raise InvalidDocument(f"The {what} is empty.")
+    if segment in {".", ".."}:
+        raise InvalidDocument(f"The {what} cannot be '{segment}'.")
+    if "/" in segment or "\\" in segment:
+        raise InvalidDocument(f"The {what} {segment!r} cannot contain '/' or '\\'.")
+    if any(unicodedata.category(char) in {"Cc", "Cf"} for char in segment):
+        raise InvalidDocument(f"The {what} {segment!r} contains control characters.")
+    if len(segment.encode()) > MAX_NAME_BYTES:
+        raise InvalidDocument(f"The {what} is longer than {MAX_NAME_BYTES} bytes.")
+    return segment
+
+
+def valid_filename(name: str) -> str:
+    """A file name as stored: trimmed, NFC, no separators or control characters."""
+    return _check_segment(name, what="file name")
+
+
+def valid_folder(path: str) -> str:
+    """A folder path as stored: ``/``-separated segments without outer slashes; "" is the root.
+
+    Empty inner segments (``a//b``), ``.``/``..`` and backslashes are refused rather than
+    normalised away, so a path means exactly what the caller wrote.
+    """
+    stripped = path.strip().strip("/")
+    if not stripped:
+        return ""
+    segments = [_check_segment(segment, what="folder name") for segment in stripped.split("/")]
+    if len(segments) > MAX_FOLDER_DEPTH:
+        raise InvalidDocument(f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep.")
+    folder = "/".join(segments)
+    if len(folder.encode()) > MAX_FOLDER_BYTES:
+        raise InvalidDocument(f"The folder path is longer than {MAX_FOLDER_BYTES} bytes.")
+    return folder
+
+
+def is_inline_image(content_type: str) -> bool:
+    """M6: images show inline in their thread; other files show as attachments."""
+    return content_type.startswith("image/")
+
+
+def check_can_view_account(principal: Principal, account_id: str) -> None:
+    """Another account's documents do not exist for the caller (404, not 403)."""
+    if not can_access_account(principal, firm=principal.firm, account_id=account_id):
+        raise DocumentNotFound(f"Account {account_id} has no documents you can see.")
+
+
+def check_can_upload(
+    principal: Principal, account_id: str, *, internal: bool, permission: Permission | None
+) -> None:
+    """M4: owners, admins, staff with ``manage_documents`` and access; clients into their own
+    account, never internal and without choosing a permission level."""
+    check_can_view_account(principal, account_id)
+    if principal.is_client:
+        if internal:
+            raise ActionForbidden("Only firm staff can upload internal documents.")
+        if permission is not None:
+            raise ActionForbidden("Only firm staff set a document's permission level.")
+        return
+    _check_staff_manages(principal)
+
+
+def _check_staff_manages(principal: Principal) -> None:
+    if not (principal.is_owner_or_admin or principal.has_perm(MANAGE_DOCUMENTS)):
+        raise ActionForbidden("Managing documents needs the 'manage documents' permission.")
+
+
+def check_visible(principal: Principal, document: Document) -> None:
+    """404 for another firm's or account's document, and for internal ones to clients (M3)."""
+    hidden = (
+        document["firm"] != principal.firm
+        or document.get("deleted", False)
+        or not can_access_account(
+            principal, firm=document["firm"], account_id=document["account_id"]
+        )
+        or (document["internal"] and not can_see_internal(principal))
+    )
+    if hidden:
+        raise DocumentNotFound(f"Document {document['_id']} does not exist.")
+
+
+def check_can_modify(principal: Principal, document: Document) -> None:
+    """Rename, move, delete (M4): staff who manage documents; clients only on their account's
+    non-internal documents marked "client can view and edit"."""
+    check_visible(principal, document)
+    if principal.is_staff:
+        _check_staff_manages(principal)
+        return
+    if document["permission"] != "client_view_edit":
+        raise ActionForbidden("This document is view-only for clients.")

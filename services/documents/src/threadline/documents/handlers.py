@@ -1,0 +1,31 @@
+"""Documents' Kafka subscriptions: contract event in → one service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threadline.contracts import Envelope
+from threadline.contracts.events.messaging import MessageDeleted, ThreadCreated
+from threadline.documents.service import DocumentService
+from threadline.kit.consumer import EventRouter
+
+__all__ = ["subscribe"]
+
+
+def subscribe(events: EventRouter, *, documents: DocumentService) -> None:
+    async def on_thread_created(event: Envelope[Any]) -> None:
+        """Know each thread's account, to check uploads into threads and list their tabs."""
+        await documents.remember_thread(event.firm, event.data.thread_id, event.data.account_id)
+
+    async def on_message_deleted(event: Envelope[Any]) -> None:
+        """M11: deleting a message removes its documents from the thread's documents tab."""
+        data = event.data
+        await documents.delete_for_message(
+            event.firm,
+            thread_id=data.thread_id,
+            document_ids=list(data.document_ids),
+            deleted_by=data.deleted_by,
+        )
+
+    events.on(ThreadCreated, on_thread_created)
+    events.on(MessageDeleted, on_message_deleted)

@@ -1,0 +1,380 @@
+"""Document use cases: upload (with zip extraction), list, download, rename, move, delete.
+
+Object keys are ``<firm>/<upload id>/<document id>``: every object of one upload lives
+under the upload's prefix, which is its staging area — metadata (and the
+``documents.document.uploaded`` events) is written only after every object is stored, and
+any failure removes the whole prefix, so a refused or broken zip leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import lzma
+import tempfile
+import zipfile
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from threadline.contracts import Envelope, new_event
+from threadline.contracts.events.common import Actor
+from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
+from threadline.documents.archives import (
+    ArchiveEntry,
+    ArchiveLimits,
+    open_archive,
+    plan_extraction,
+)
+from threadline.documents.blobs import BlobDownload, MinioBlobStore, StoredBlob
+from threadline.documents.domain import (
+    DocumentNotFound,
+    Permission,
+    UnsafeArchive,
+    check_can_modify,
+    check_can_upload,
+    check_can_view_account,
+    check_visible,
+    new_id,
+    utc_now,
+    valid_filename,
+    valid_folder,
+)
+from threadline.documents.sniff import SNIFF_BYTES, ZIP, sniff_content_type
+from threadline.documents.store import MongoDocumentStore, MongoThreadDirectory
+from threadline.kit.auth import Principal
+from threadline.kit.policy import can_see_internal
+
+__all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
+
+PRODUCER = "documents"
+Document = dict[str, Any]
+_SPOOL_WRITE_BYTES = 1024 * 1024
+_CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """Where an upload goes and how it is shared (M4)."""
+
+    account_id: str
+    folder: str = ""
+    thread_id: str | None = None
+    internal: bool = False
+    permission: Permission | None = None
+    extract: bool = True
+
+
+class IncomingFile(Protocol):
+    """An uploaded file as it arrives: its name, then its bytes (read once)."""
+
+    async def filename(self) -> str: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+@dataclass(frozen=True)
+class _StoredFile:
+    document_id: str
+    folder: str
+    filename: str
+    content_type: str
+    blob: StoredBlob
+
+
+async def _peek(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first ``size`` bytes (fewer for a shorter file) and an iterator over all bytes."""
+    head = b""
+    async for chunk in chunks:
+        head += chunk
+        if len(head) >= size:
+            break
+
+    async def everything() -> AsyncIterator[bytes]:
+        if head:
+            yield head
+        async for chunk in chunks:
+            yield chunk
+
+    return head, everything()
+
+
+async def _spool(chunks: AsyncIterator[bytes], path: Path) -> None:
+    """Write the upload to disk in 1 MiB writes, off the event loop."""
+    out: IO[bytes] = await asyncio.to_thread(path.open, "wb")
+    try:
+        pending = bytearray()
+        async for chunk in chunks:
+            pending += chunk
+            if len(pending) >= _SPOOL_WRITE_BYTES:
+                await asyncio.to_thread(out.write, bytes(pending))
+                pending.clear()
+        await asyncio.to_thread(out.write, bytes(pending))
+    finally:
+        await asyncio.to_thread(out.close)
+
+
+def _open_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[IO[bytes], bytes]:
+    try:
+        stream = archive.open(info)
+        return stream, stream.read(SNIFF_BYTES)
+    except _CORRUPT_ENTRY as exc:
+        raise UnsafeArchive(f"Entry {info.filename!r} is corrupt: {exc}.") from None
+
+
+def _actor(principal: Principal) -> Actor:
+    return Actor(user_id=principal.sub, kind=principal.kind)
+
+
+class DocumentService:
+    def __init__(
+        self,
+        *,
+        documents: MongoDocumentStore,
+        threads: MongoThreadDirectory,
+        blobs: MinioBlobStore,
+        archive_limits: ArchiveLimits,
+        presigned_url_seconds: int,
+        spool_dir: str | None = None,
+    ) -> None:
+        self._documents = documents
+        self._threads = threads
+        self._blobs = blobs
+        self._limits = archive_limits
+        self._presign_seconds = presigned_url_seconds
+        self._spool_dir = spool_dir
+
+    async def authorize_upload(self, principal: Principal, request: UploadRequest) -> UploadRequest:
+        """Check an upload before its body is read; returns it with the folder normalised."""
+        check_can_upload(
+            principal, request.account_id, internal=request.internal, permission=request.permission
+        )
+        if request.thread_id is not None:
+            account = await self._threads.account_of(principal.firm, request.thread_id)
+            if account != request.account_id:
+                raise DocumentNotFound(
+                    f"Thread {request.thread_id} does not exist in account {request.account_id}."
+                )
+        return replace(request, folder=valid_folder(request.folder))
+
+    async def upload(
+        self, principal: Principal, request: UploadRequest, file: IncomingFile
+    ) -> list[Document]:
+        """Store an authorised upload: one document, or one per file of an extracted zip."""
+        filename = valid_filename(await file.filename())
+        head, chunks = await _peek(file.chunks(), SNIFF_BYTES)
+        content_type = sniff_content_type(head, filename)
+        upload_id = new_id()
+        prefix = f"{principal.firm}/{upload_id}/"
+        try:
+            if content_type == ZIP and request.extract:
+                stored = await self._extract(prefix, chunks, request.folder)
+            else:
+                document_id = new_id()
+                blob = await self._blobs.put_stream(
+                    prefix + document_id, chunks, content_type=content_type
+                )
+                stored = [_StoredFile(document_id, request.folder, filename, content_type, blob)]
+            documents = [
+                self._new_document(principal, request, item, prefix=prefix) for item in stored
+            ]
+            await self._documents.insert_all(
+                documents, [self._uploaded_event(document) for document in documents]
+            )
+        except BaseException:
+            await self._blobs.remove_prefix(prefix)
+            raise
+        return documents
+
+    async def _extract(
+        self, prefix: str, chunks: AsyncIterator[bytes], folder: str
+    ) -> list[_StoredFile]:
+        """M4: spool the zip (it needs random access), check it whole, then store each file."""
+        with tempfile.TemporaryDirectory(dir=self._spool_dir, prefix="upload-") as spool:
+            path = Path(spool) / "archive.zip"
+            await _spool(chunks, path)
+            archive = await asyncio.to_thread(open_archive, path)
+            with archive:
+                entries = plan_extraction(archive.infolist(), self._limits)
+                return [
+                    await self._store_entry(archive, entry, prefix, folder) for entry in entries
+                ]
+
+    async def _store_entry(
+        self, archive: zipfile.ZipFile, entry: ArchiveEntry, prefix: str, folder: str
+    ) -> _StoredFile:
+        target = valid_folder("/".join(part for part in (folder, entry.folder) if part))
+        stream, head = await asyncio.to_thread(_open_entry, archive, entry.info)
+        content_type = sniff_content_type(head, entry.filename)
+        document_id = new_id()
+        try:
+            with stream:
+                blob = await self._blobs.put_reader(
+                    prefix + document_id,
+                    head,
+                    stream,
+                    length=entry.info.file_size,
+                    content_type=content_type,
+                )
+        except _CORRUPT_ENTRY as exc:
+            raise UnsafeArchive(f"Entry {entry.info.filename!r} is corrupt: {exc}.") from None
+        return _StoredFile(document_id, target, entry.filename, content_type, blob)
+
+    @staticmethod
+    def _new_document(
+        principal: Principal, request: UploadRequest, item: _StoredFile, *, prefix: str
+    ) -> Document:
+        default: Permission = "client_view_edit" if principal.is_client else "client_view"
+        return {
+            "_id": item.document_id,
+            "firm": principal.firm,
+            "account_id": request.account_id,
+            "folder": item.folder,
+            "filename": item.filename,
+            "content_type": item.content_type,
+            "size": item.blob.size,
+            "sha256": item.blob.sha256,
+            "permission": request.permission or default,
+            "internal": request.internal,
+            "thread_id": request.thread_id,
+            "object_key": prefix + item.document_id,
+            "uploaded_by": {"user_id": principal.sub, "kind": principal.kind},
+            "uploaded_at": utc_now(),
+            "deleted": False,
+        }
+
+    @staticmethod
+    def _uploaded_event(document: Document) -> Envelope[DocumentUploaded]:
+        return new_event(
+            DocumentUploaded(
+                document_id=document["_id"],
+                account_id=document["account_id"],
+                folder=document["folder"],
+                filename=document["filename"],
+                content_type=document["content_type"],
+                size=document["size"],
+                sha256=document["sha256"],
+                permission=document["permission"],
+                internal=document["internal"],
+                thread_id=document["thread_id"],
+                uploaded_by=Actor(**document["uploaded_by"]),
+            ),
+            firm=document["firm"],
+            producer=PRODUCER,
+        )
+
+    async def get(self, principal: Principal, document_id: str) -> Document:
+        document = await self._documents.get(principal.firm, document_id)
+        if document is None:
+            raise DocumentNotFound(f"Document {document_id} does not exist.")
+        check_visible(principal, document)
+        return document
+
+    async def list_folder(
+        self, principal: Principal, account_id: str, *, folder: str, recursive: bool
+    ) -> list[Document]:
+        check_can_view_account(principal, account_id)
+        return await self._documents.list_folder(
+            principal.firm,
+            account_id,
+            folder=valid_folder(folder),
+            recursive=recursive,
+            include_internal=can_see_internal(principal),
+        )
+
+    async def folders(self, principal: Principal, account_id: str) -> list[str]:
+        check_can_view_account(principal, account_id)
+        return await self._documents.folders(
+            principal.firm, account_id, include_internal=can_see_internal(principal)
+        )
+
+    async def list_thread(self, principal: Principal, thread_id: str) -> list[Document]:
+        """M4: the thread's documents tab."""
+        account = await self._threads.account_of(principal.firm, thread_id)
+        if account is None:
+            raise DocumentNotFound(f"Thread {thread_id} does not exist.")
+        check_can_view_account(principal, account)
+        return await self._documents.list_thread(
+            principal.firm, thread_id, include_internal=can_see_internal(principal)
+        )
+
+    async def open_download(
+        self, principal: Principal, document_id: str
+    ) -> tuple[Document, BlobDownload]:
+        document = await self.get(principal, document_id)
+        return document, await self._blobs.open(document["object_key"])
+
+    async def download_url(self, principal: Principal, document_id: str) -> Document:
+        """A short-lived presigned link for large files, checked like a download."""
+        document = await self.get(principal, document_id)
+        url = await self._blobs.presigned_url(
+            document["object_key"],
+            seconds=self._presign_seconds,
+            filename=document["filename"],
+            content_type=document["content_type"],
+        )
+        expires_at = utc_now() + timedelta(seconds=self._presign_seconds)
+        return {"url": url, "expires_at": expires_at}
+
+    async def change(
+        self,
+        principal: Principal,
+        document_id: str,
+        *,
+        filename: str | None,
+        folder: str | None,
+    ) -> Document:
+        """Rename and/or move a document (M4)."""
+        document = await self.get(principal, document_id)
+        check_can_modify(principal, document)
+        changes: Document = {}
+        if filename is not None:
+            changes["filename"] = valid_filename(filename)
+        if folder is not None:
+            changes["folder"] = valid_folder(folder)
+        if changes and not await self._documents.update(document, changes):
+            raise DocumentNotFound(f"Document {document_id} does not exist.")
+        return document | changes
+
+    async def delete(self, principal: Principal, document_id: str) -> None:
+        document = await self.get(principal, document_id)
+        check_can_modify(principal, document)
+        await self._delete(document, deleted_by=_actor(principal), reason="deleted_by_user")
+
+    async def delete_for_message(
+        self, firm: str, *, thread_id: str, document_ids: list[str], deleted_by: Actor
+    ) -> int:
+        """M11: a deleted message takes its documents with it (only that thread's documents).
+
+        Idempotent: documents already deleted are skipped. Returns how many were deleted.
+        """
+        if not document_ids:
+            return 0
+        documents = await self._documents.attached_to(firm, thread_id, document_ids)
+        deleted = 0
+        for document in documents:
+            if await self._delete(document, deleted_by=deleted_by, reason="message_deleted"):
+                deleted += 1
+        return deleted
+
+    async def _delete(self, document: Document, *, deleted_by: Actor, reason: str) -> bool:
+        event = new_event(
+            DocumentDeleted(
+                document_id=document["_id"],
+                account_id=document["account_id"],
+                thread_id=document["thread_id"],
+                deleted_by=deleted_by,
+                reason=reason,  # type: ignore[arg-type]
+            ),
+            firm=document["firm"],
+            producer=PRODUCER,
+        )
+        if not await self._documents.mark_deleted(document, event=event):
+            return False
+        await self._blobs.remove(document["object_key"])
+        return True
+
+    async def remember_thread(self, firm: str, thread_id: str, account_id: str) -> None:
+        await self._threads.remember(firm, thread_id, account_id)

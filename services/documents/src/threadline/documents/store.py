@@ -1,0 +1,132 @@
+"""Documents' MongoDB stores: document metadata (with the outbox) and the thread projection.
+
+A deleted document stays as a tombstone (``deleted: True`` plus its pending
+``documents.document.deleted`` event), so the event is written in the same single-document
+write as the deletion (``threadline.kit.outbox``); every query filters tombstones out.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from threadline.contracts import Envelope
+from threadline.kit.mongo import IndexSpec
+from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+
+__all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory"]
+
+Document = dict[str, Any]
+_HIDDEN = {"_outbox": 0}
+
+DOCUMENTS_INDEXES = (
+    IndexSpec("documents", [("firm", 1), ("account_id", 1), ("folder", 1), ("deleted", 1)]),
+    IndexSpec("documents", [("firm", 1), ("thread_id", 1), ("deleted", 1)]),
+    IndexSpec("documents", [("_outbox.created_ms", 1)]),
+)
+
+
+class MongoDocumentStore:
+    def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
+        self._documents = database["documents"]
+        self._outbox = outbox
+        outbox.watch(self._documents)
+
+    async def insert_all(self, documents: list[Document], events: list[Envelope[Any]]) -> None:
+        """Insert documents, each with its own event. No multi-document transactions exist
+        here, so a failure part-way removes what was inserted before re-raising."""
+        entries = [outbox_entry(event) for event in events]
+        rows = [with_outbox(doc, [entry]) for doc, entry in zip(documents, entries, strict=True)]
+        try:
+            await self._documents.insert_many(rows, ordered=True)
+        except BulkWriteError:
+            await self._documents.delete_many({"_id": {"$in": [doc["_id"] for doc in documents]}})
+            raise
+        for doc, entry in zip(documents, entries, strict=True):
+            self._outbox.schedule(self._documents, doc["_id"], [entry])
+
+    async def get(self, firm: str, document_id: str) -> Document | None:
+        return await self._documents.find_one(
+            {"_id": document_id, "firm": firm, "deleted": False}, _HIDDEN
+        )
+
+    async def list_folder(
+        self,
+        firm: str,
+        account_id: str,
+        *,
+        folder: str,
+        recursive: bool,
+        include_internal: bool,
+    ) -> list[Document]:
+        query: Document = {"firm": firm, "account_id": account_id, "deleted": False}
+        if recursive and folder:
+            query["folder"] = {"$regex": f"^{re.escape(folder)}(/|$)"}
+        elif not recursive:
+            query["folder"] = folder
+        if not include_internal:
+            query["internal"] = False
+        cursor = self._documents.find(query, _HIDDEN).sort([("folder", 1), ("filename", 1)])
+        return await cursor.to_list()
+
+    async def folders(self, firm: str, account_id: str, *, include_internal: bool) -> list[str]:
+        query: Document = {"firm": firm, "account_id": account_id, "deleted": False}
+        if not include_internal:
+            query["internal"] = False
+        return sorted(await self._documents.distinct("folder", query))
+
+    async def list_thread(
+        self, firm: str, thread_id: str, *, include_internal: bool
+    ) -> list[Document]:
+        query: Document = {"firm": firm, "thread_id": thread_id, "deleted": False}
+        if not include_internal:
+            query["internal"] = False
+        return await self._documents.find(query, _HIDDEN).sort("uploaded_at", 1).to_list()
+
+    async def attached_to(
+        self, firm: str, thread_id: str, document_ids: list[str]
+    ) -> list[Document]:
+        return await self._documents.find(
+            {"firm": firm, "thread_id": thread_id, "_id": {"$in": document_ids}, "deleted": False},
+            _HIDDEN,
+        ).to_list()
+
+    async def update(self, document: Document, changes: Document) -> bool:
+        """Apply ``changes`` unless the document was deleted meanwhile."""
+        result = await self._documents.update_one(
+            {"_id": document["_id"], "deleted": False}, {"$set": changes}
+        )
+        return result.matched_count == 1
+
+    async def mark_deleted(self, document: Document, *, event: Envelope[Any]) -> bool:
+        """Replace the metadata by a tombstone carrying the deletion event; False if gone."""
+        entry = outbox_entry(event)
+        result = await self._documents.update_one(
+            {"_id": document["_id"], "deleted": False},
+            {"$set": {"deleted": True}, "$push": outbox_push([entry])},
+        )
+        if result.modified_count != 1:
+            return False
+        self._outbox.schedule(self._documents, document["_id"], [entry])
+        return True
+
+
+class MongoThreadDirectory:
+    """Which account each thread belongs to, projected from ``messaging.thread.created``."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._threads = database["threads"]
+
+    async def account_of(self, firm: str, thread_id: str) -> str | None:
+        document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
+        return None if document is None else str(document["account_id"])
+
+    async def remember(self, firm: str, thread_id: str, account_id: str) -> None:
+        await self._threads.update_one(
+            {"_id": f"{firm}:{thread_id}"},
+            {"$set": {"firm": firm, "thread_id": thread_id, "account_id": account_id}},
+            upsert=True,
+        )

@@ -1,0 +1,241 @@
+"""Documents on real MinIO, Kafka and the MongoDB-protocol server: M4, M6 (upload, folders,
+permissions, content sniffing, download, presigned links, rename, move, delete)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from threadline.contracts import decode
+from threadline.contracts.topics import Topic
+
+from ..conftest import ServiceFactory
+from .conftest import LEE, PATEL, PDF, PNG, Docs
+
+pytestmark = pytest.mark.integration
+
+
+async def test_m4_upload_stores_bytes_sniffed_type_and_sha256(docs: Docs) -> None:
+    content = PDF + os.urandom(3 * 1024 * 1024)  # several chunks of the request stream
+    document = await docs.uploaded(
+        "manager", content, filename="w2 2025.pdf", declared_type="image/png", folder="Tax/2025"
+    )
+    assert document["content_type"] == "application/pdf", "sniffed, not the declared image/png"
+    assert document["sha256"] == hashlib.sha256(content).hexdigest()
+    assert document["size"] == len(content)
+    assert document["folder"] == "Tax/2025" and document["filename"] == "w2 2025.pdf"
+    assert document["permission"] == "client_view" and document["inline"] is False
+    downloaded = await docs.call("client", "GET", document["download"])
+    assert downloaded.status_code == 200
+    assert downloaded.content == content
+    assert downloaded.headers["content-type"] == "application/pdf"
+    assert "w2%202025.pdf" in downloaded.headers["content-disposition"]
+
+
+async def test_m6_images_are_marked_inline_and_text_is_recognised(docs: Docs) -> None:
+    image = await docs.uploaded("manager", PNG, filename="receipt.png")
+    assert image["content_type"] == "image/png" and image["inline"] is True
+    text = await docs.uploaded("manager", "naïve notes\n".encode(), filename="notes.txt")
+    assert text["content_type"].startswith("text/plain")
+    disguised = await docs.uploaded("manager", PDF, filename="photo.png")
+    assert disguised["content_type"] == "application/pdf", "a name cannot change the bytes' type"
+
+
+@pytest.mark.parametrize(
+    ("who", "params", "status"),
+    [
+        ("owner", {}, 201),
+        ("admin", {}, 201),
+        ("manager", {"internal": True}, 201),
+        ("client", {}, 201),
+        ("member without permission", {}, 403),
+        ("manager of other account", {}, 404),
+        ("other client", {}, 404),
+        ("client", {"internal": True}, 403),
+        ("client", {"permission": "client_view"}, 403),
+    ],
+)
+async def test_m4_who_may_upload(docs: Docs, who: str, params: dict[str, Any], status: int) -> None:
+    response = await docs.upload(who, PDF, **params)
+    assert response.status_code == status, response.text
+    if status != 201:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["detail"]
+        assert await docs.listing("owner") == []
+        assert await docs.staged_objects() == []
+
+
+async def test_m4_client_uploads_are_editable_by_the_client(docs: Docs) -> None:
+    document = await docs.uploaded("client", PDF, filename="passport.pdf")
+    assert document["permission"] == "client_view_edit"
+    assert document["uploaded_by"] == {"user_id": "ct_ann_lee", "kind": "client"}
+    renamed = await docs.call(
+        "client", "PATCH", f"/v1/documents/{document['id']}", json={"filename": "id.pdf"}
+    )
+    assert renamed.status_code == 200 and renamed.json()["filename"] == "id.pdf"
+
+
+async def test_m3_clients_never_see_internal_documents(docs: Docs) -> None:
+    internal = await docs.uploaded("manager", PDF, filename="notes.pdf", internal=True)
+    shared = await docs.uploaded("manager", PDF, filename="shared.pdf")
+    assert [d["filename"] for d in await docs.listing("client")] == ["shared.pdf"]
+    assert {d["filename"] for d in await docs.listing("manager")} == {"notes.pdf", "shared.pdf"}
+    for method, suffix in [("GET", ""), ("GET", "/content"), ("POST", "/download-url")]:
+        response = await docs.call("client", method, f"/v1/documents/{internal['id']}{suffix}")
+        assert response.status_code == 404, (method, suffix)
+        assert "notes.pdf" not in response.text
+    assert (await docs.call("client", "GET", shared["download"])).status_code == 200
+    assert "internal" not in (await docs.listing("client"))[0]
+
+
+async def test_m4_another_accounts_document_does_not_exist(docs: Docs) -> None:
+    document = await docs.uploaded("manager", PDF, filename="lee.pdf")
+    for who in ["other client", "manager of other account", "other firm"]:
+        for method, suffix in [("GET", ""), ("GET", "/content"), ("DELETE", "")]:
+            response = await docs.call(who, method, f"/v1/documents/{document['id']}{suffix}")
+            assert response.status_code == 404, (who, method, suffix)
+    listing = await docs.call("other client", "GET", f"/v1/accounts/{LEE}/documents")
+    assert listing.status_code == 404
+    own = await docs.call("other client", "GET", f"/v1/accounts/{PATEL}/documents")
+    assert own.status_code == 200 and own.json()["documents"] == []
+
+
+async def test_m4_folders_list_move_and_rename(docs: Docs) -> None:
+    first = await docs.uploaded("manager", PDF, filename="a.pdf", folder="/Tax/2025/")
+    await docs.uploaded("manager", PDF, filename="b.pdf", folder="Tax")
+    await docs.uploaded("manager", PDF, filename="c.pdf")
+    assert [d["filename"] for d in await docs.listing("client", folder="Tax")] == ["b.pdf"]
+    recursive = await docs.listing("client", folder="Tax", recursive=True)
+    assert [d["filename"] for d in recursive] == ["b.pdf", "a.pdf"]
+    assert [d["filename"] for d in await docs.listing("client")] == ["c.pdf"]
+    folders = await docs.call("client", "GET", f"/v1/accounts/{LEE}/folders")
+    assert folders.json()["folders"] == ["", "Tax", "Tax/2025"]
+    moved = await docs.call(
+        "manager",
+        "PATCH",
+        f"/v1/documents/{first['id']}",
+        json={"folder": "Archive", "filename": "w2.pdf"},
+    )
+    assert moved.status_code == 200, moved.text
+    assert [d["filename"] for d in await docs.listing("client", folder="Archive")] == ["w2.pdf"]
+    for bad in [{"folder": "a/../b"}, {"folder": "a//b"}, {"filename": "x/y"}, {"filename": " "}]:
+        refused = await docs.call("manager", "PATCH", f"/v1/documents/{first['id']}", json=bad)
+        assert refused.status_code == 422 and refused.json()["detail"], bad
+    bad_folder = await docs.upload("manager", PDF, folder="..")
+    assert bad_folder.status_code == 422
+
+
+async def test_m4_client_changes_only_documents_marked_view_and_edit(docs: Docs) -> None:
+    view_only = await docs.uploaded("manager", PDF, filename="view.pdf")
+    editable = await docs.uploaded(
+        "manager", PDF, filename="edit.pdf", permission="client_view_edit"
+    )
+    for method, body in [("PATCH", {"filename": "x.pdf"}), ("PATCH", {"folder": "x"})]:
+        refused = await docs.call("client", method, f"/v1/documents/{view_only['id']}", json=body)
+        assert refused.status_code == 403
+    assert (
+        await docs.call("client", "DELETE", f"/v1/documents/{view_only['id']}")
+    ).status_code == 403
+    assert (
+        await docs.call("member without permission", "DELETE", f"/v1/documents/{view_only['id']}")
+    ).status_code == 403
+    moved = await docs.call(
+        "client", "PATCH", f"/v1/documents/{editable['id']}", json={"folder": "Mine"}
+    )
+    assert moved.status_code == 200
+    assert (
+        await docs.call("client", "DELETE", f"/v1/documents/{editable['id']}")
+    ).status_code == 204
+    assert [d["filename"] for d in await docs.listing("manager", recursive=True)] == ["view.pdf"]
+
+
+async def test_m4_delete_removes_metadata_object_and_publishes_event(docs: Docs) -> None:
+    consumer = AIOKafkaConsumer(
+        Topic.DOCUMENTS,
+        bootstrap_servers=os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"],
+        auto_offset_reset="latest",
+    )
+    await consumer.start()
+    try:
+        await consumer.seek_to_end()
+        document = await docs.uploaded("manager", PDF, filename="gone.pdf")
+        assert len(await docs.staged_objects()) == 1
+        deleted = await docs.call("manager", "DELETE", f"/v1/documents/{document['id']}")
+        assert deleted.status_code == 204
+        assert (await docs.call("manager", "GET", document["download"])).status_code == 404
+        assert await docs.staged_objects() == []
+        seen: dict[str, Any] = {}
+        while len(seen) < 2:
+            batch = await consumer.getmany(timeout_ms=30_000)
+            assert batch, f"events missing; saw {sorted(seen)}"
+            for records in batch.values():
+                for record in records:
+                    event = decode(record.value)
+                    if event.firm == docs.firm:
+                        seen[event.type] = event
+    finally:
+        await consumer.stop()
+    uploaded = seen["documents.document.uploaded"]
+    assert uploaded.key == LEE and uploaded.data.sha256 == document["sha256"]
+    assert uploaded.data.thread_id is None
+    removed = seen["documents.document.deleted"]
+    assert removed.data.reason == "deleted_by_user" and removed.data.document_id == document["id"]
+
+
+async def test_m4_presigned_link_downloads_without_a_token(docs: Docs) -> None:
+    content = PDF + os.urandom(100_000)
+    document = await docs.uploaded("manager", content, filename="big.pdf")
+    link = await docs.call("client", "POST", f"/v1/documents/{document['id']}/download-url")
+    assert link.status_code == 200
+    assert "X-Amz-Expires=300" in link.json()["url"]
+    async with httpx.AsyncClient() as plain:
+        fetched = await plain.get(link.json()["url"])
+    assert fetched.status_code == 200 and fetched.content == content
+    assert "big.pdf" in fetched.headers["content-disposition"]
+
+
+async def test_m4_upload_over_the_limit_is_413_and_leaves_nothing(
+    start_service: ServiceFactory, run_id: str
+) -> None:
+    app, http = await start_service("documents", max_upload_bytes=1024 * 1024)
+    small = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    response = await small.upload("manager", PDF + b"\0" * (2 * 1024 * 1024))
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "1048576" in response.json()["detail"]
+    assert await small.staged_objects() == []
+    assert await small.listing("manager") == []
+    assert (await small.upload("manager", PDF)).status_code == 201
+
+
+async def test_m4_malformed_uploads_are_problems_not_errors(docs: Docs) -> None:
+    not_multipart = await docs.call(
+        "manager", "POST", f"/v1/accounts/{LEE}/documents", content=b"raw bytes"
+    )
+    assert not_multipart.status_code == 415
+    no_file = await docs.call(
+        "manager",
+        "POST",
+        f"/v1/accounts/{LEE}/documents",
+        files={"note": (None, b"just a field")},
+    )
+    assert no_file.status_code == 422 and "no file part" in no_file.json()["detail"]
+    boundary = "XyZ"
+    truncated = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.pdf"\r\n'
+        f"Content-Type: application/pdf\r\n\r\n"
+    ).encode() + PDF
+    cut = await docs.call(
+        "manager",
+        "POST",
+        f"/v1/accounts/{LEE}/documents",
+        content=truncated,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert cut.status_code == 422 and "complete" in cut.json()["detail"]
+    assert await docs.staged_objects() == []
