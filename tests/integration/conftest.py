@@ -97,7 +97,9 @@ ServiceFactory = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
 
 @pytest.fixture
 async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
-    """Start a service app with its real lifespan; returns the app and an HTTP client."""
+    """Start a service app with its real lifespan; returns the app and an HTTP client once
+    it is ready. Its fresh consumer group starts at the topics' end (not their history) and
+    readiness waits for its partitions, so events published afterwards all reach it."""
     async with AsyncExitStack() as stack:
 
         async def start(name: str, **overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
@@ -109,6 +111,7 @@ async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
                 outbox_relay_interval_seconds=0.3,
                 outbox_relay_grace_seconds=1.0,
                 consumer_backoff_seconds=0.05,
+                consumer_start="latest",
                 **overrides,
             )
             app = module.create_app(settings)
@@ -118,6 +121,7 @@ async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
                 httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
             )
             stack.push_async_callback(_drop_database, app)
+            await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
             return app, client
 
         yield start

@@ -17,7 +17,7 @@ async def test_service_is_ready_on_real_servers(start_service: ServiceFactory, n
     assert (await client.get("/healthz")).json()["status"] == "ok"
     ready = await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
     checks = ready.json()["checks"]
-    assert checks["mongodb"] is True and checks["kafka"] is True
+    assert checks["mongodb"] is True and checks["kafka"] is True and checks["consumer"] is True
     if name == "documents":
         assert checks["object_storage"] is True
     if name == "messaging":

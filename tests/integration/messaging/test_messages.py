@@ -181,6 +181,28 @@ async def test_m11_only_the_sender_deletes_and_the_event_says_so(firm: Firm) -> 
     assert event.data.document_ids == []
 
 
+async def test_m8_m11_thread_previews_follow_edits_and_deletions(firm: Firm) -> None:
+    thread = await firm.new_thread(message={"html": "opening"})
+    note = (await firm.post("owner", thread["id"], html="staff note", internal=True)).json()
+    reply = (await firm.post("client", thread["id"], html="regrettable reply")).json()
+
+    async def previews() -> dict[str, str | None]:
+        texts = {}
+        for who in ("client", "owner"):
+            row = (await firm.call(who, "GET", f"/v1/threads/{thread['id']}")).json()
+            texts[who] = row["last_message"]["text"] if row["last_message"] else None
+        return texts
+
+    assert await previews() == {"client": "regrettable reply", "owner": "regrettable reply"}
+    url = f"/v1/threads/{thread['id']}/messages/{reply['id']}"
+    assert (await firm.call("client", "DELETE", url)).status_code == 204
+    assert await previews() == {"client": "opening", "owner": "staff note"}, "M11, M3"
+    note_url = f"/v1/threads/{thread['id']}/messages/{note['id']}"
+    edited = await firm.call("owner", "PATCH", note_url, json={"html": "revised note"})
+    assert edited.status_code == 200
+    assert await previews() == {"client": "opening", "owner": "revised note"}, "M8"
+
+
 async def test_r1_r2_read_receipts_for_staff_only(firm: Firm) -> None:
     thread = await firm.new_thread()
     staff_view = (await messages_of(firm, "owner", thread["id"]))[0]

@@ -98,7 +98,9 @@ def create_service_app(
     configure_logging(service=settings.service_name, level=settings.log_level)
     runtime = build_runtime(settings)
     wired = wire(runtime) if wire is not None else {}
-    runtime.events.subscribe(runtime.broker, group_id=settings.consumer_group or None)
+    runtime.events.subscribe(
+        runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,11 +149,12 @@ def _health_router(
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.settings.service_name}
 
-    @router.get("/readyz", summary="Readiness: MongoDB and Kafka are reachable.")
+    @router.get("/readyz", summary="Readiness: MongoDB and Kafka reachable, partitions assigned.")
     async def readyz() -> JSONResponse:
         checks = {
             "mongodb": await ping(runtime.database),
             "kafka": await runtime.broker.ping(timeout=2.0),
+            "consumer": await runtime.events.positioned(),
         }
         for name, check in extra_checks.items():
             checks[name] = await check()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from faststream import AckPolicy
@@ -76,6 +76,7 @@ class EventRouter:
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._handlers: dict[str, EventHandler] = {}
+        self._subscriber: Any = None
         self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "ignored": 0}
 
     def on(self, model: type[EventData], handler: EventHandler) -> None:
@@ -86,7 +87,13 @@ class EventRouter:
     def topics(self) -> list[str]:
         return sorted({str(topic_for(event_type)) for event_type in self._handlers})
 
-    def subscribe(self, broker: KafkaBroker, *, group_id: str | None = None) -> None:
+    def subscribe(
+        self,
+        broker: KafkaBroker,
+        *,
+        group_id: str | None = None,
+        start: Literal["earliest", "latest"] = "earliest",
+    ) -> None:
         """One consumer for all routed topics; offsets are committed only after ``process``.
 
         A single group member per service instance (not one per topic) keeps rebalances to
@@ -104,13 +111,30 @@ class EventRouter:
                 source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
             )
 
-        broker.subscriber(
+        self._subscriber = broker.subscriber(
             *topics,
             group_id=group_id or f"threadline-{self._service}",
-            auto_offset_reset="earliest",
+            auto_offset_reset=start,
             ack_policy=AckPolicy.NACK_ON_ERROR,
             title=f"{self._service}:events",
-        )(on_record)
+        )
+        self._subscriber(on_record)
+
+    async def positioned(self) -> bool:
+        """Readiness: the group gave this instance its partitions and their positions are
+        known, so every event published from now on will be consumed."""
+        if self._subscriber is None:
+            return True
+        consumer = self._subscriber.consumer
+        if consumer is None or not consumer.assignment():
+            return False
+        try:
+            async with asyncio.timeout(2.0):
+                for partition in consumer.assignment():
+                    await consumer.position(partition)
+        except TimeoutError:
+            return False
+        return True
 
     async def process(self, body: bytes, *, headers: dict[str, Any], source: str) -> None:
         try:

@@ -58,6 +58,13 @@ class ServiceSettings(BaseSettings):
     outbox_relay_grace_seconds: float = Field(
         default=5.0, ge=0, description="Pending events younger than this are left to the writer."
     )
+    consumer_start: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description=(
+            "Where a consumer group without committed offsets starts: `earliest` replays the "
+            "topics to build projections (production); `latest` suits throwaway groups (tests)."
+        ),
+    )
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
     log_level: str = "INFO"

@@ -201,6 +201,7 @@ class MessageService:
         )
         if not saved:
             raise ActionForbidden("The message changed meanwhile; reload and try again.")
+        await self._refresh_previews(thread_id, message_id)
         return message_view(
             message | {"html": body.html, "text": body.text, "edited_at": now}, principal
         )
@@ -233,6 +234,19 @@ class MessageService:
         )
         if not await self._messages.erase(message, event=event):
             raise MessageNotFound(f"Message {message_id} does not exist in this thread.")
+        await self._refresh_previews(thread_id, message_id)
+
+    async def _refresh_previews(self, thread_id: str, message_id: str) -> None:
+        """M8, M11: thread-list snippets show neither a deleted message nor pre-edit text."""
+        latest: dict[bool, Document | None] = {}
+        for include_internal in (True, False):
+            found, _ = await self._messages.page(
+                thread_id, include_internal=include_internal, direction="before", seq=None, limit=1
+            )
+            latest[include_internal] = preview(found[0]) if found else None
+        await self._threads.replace_preview(
+            thread_id, message_id, staff=latest[True], client=latest[False]
+        )
 
     async def set_pinned(
         self, principal: Principal, thread_id: str, message_id: str, *, pinned: bool

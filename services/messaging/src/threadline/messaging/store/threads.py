@@ -104,6 +104,20 @@ class MongoThreadStore:
             raise InvalidMessage("The thread is archived; reopen it to post.")
         return int(document["seq"])
 
+    async def replace_preview(
+        self, thread_id: str, message_id: str, *, staff: Document | None, client: Document | None
+    ) -> None:
+        """Swap the previews that still show ``message_id`` (edited or deleted) for fresh ones.
+
+        Conditional on the preview still naming that message, so a message posted meanwhile
+        keeps its place.
+        """
+        for field, replacement in (("last_message", staff), ("last_client_message", client)):
+            await self._threads.update_one(
+                {"_id": thread_id, f"{field}.message_id": message_id},
+                {"$set": {field: replacement}},
+            )
+
     async def set_status(
         self, thread_id: str, *, status: str, expected: str, event: Envelope[Any]
     ) -> bool:
