@@ -95,34 +95,42 @@ def run_id() -> str:
 ServiceFactory = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
 
 
+async def start_app(
+    stack: AsyncExitStack, name: str, run_id: str, **overrides: Any
+) -> tuple[FastAPI, httpx.AsyncClient]:
+    """Start service ``name`` with its real lifespan inside ``stack``; return the app and an
+    HTTP client once it is ready. Its fresh consumer group starts at the topics' end (not
+    their history) and readiness waits for its partitions, so events published afterwards
+    all reach it. The service's database is dropped when ``stack`` closes."""
+    module = __import__(f"threadline.{name}.main", fromlist=["create_app"])
+    settings_module = __import__(f"threadline.{name}.settings", fromlist=["Settings"])
+    settings = settings_module.Settings(
+        mongodb_database=f"it_{name}_{run_id}",
+        consumer_group=f"it-{name}-{run_id}",
+        outbox_relay_interval_seconds=0.3,
+        outbox_relay_grace_seconds=1.0,
+        consumer_backoff_seconds=0.05,
+        consumer_start="latest",
+        **overrides,
+    )
+    app = module.create_app(settings)
+    manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+    transport = httpx.ASGITransport(app=manager.app)
+    client = await stack.enter_async_context(
+        httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
+    )
+    stack.push_async_callback(_drop_database, app)
+    await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
+    return app, client
+
+
 @pytest.fixture
 async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
-    """Start a service app with its real lifespan; returns the app and an HTTP client once
-    it is ready. Its fresh consumer group starts at the topics' end (not their history) and
-    readiness waits for its partitions, so events published afterwards all reach it."""
+    """``await start_service(name, **settings)``: a ready service for this test (start_app)."""
     async with AsyncExitStack() as stack:
 
         async def start(name: str, **overrides: Any) -> tuple[FastAPI, httpx.AsyncClient]:
-            module = __import__(f"threadline.{name}.main", fromlist=["create_app"])
-            settings_module = __import__(f"threadline.{name}.settings", fromlist=["Settings"])
-            settings = settings_module.Settings(
-                mongodb_database=f"it_{name}_{run_id}",
-                consumer_group=f"it-{name}-{run_id}",
-                outbox_relay_interval_seconds=0.3,
-                outbox_relay_grace_seconds=1.0,
-                consumer_backoff_seconds=0.05,
-                consumer_start="latest",
-                **overrides,
-            )
-            app = module.create_app(settings)
-            manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
-            transport = httpx.ASGITransport(app=manager.app)
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
-            )
-            stack.push_async_callback(_drop_database, app)
-            await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
-            return app, client
+            return await start_app(stack, name, run_id, **overrides)
 
         yield start
 

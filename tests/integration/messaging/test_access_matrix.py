@@ -44,15 +44,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import StaffMemberUpserted
 from threadline.devtools.seed import demo_directory, publish
-from threadline.messaging.main import create_app
-from threadline.messaging.settings import Settings
 
-from ..conftest import eventually, token_for
+from ..conftest import eventually, start_app, token_for
 from .conftest import LEE, PATEL, Firm
 
 pytestmark = pytest.mark.integration
@@ -188,28 +185,6 @@ class World:
 # --- the service and the seeded firm, once per module -------------------------------------
 
 
-async def _start_messaging(stack: AsyncExitStack, run_id: str) -> tuple[Any, httpx.AsyncClient]:
-    """What the ``start_service`` fixture does, for a module-scoped service."""
-    settings = Settings(
-        mongodb_database=f"it_messaging_{run_id}",
-        consumer_group=f"it-messaging-{run_id}",
-        outbox_relay_interval_seconds=0.3,
-        outbox_relay_grace_seconds=1.0,
-        consumer_backoff_seconds=0.05,
-    )
-    app = create_app(settings)
-    manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
-
-    async def drop() -> None:
-        await app.state.runtime.mongo.drop_database(app.state.runtime.database.name)
-
-    stack.push_async_callback(drop)
-    http = await stack.enter_async_context(
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://m")
-    )
-    return app, http
-
-
 async def _seed_directory(app: Any, name: str) -> None:
     liam = StaffMemberUpserted(
         user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
@@ -307,7 +282,7 @@ async def _seed_threads(w: World) -> None:
 async def world() -> AsyncIterator[World]:
     run_id = uuid.uuid4().hex[:10]
     async with AsyncExitStack() as stack:
-        app, http = await _start_messaging(stack, run_id)
+        app, http = await start_app(stack, "messaging", run_id)
         name = f"firm_{run_id}"
         await _seed_directory(app, name)
         w = World(firm=MatrixFirm(firm=name, http=http, app=app), tag=run_id)
