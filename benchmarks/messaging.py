@@ -196,6 +196,7 @@ class Benchmark:
         env = os.environ | {
             "MESSAGING_MONGODB_DATABASE": self.database,
             "MESSAGING_CONSUMER_GROUP": f"bench-{self.firm}",
+            "MESSAGING_CONSUMER_START": "latest",
             "MESSAGING_LOG_LEVEL": "WARNING",
         }
         port = self.url.rsplit(":", 1)[1]
@@ -240,9 +241,9 @@ class Benchmark:
     async def run(self) -> None:
         await self.create_raw_topic()
         await self.producer.start()
-        await publish(self.bootstrap, demo_directory(self.firm))
         server = await self.start_server()
         try:
+            await publish(self.bootstrap, demo_directory(self.firm))
             headers = {"Authorization": f"Bearer {self.staff_token}"}
             async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30) as http:
                 await self.measure(http)

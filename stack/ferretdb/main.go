@@ -9,8 +9,11 @@
 // concurrent updates of one document lose one of them ($inc, $push, $pull...),
 // which breaks the per-document atomicity every MongoDB client relies on. This
 // program therefore serves clients through a small wire-protocol proxy that runs
-// one command at a time: FerretDB listens on a private loopback port, the proxy
-// on the public one, and a mutex spans each request and its reply.
+// one writing command at a time: FerretDB listens on a private loopback port, the
+// proxy on the public one, and a lock spans each request and its reply — shared
+// by read-only commands (find, count, aggregate...), which SQLite's WAL serves
+// from consistent snapshots, exclusive for everything else. A slow query then no
+// longer holds up every write behind it.
 package main
 
 import (
@@ -78,9 +81,9 @@ func main() {
 		<-ctx.Done()
 		listener.Close()
 	}()
-	log.Printf("ferretdb listening on %s (sqlite in %s, commands serialised)", *listen, *dataDir)
+	log.Printf("ferretdb listening on %s (sqlite in %s, writes serialised)", *listen, *dataDir)
 
-	var serial sync.Mutex
+	var serial sync.RWMutex
 	for {
 		client, err := listener.Accept()
 		if err != nil {
@@ -105,7 +108,7 @@ func upstreamAddr(uri string) (string, error) {
 }
 
 // proxy relays one client connection, holding serial from each request until its reply.
-func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
+func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
 	defer client.Close()
 	server, err := net.Dial("tcp", upstream)
 	if err != nil {
@@ -133,9 +136,14 @@ func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
 	}
 }
 
-func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.Mutex) ([]byte, error) {
-	serial.Lock()
-	defer serial.Unlock()
+func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.RWMutex) ([]byte, error) {
+	if readOnlyCommands[commandName(request)] {
+		serial.RLock()
+		defer serial.RUnlock()
+	} else {
+		serial.Lock()
+		defer serial.Unlock()
+	}
 	if _, err := server.Write(request); err != nil {
 		return nil, err
 	}
@@ -160,6 +168,36 @@ func readMessage(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return message, nil
+}
+
+// readOnlyCommands never change data, so they may run beside each other
+// (FerretDB 1.24 rejects the writing aggregation stages $out and $merge).
+var readOnlyCommands = map[string]bool{
+	"find": true, "getMore": true, "count": true, "distinct": true, "aggregate": true,
+	"listCollections": true, "listDatabases": true, "listIndexes": true, "explain": true,
+	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
+	"buildinfo": true, "getParameter": true, "dbStats": true, "collStats": true,
+	"serverStatus": true, "killCursors": true, "endSessions": true,
+}
+
+// commandName returns the first key of an OP_MSG body section (the command), or "".
+// Anything else (legacy opcodes, other section layouts) counts as a write.
+func commandName(message []byte) string {
+	const bodyStart = headerSize + 4 // header, flag bits
+	if binary.LittleEndian.Uint32(message[12:16]) != opMsg || len(message) < bodyStart+6 {
+		return ""
+	}
+	if message[bodyStart] != 0 { // section kind 0: the command document comes first
+		return ""
+	}
+	// kind byte, int32 document length, element type byte, then the name as a C string
+	name := message[bodyStart+6:]
+	for i, b := range name {
+		if b == 0 {
+			return string(name[:i])
+		}
+	}
+	return ""
 }
 
 // expectsNoReply reports an OP_MSG sent with moreToCome (an unacknowledged write).

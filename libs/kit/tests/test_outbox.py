@@ -82,3 +82,32 @@ async def test_outbox_stays_degraded_until_a_relay_pass_finds_nothing_pending() 
     assert outbox.degraded, "the pass that published may have raced a new write"
     assert await outbox.relay_once(grace_seconds=0) == 0
     assert not outbox.degraded
+
+
+class SlowFirstKeyPublisher(RecordingPublisher):
+    """Acknowledges key ``a`` late, so other keys overtake it while its own order holds."""
+
+    async def publish_record(
+        self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
+    ) -> None:
+        if key == "a":
+            await asyncio.sleep(0.01)
+        await super().publish_record(topic=topic, key=key, value=value, headers=headers)
+
+
+async def test_queued_writes_publish_together_in_order_per_key() -> None:
+    publisher, collection = SlowFirstKeyPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    writes = {f"doc{i}": [entry(key)] for i, key in enumerate(["a", "b", "a", "b", "a"])}
+    for document_id, entries in writes.items():  # queued before the publisher runs
+        await collection.insert_one(with_outbox({"_id": document_id}, entries))
+        outbox.schedule(collection, document_id, entries)
+    task = await run_outbox(outbox)
+    await outbox.drain()
+    task.cancel()
+    published_ids = [r["headers"]["event-id"] for r in publisher.records]
+    for key in ("a", "b"):
+        written = [e["id"] for entries in writes.values() for e in entries if e["key"] == key]
+        assert [i for i in published_ids if i in written] == written, f"order of key {key}"
+    assert [r["key"] for r in publisher.records][:2] == ["b", "b"], "keys do not wait on each other"
+    assert all(doc["_outbox"] == [] for doc in collection.documents.values())

@@ -63,6 +63,10 @@ def outbox_push(entries: Sequence[Document]) -> Document:
     return {OUTBOX_FIELD: {"$each": list(entries)}}
 
 
+MAX_BATCHES_PER_ROUND = 256
+"""Scheduled writes published together in one round of the background publisher."""
+
+
 class Outbox:
     """Publishes pending events right after their write, and relays what was left behind.
 
@@ -109,33 +113,66 @@ class Outbox:
 
     async def _publish_scheduled(self) -> None:
         while True:
-            collection, document_id, entries = await self._queue.get()
+            batches = [await self._queue.get()]
+            while not self._queue.empty() and len(batches) < MAX_BATCHES_PER_ROUND:
+                batches.append(self._queue.get_nowait())
             try:
                 if not self._degraded:
                     async with self._lock:
-                        await self._publish_and_clear(collection, document_id, entries)
+                        await self._publish_round(batches)
             except Exception:  # storage hiccup while clearing: the relay republishes
                 _log.warning("publishing scheduled events failed", exc_info=True)
             finally:
-                self._queue.task_done()
+                for _ in batches:
+                    self._queue.task_done()
+
+    async def _publish_round(self, batches: Sequence[_Batch]) -> None:
+        """Publish what is queued: one key's events in write order, different keys at the
+        same time (Kafka orders per key only); then clear everything that was published."""
+        by_key: dict[str, list[tuple[AsyncCollection[Document], Any, Document]]] = {}
+        for collection, document_id, entries in batches:
+            for entry in entries:
+                by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
+        published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
+        await asyncio.gather(
+            *(
+                collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
+                for run in published
+                for collection, document_id, entry in run
+            )
+        )
+
+    async def _publish_in_order(
+        self, run: list[tuple[AsyncCollection[Document], Any, Document]]
+    ) -> list[tuple[AsyncCollection[Document], Any, Document]]:
+        """Publish ``run`` one by one; stop at the first failure (the relay takes over)."""
+        for index, (_, _, entry) in enumerate(run):
+            if self._degraded or not await self._publish(entry):
+                return run[:index]
+        return run
+
+    async def _publish(self, entry: Document) -> bool:
+        try:
+            await asyncio.wait_for(
+                self._publisher.publish_record(
+                    topic=entry["topic"],
+                    key=entry["key"],
+                    value=entry["value"].encode(),
+                    headers=entry["headers"],
+                ),
+                self._timeout,
+            )
+        except Exception:  # broker down or slow: the relay will retry from storage
+            self._degraded = True
+            _log.warning("publish failed; event left to the outbox relay", event_id=entry["id"])
+            return False
+        return True
 
     async def _publish_and_clear(
         self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
     ) -> bool:
         for entry in entries:
-            try:
-                await asyncio.wait_for(
-                    self._publisher.publish_record(
-                        topic=entry["topic"],
-                        key=entry["key"],
-                        value=entry["value"].encode(),
-                        headers=entry["headers"],
-                    ),
-                    self._timeout,
-                )
-            except Exception:  # broker down or slow: the relay will retry from storage
-                self._degraded = True
-                _log.warning("publish failed; event left to the outbox relay", event_id=entry["id"])
+            if not await self._publish(entry):
                 return False
             await collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
         return True
