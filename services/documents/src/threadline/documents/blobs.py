@@ -12,6 +12,7 @@ whatever the file size. The pipe also counts and hashes (SHA-256) what passes, i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 from collections import deque
@@ -180,11 +181,18 @@ class BlobDownload:
     _chunk_bytes: int
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        """Chunks in order; the next one is read from MinIO while this one is being sent."""
         iterator = self._response.stream(self._chunk_bytes)
+        ahead = asyncio.ensure_future(asyncio.to_thread(next, iterator, b""))
         try:
-            while chunk := await asyncio.to_thread(next, iterator, b""):
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, iterator, b""))
                 yield chunk
         finally:
+            if not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ahead  # the worker thread finishes its read before we close
             self._response.close()
             self._response.release_conn()
 

@@ -33,7 +33,11 @@ class Settings(ServiceSettings):
     upload_parallel_parts: int = Field(
         default=3, ge=1, description="Parts of one upload sent to MinIO at the same time."
     )
-    download_chunk_bytes: int = Field(default=1 * MIB, gt=0)
+    download_chunk_bytes: int = Field(
+        default=4 * MIB,
+        gt=0,
+        description="Read size from MinIO per download chunk (two in flight).",
+    )
     presigned_url_seconds: int = Field(
         default=300, ge=10, le=7 * 24 * 3600, description="Lifetime of download links."
     )
