@@ -39,13 +39,14 @@ def event(data: EventData) -> Envelope[Any]:
     return new_event(data, firm=FIRM, producer="messaging")
 
 
-def posted(*, internal: bool = False, seq: int = 1) -> Envelope[Any]:
+def posted(*, internal: bool = False, seq: int = 1, client_seq: int | None = 1) -> Envelope[Any]:
     return event(
         MessagePosted(
             thread_id="th_1",
             account_id=LEE,
             message_id=f"msg_{seq}",
             seq=seq,
+            client_seq=None if internal else client_seq,
             author=Author(user_id="st_mia", kind="staff", name="Mia"),
             internal=internal,
             html="<p>Hi</p>",
@@ -101,7 +102,9 @@ def test_m3_internal_messages_never_reach_clients() -> None:
 
 def test_r2_clients_never_learn_that_staff_read() -> None:
     assert frame_for(CLIENT, read_by("st_mia", "staff"), LEE_THREAD) is None
-    assert frame_for(CLIENT, read_by("ct_ben", "client"), LEE_THREAD) is not None
+    client_frame = frame_for(CLIENT, read_by("ct_ben", "client"), LEE_THREAD)
+    assert client_frame is not None
+    assert "up_to_seq" not in client_frame["data"], "M3: a position counting internal messages"
     assert frame_for(ASSIGNED, read_by("ct_ben", "client"), LEE_THREAD) is not None
 
 
@@ -150,10 +153,15 @@ async def test_hub_fans_out_in_order_and_looks_up_mentions_only_when_needed() ->
     hub = StreamHub(mentions=mentions, queue_size=10)
     client = hub.subscribe(CLIENT)
     other = hub.subscribe(OTHER_CLIENT)
-    for seq in (1, 2, 3):
-        await hub.dispatch(posted(seq=seq, internal=seq == 2))
+    await hub.dispatch(posted(seq=1, client_seq=1))
+    await hub.dispatch(posted(seq=2, internal=True))
+    await hub.dispatch(posted(seq=3, client_seq=2))
     assert lookups == []  # every subscriber's access follows from their accounts
-    assert [client.queue.get_nowait()["data"]["seq"] for _ in range(2)] == [1, 3]
+    frames = [client.queue.get_nowait()["data"] for _ in range(2)]
+    assert [(f["message_id"], f["seq"]) for f in frames] == [("msg_1", 1), ("msg_3", 2)], (
+        "M3: clients number only what they see, so gaps reveal no internal message"
+    )
+    assert "client_seq" not in frames[0]
     assert client.queue.empty()
     assert other.queue.empty()
 

@@ -181,6 +181,29 @@ async def test_m11_only_the_sender_deletes_and_the_event_says_so(firm: Firm) -> 
     assert event.data.document_ids == []
 
 
+async def test_m3_clients_number_only_what_they_see(firm: Firm) -> None:
+    """Sequence numbers shown to clients skip nothing, so gaps cannot betray internal notes."""
+    thread = await firm.new_thread(message={"html": "one"})
+    for html, internal in (("note a", True), ("two", False), ("note b", True), ("three", False)):
+        assert (await firm.post("owner", thread["id"], html=html, internal=internal)).is_success
+    staff = [(m["seq"], m["text"]) for m in await messages_of(firm, "owner", thread["id"])]
+    assert staff == [(1, "one"), (2, "note a"), (3, "two"), (4, "note b"), (5, "three")]
+    client = [(m["seq"], m["text"]) for m in await messages_of(firm, "client", thread["id"])]
+    assert client == [(1, "one"), (2, "two"), (3, "three")]
+    older = await firm.call(
+        "client", "GET", f"/v1/threads/{thread['id']}/messages", params={"before": 3, "limit": 1}
+    )
+    assert [m["text"] for m in older.json()["messages"]] == ["two"]
+    read = await firm.call(
+        "client", "POST", f"/v1/threads/{thread['id']}/read", json={"up_to_seq": 2}
+    )
+    assert read.json()["last_read_seq"] == 2, "read positions in the client's numbering"
+    row = (await firm.call("client", "GET", f"/v1/threads/{thread['id']}")).json()
+    assert row["unread_count"] == 1  # "three"
+    staff_view = {m["text"]: m for m in await messages_of(firm, "owner", thread["id"])}
+    assert staff_view["two"]["status"] == "read" and staff_view["three"]["status"] == "sent"
+
+
 async def test_m8_m11_thread_previews_follow_edits_and_deletions(firm: Firm) -> None:
     thread = await firm.new_thread(message={"html": "opening"})
     note = (await firm.post("owner", thread["id"], html="staff note", internal=True)).json()

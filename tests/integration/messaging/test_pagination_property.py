@@ -9,6 +9,7 @@ messages are inserted directly so each example stays fast.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import uuid
 from datetime import UTC, datetime
@@ -38,13 +39,16 @@ class _NoPublishing:
         raise AssertionError("paging must not publish events")
 
 
-def _message(thread_id: str, seq: int, *, internal: bool, deleted: bool) -> dict[str, Any]:
+def _message(
+    thread_id: str, seq: int, client_seq: int | None, *, internal: bool, deleted: bool
+) -> dict[str, Any]:
     return {
         "_id": f"msg_{seq:04d}",
         "thread_id": thread_id,
         "firm": FIRM,
         "account_id": ACCOUNT,
         "seq": seq,
+        "client_seq": client_seq,
         "author": {"user_id": "st_mia", "kind": "staff", "name": "Mia"},
         "internal": internal,
         "deleted": deleted,
@@ -110,16 +114,25 @@ async def _check(flags: list[tuple[bool, bool]], limit: int, client: bool) -> No
         thread_id = "th_paging"
         await database["threads"].insert_one(
             {"_id": thread_id, "firm": FIRM, "account_id": ACCOUNT, "subject": "Paging"}
-            | {"status": "active", "mentioned_staff": [], "seq": len(flags)}
+            | {"status": "active", "mentioned_staff": [], "seq": len(flags), "client_seq": 0}
         )
+        client_numbers = itertools.count(1)
         documents = [
-            _message(thread_id, seq, internal=internal, deleted=deleted)
+            _message(
+                thread_id,
+                seq,
+                None if internal else next(client_numbers),
+                internal=internal,
+                deleted=deleted,
+            )
             for seq, (internal, deleted) in enumerate(flags, start=1)
         ]
         if documents:
             await database["messages"].insert_many(documents)
+        # Clients page by their own numbering, which skips internal messages (M3).
+        numbering = "client_seq" if client else "seq"
         expected = [
-            d["seq"] for d in documents if not d["deleted"] and not (client and d["internal"])
+            d[numbering] for d in documents if not d["deleted"] and not (client and d["internal"])
         ]
         backward, forward = await _walk(service, CLIENT if client else STAFF, thread_id, limit)
         assert backward == expected, "walking back skipped or repeated a message"

@@ -30,6 +30,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from threadline.contracts import Envelope, EventDecodeError, Topic, decode
 from threadline.contracts.events.messaging import (
     FirmChatSettingsChanged,
+    MessagePosted,
     MessagesRead,
     ThreadCreated,
     ThreadLinkedToJob,
@@ -71,8 +72,12 @@ def frame_for(
     if principal.is_client:
         if event.type in _STAFF_ONLY or data.get("internal", False):
             return None
-        if event.type == MessagesRead.event_type and data["reader"]["kind"] != "client":
-            return None
+        if event.type == MessagesRead.event_type:
+            if data["reader"]["kind"] != "client":
+                return None
+            data.pop("up_to_seq")  # a position among all messages, internal ones included
+        if event.type == MessagePosted.event_type:
+            data["seq"] = data.pop("client_seq")  # clients count only what they see (M3)
         for hidden in _CLIENT_HIDDEN_FIELDS.get(event.type, ()):
             data.pop(hidden, None)
     return {

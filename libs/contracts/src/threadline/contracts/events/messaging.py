@@ -200,6 +200,15 @@ class MessagePosted(EventData):
     seq: int = Field(
         ge=1, description="Per-thread sequence number, from 1, gap-free.", examples=[1]
     )
+    client_seq: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Number among the thread's client-visible messages (what clients see as `seq`); "
+            "null for an internal message or from older producers (M3)."
+        ),
+        examples=[1],
+    )
     author: Author = Field(
         description="Who wrote the message.",
         examples=[{"user_id": "st_mia", "kind": "staff", "name": "Mia Chen"}],

@@ -157,6 +157,7 @@ def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
             account_id=document["account_id"],
             message_id=document["_id"],
             seq=document["seq"],
+            client_seq=document.get("client_seq"),
             author=Author(**document["author"]),
             internal=document["internal"],
             html=document["html"],

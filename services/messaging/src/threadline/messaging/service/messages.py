@@ -33,7 +33,7 @@ from threadline.messaging.service.compose import (
     posted_event,
     preview,
 )
-from threadline.messaging.service.views import message_view
+from threadline.messaging.service.views import message_view, seq_field
 from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
 from threadline.messaging.store.threads import thread_of
 
@@ -98,7 +98,7 @@ class MessageService:
     async def store_prepared(
         self, principal: Principal, thread: Document, document: Document, mentions: list[str]
     ) -> Document:
-        document["seq"] = await self._threads.allocate_seq(
+        document["seq"], document["client_seq"] = await self._threads.allocate_seq(
             thread["_id"],
             at=document["posted_at"],
             preview=preview(document),
@@ -122,15 +122,17 @@ class MessageService:
             raise InvalidMessage("Give either `before` or `after`, not both.")
         await self.visible_thread(principal, thread_id)
         direction: Literal["before", "after"] = "after" if after is not None else "before"
+        numbering = seq_field(principal)
         documents, more = await self._messages.page(
             thread_id,
             include_internal=can_see_internal(principal),
             direction=direction,
             seq=after if after is not None else before,
             limit=limit,
+            numbering=numbering,
         )
-        first = documents[0]["seq"] if documents else None
-        last = documents[-1]["seq"] if documents else None
+        first = documents[0][numbering] if documents else None
+        last = documents[-1][numbering] if documents else None
         if direction == "before":
             older, newer = (first if more else None), (last if before is not None else None)
         else:
@@ -147,19 +149,21 @@ class MessageService:
         """M9: the page of messages around a permalink's message."""
         await self.visible_thread(principal, thread_id)
         target = await self._visible_message(principal, thread_id, message_id)
-        include = can_see_internal(principal)
-        older, more_older = await self._messages.page(
-            thread_id, include_internal=include, direction="before", seq=target["seq"], limit=radius
-        )
-        newer, more_newer = await self._messages.page(
-            thread_id, include_internal=include, direction="after", seq=target["seq"], limit=radius
-        )
+        include, numbering = can_see_internal(principal), seq_field(principal)
+        around: dict[str, Any] = {
+            "include_internal": include,
+            "seq": target[numbering],
+            "limit": radius,
+            "numbering": numbering,
+        }
+        older, more_older = await self._messages.page(thread_id, direction="before", **around)
+        newer, more_newer = await self._messages.page(thread_id, direction="after", **around)
         documents = [*older, target, *newer]
         return {
             "message_id": message_id,
             "messages": [message_view(document, principal) for document in documents],
-            "older_cursor": documents[0]["seq"] if more_older else None,
-            "newer_cursor": documents[-1]["seq"] if more_newer else None,
+            "older_cursor": documents[0][numbering] if more_older else None,
+            "newer_cursor": documents[-1][numbering] if more_newer else None,
         }
 
     async def edit(
@@ -292,7 +296,11 @@ class MessageService:
         """R1: move the caller's read cursor; a client's read stamps firm messages as read."""
         thread = await self.visible_thread(principal, thread_id)
         latest = int(thread.get("seq", 0))
-        target = latest if up_to_seq is None else min(up_to_seq, latest)
+        target = latest
+        if up_to_seq is not None and principal.is_client:  # the client's own numbering (M3)
+            target = await self._messages.seq_of_client_seq(thread_id, up_to_seq) or latest
+        elif up_to_seq is not None:
+            target = min(up_to_seq, latest)
         if target < 1:
             return {"thread_id": thread_id, "last_read_seq": 0}
         now = utc_now()
@@ -316,5 +324,7 @@ class MessageService:
         )
         if principal.is_client:
             await self._messages.mark_read_by_client(thread_id, up_to_seq=target, at=now)
-        last = await self._reads.last_read([thread_id], principal.sub)
-        return {"thread_id": thread_id, "last_read_seq": last.get(thread_id, target)}
+        last = (await self._reads.last_read([thread_id], principal.sub)).get(thread_id, target)
+        if principal.is_client:
+            last = await self._messages.client_seq_at(thread_id, last)
+        return {"thread_id": thread_id, "last_read_seq": last}

@@ -125,6 +125,7 @@ class ThreadService:
             "job_ids": list(dict.fromkeys(request.job_ids)),
             "mentioned_staff": [],
             "seq": 0,
+            "client_seq": 0,
             "last_activity_at": now,
             "client_activity_at": now,
             "last_message": None,

@@ -6,9 +6,14 @@ from typing import Any
 
 from threadline.kit.auth import Principal
 
-__all__ = ["message_view", "permalink", "thread_view"]
+__all__ = ["message_view", "permalink", "seq_field", "thread_view"]
 
 Document = dict[str, Any]
+
+
+def seq_field(principal: Principal) -> str:
+    """Staff number every message; clients number only what they can see (M3)."""
+    return "seq" if principal.is_staff else "client_seq"
 
 
 def permalink(thread_id: str, message_id: str) -> str:
@@ -21,7 +26,7 @@ def message_view(document: Document, principal: Principal) -> Document:
     view: Document = {
         "id": document["_id"],
         "thread_id": document["thread_id"],
-        "seq": document["seq"],
+        "seq": document[seq_field(principal)],
         "author": document["author"],
         "internal": document["internal"],
         "html": document["html"],

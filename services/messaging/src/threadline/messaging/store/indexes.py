@@ -12,6 +12,7 @@ MESSAGING_INDEXES = (
     IndexSpec("threads", [("firm", 1), ("last_activity_at", -1), ("_id", -1)]),
     IndexSpec("threads", [("firm", 1), ("mentioned_staff", 1)]),
     IndexSpec("messages", [("thread_id", 1), ("seq", 1)], unique=True),
+    IndexSpec("messages", [("thread_id", 1), ("client_seq", 1)]),
     IndexSpec("messages", [("thread_id", 1), ("pinned", 1)]),
     IndexSpec("drafts", [("expires_at", 1)], expire_after_seconds=0),
     IndexSpec("read_cursors", [("thread_id", 1)]),

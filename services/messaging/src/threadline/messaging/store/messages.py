@@ -51,20 +51,48 @@ class MongoMessageStore:
         direction: Literal["before", "after"],
         seq: int | None,
         limit: int,
+        numbering: Literal["seq", "client_seq"] = "seq",
     ) -> tuple[list[Document], bool]:
         """Up to ``limit`` messages strictly before/after ``seq`` (latest page when None),
-        ascending by seq; the flag says whether more exist in that direction."""
+        ascending; the flag says whether more exist in that direction. ``numbering`` is the
+        field ``seq`` refers to (clients page by ``client_seq``, which internal messages lack)."""
         query = self._visible(thread_id, include_internal=include_internal)
         if seq is not None:
-            query["seq"] = {"$lt": seq} if direction == "before" else {"$gt": seq}
+            query[numbering] = {"$lt": seq} if direction == "before" else {"$gt": seq}
         order = -1 if direction == "before" else 1
-        documents = (
-            await self._messages.find(query, _HIDDEN).sort("seq", order).limit(limit + 1).to_list()
-        )
+        found = self._messages.find(query, _HIDDEN).sort(numbering, order).limit(limit + 1)
+        documents = await found.to_list()
         more = len(documents) > limit
         documents = documents[:limit]
-        documents.sort(key=lambda document: document["seq"])
+        documents.sort(key=lambda document: document[numbering])
         return documents, more
+
+    async def seq_of_client_seq(self, thread_id: str, client_seq: int) -> int | None:
+        """The thread-wide ``seq`` of the latest client-visible message numbered up to
+        ``client_seq`` (deleted ones included: numbers never move)."""
+        found = (
+            await self._messages.find(
+                {"thread_id": thread_id, "client_seq": {"$gte": 1, "$lte": client_seq}},
+                {"seq": 1},
+            )
+            .sort("client_seq", -1)
+            .limit(1)
+            .to_list()
+        )
+        return int(found[0]["seq"]) if found else None
+
+    async def client_seq_at(self, thread_id: str, seq: int) -> int:
+        """The client numbering of a read position: the last client-visible message up to it."""
+        found = (
+            await self._messages.find(
+                {"thread_id": thread_id, "seq": {"$lte": seq}, "client_seq": {"$gte": 1}},
+                {"client_seq": 1},
+            )
+            .sort("seq", -1)
+            .limit(1)
+            .to_list()
+        )
+        return int(found[0]["client_seq"]) if found else 0
 
     async def pinned(self, thread_id: str, *, include_internal: bool) -> list[Document]:
         query = self._visible(thread_id, include_internal=include_internal) | {"pinned": True}
@@ -99,7 +127,8 @@ class MongoMessageStore:
         """M11: replace the message by a tombstone carrying its deletion event."""
         entry = outbox_entry(event)
         tombstone = {
-            key: message[key] for key in ("_id", "firm", "thread_id", "account_id", "seq")
+            key: message.get(key)
+            for key in ("_id", "firm", "thread_id", "account_id", "seq", "client_seq")
         } | {"deleted": True, "internal": message["internal"], "pinned": False, "_outbox": [entry]}
         result = await self._messages.replace_one(
             {"_id": message["_id"], "deleted": False}, tombstone

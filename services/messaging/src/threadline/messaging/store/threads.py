@@ -89,12 +89,17 @@ class MongoThreadStore:
         preview: Document,
         internal: bool,
         mentions: list[str],
-    ) -> int:
-        """Atomically take the next message number and record the activity it brings."""
+    ) -> tuple[int, int | None]:
+        """Atomically take the next message numbers and record the activity they bring.
+
+        Returns ``seq`` (every message) and ``client_seq`` (client-visible messages only,
+        ``None`` for an internal one): clients are numbered without gaps where internal
+        messages sit, so numbers reveal nothing about them (M3).
+        """
         fields: Document = {"last_activity_at": at, "last_message": preview}
         if not internal:
             fields |= {"client_activity_at": at, "last_client_message": preview}
-        update: Document = {"$inc": {"seq": 1}, "$set": fields}
+        update: Document = {"$inc": {"seq": 1, "client_seq": 0 if internal else 1}, "$set": fields}
         if mentions:
             update["$addToSet"] = {"mentioned_staff": {"$each": mentions}}
         document = await self._threads.find_one_and_update(
@@ -102,7 +107,7 @@ class MongoThreadStore:
         )
         if document is None:
             raise InvalidMessage("The thread is archived; reopen it to post.")
-        return int(document["seq"])
+        return int(document["seq"]), None if internal else int(document["client_seq"])
 
     async def replace_preview(
         self, thread_id: str, message_id: str, *, staff: Document | None, client: Document | None
