@@ -212,3 +212,34 @@ def _thread_created(firm: str, thread_id: str) -> Any:
         firm=firm,
         producer="messaging",
     )
+
+
+async def test_t7_m4_a_mentioned_member_reads_the_threads_documents(
+    both: tuple[Docs, Firm],
+) -> None:
+    """Staff who see a thread only because they were mentioned see its documents tab and
+    can read its attachments, but manage nothing of an account they are not assigned to."""
+    docs, firm = both
+    thread = await firm.new_thread()
+    await known_thread(docs, thread["id"])
+    document = await docs.uploaded(
+        "manager", PDF, filename="engagement.pdf", thread_id=thread["id"]
+    )
+    guest = "manager of other account"  # st_noah, assigned to another account only
+    tab = f"/v1/threads/{thread['id']}/documents"
+    assert (await docs.call(guest, "GET", tab)).status_code == 404
+    assert (await docs.call(guest, "GET", f"/v1/documents/{document['id']}")).status_code == 404
+
+    mention = await firm.post(
+        "owner", thread["id"], html="<p>Noah, see this</p>", mentions=["st_noah"]
+    )
+    assert mention.status_code == 201, mention.text
+    listed = await eventually(
+        lambda: docs.call(guest, "GET", tab), until=lambda response: response.status_code == 200
+    )
+    assert [d["id"] for d in listed.json()["documents"]] == [document["id"]]
+    content = await docs.call(guest, "GET", f"/v1/documents/{document['id']}/content")
+    assert content.status_code == 200 and content.content == PDF
+    delete = await docs.call(guest, "DELETE", f"/v1/documents/{document['id']}")
+    assert delete.status_code == 404
+    assert (await docs.call("owner", "GET", f"/v1/documents/{document['id']}")).status_code == 200

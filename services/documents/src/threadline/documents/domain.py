@@ -23,7 +23,13 @@ import uuid_utils
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Forbidden, InvalidRequest, NotFound, ThreadlineError
-from threadline.kit.policy import MANAGE_DOCUMENTS, can_access_account, can_see_internal
+from threadline.kit.policy import (
+    MANAGE_DOCUMENTS,
+    ThreadFacts,
+    can_access_account,
+    can_see_internal,
+    can_view_thread,
+)
 
 __all__ = [
     "MAX_FOLDER_DEPTH",
@@ -162,14 +168,22 @@ def _check_staff_manages(principal: Principal) -> None:
         raise ActionForbidden("Managing documents needs the 'manage documents' permission.")
 
 
-def check_visible(principal: Principal, document: Document) -> None:
-    """404 for another firm's or account's document, and for internal ones to clients (M3)."""
+def check_visible(
+    principal: Principal, document: Document, *, thread: ThreadFacts | None = None
+) -> None:
+    """404 for another firm's or account's document, and for internal ones to clients (M3).
+
+    ``thread`` — the facts of the thread the document is attached to — lets staff mentioned
+    in that thread read it without access to the account (T7)."""
+    reachable = (
+        can_view_thread(principal, thread)
+        if thread is not None
+        else can_access_account(principal, firm=document["firm"], account_id=document["account_id"])
+    )
     hidden = (
         document["firm"] != principal.firm
         or document.get("deleted", False)
-        or not can_access_account(
-            principal, firm=document["firm"], account_id=document["account_id"]
-        )
+        or not reachable
         or (document["internal"] and not can_see_internal(principal))
     )
     if hidden:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.contracts import Envelope
-from threadline.contracts.events.messaging import MessageDeleted, ThreadCreated
+from threadline.contracts.events.messaging import (
+    MessageDeleted,
+    MessageEdited,
+    MessagePosted,
+    ThreadCreated,
+)
 from threadline.documents.service import DocumentService
 from threadline.kit.consumer import EventRouter
 
@@ -27,5 +32,12 @@ def subscribe(events: EventRouter, *, documents: DocumentService) -> None:
             deleted_by=data.deleted_by,
         )
 
+    async def on_mentions(event: Envelope[Any]) -> None:
+        """T7: a mentioned staff member may read the thread's documents."""
+        data = event.data
+        await documents.add_thread_mentions(event.firm, data.thread_id, list(data.mentions))
+
     events.on(ThreadCreated, on_thread_created)
+    events.on(MessagePosted, on_mentions)
+    events.on(MessageEdited, on_mentions)
     events.on(MessageDeleted, on_message_deleted)

@@ -45,7 +45,7 @@ from threadline.documents.domain import (
 from threadline.documents.sniff import SNIFF_BYTES, ZIP, sniff_content_type
 from threadline.documents.store import MongoDocumentStore, MongoThreadDirectory
 from threadline.kit.auth import Principal
-from threadline.kit.policy import can_see_internal
+from threadline.kit.policy import can_see_internal, can_view_thread
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 
@@ -269,7 +269,10 @@ class DocumentService:
         document = await self._documents.get(principal.firm, document_id)
         if document is None:
             raise DocumentNotFound(f"Document {document_id} does not exist.")
-        check_visible(principal, document)
+        thread = None
+        if document.get("thread_id") and principal.is_staff:
+            thread = await self._threads.facts(principal.firm, document["thread_id"])
+        check_visible(principal, document, thread=thread)
         return document
 
     async def list_folder(
@@ -292,10 +295,9 @@ class DocumentService:
 
     async def list_thread(self, principal: Principal, thread_id: str) -> list[Document]:
         """M4: the thread's documents tab."""
-        account = await self._threads.account_of(principal.firm, thread_id)
-        if account is None:
+        thread = await self._threads.facts(principal.firm, thread_id)
+        if thread is None or not can_view_thread(principal, thread):
             raise DocumentNotFound(f"Thread {thread_id} does not exist.")
-        check_can_view_account(principal, account)
         return await self._documents.list_thread(
             principal.firm, thread_id, include_internal=can_see_internal(principal)
         )
@@ -337,6 +339,11 @@ class DocumentService:
         if changes and not await self._documents.update(document, changes):
             raise DocumentNotFound(f"Document {document_id} does not exist.")
         return document | changes
+
+    async def add_thread_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
+        """T7: staff mentioned in a thread may read its documents."""
+        if staff_ids:
+            await self._threads.add_mentions(firm, thread_id, staff_ids)
 
     async def delete(self, principal: Principal, document_id: str) -> None:
         document = await self.get(principal, document_id)

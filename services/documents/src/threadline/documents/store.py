@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError
 from threadline.contracts import Envelope
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.policy import ThreadFacts
 
 __all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory"]
 
@@ -115,7 +116,8 @@ class MongoDocumentStore:
 
 
 class MongoThreadDirectory:
-    """Which account each thread belongs to, projected from ``messaging.thread.created``."""
+    """Which account each thread belongs to and who was mentioned in it, projected from
+    ``messaging.thread.created`` and the mentions of posted and edited messages (T7)."""
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._threads = database["threads"]
@@ -123,6 +125,22 @@ class MongoThreadDirectory:
     async def account_of(self, firm: str, thread_id: str) -> str | None:
         document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
         return None if document is None else str(document["account_id"])
+
+    async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
+        document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
+        if document is None:
+            return None
+        return ThreadFacts(
+            firm=firm,
+            account_id=str(document["account_id"]),
+            mentioned_staff=frozenset(document.get("mentioned_staff", ())),
+        )
+
+    async def add_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
+        await self._threads.update_one(
+            {"_id": f"{firm}:{thread_id}"},
+            {"$addToSet": {"mentioned_staff": {"$each": staff_ids}}},
+        )
 
     async def remember(self, firm: str, thread_id: str, account_id: str) -> None:
         await self._threads.update_one(
