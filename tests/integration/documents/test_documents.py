@@ -199,6 +199,22 @@ async def test_m4_presigned_link_downloads_without_a_token(docs: Docs) -> None:
     assert "big.pdf" in fetched.headers["content-disposition"]
 
 
+async def test_m4_presigned_links_name_the_public_storage_address(
+    start_service: ServiceFactory, run_id: str
+) -> None:
+    internal = os.environ["THREADLINE_S3_ENDPOINT"]
+    public = internal.replace("127.0.0.1", "localhost")  # same MinIO, another host name
+    app, http = await start_service("documents", s3_public_endpoint=public)
+    docs = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    document = await docs.uploaded("manager", PDF, filename="w2.pdf")
+    link = await docs.call("client", "POST", f"/v1/documents/{document['id']}/download-url")
+    url = link.json()["url"]
+    assert url.startswith(public + "/"), url
+    async with httpx.AsyncClient() as plain:
+        fetched = await plain.get(url)
+    assert fetched.status_code == 200 and fetched.content == PDF, "signed for the public host"
+
+
 async def test_m4_upload_over_the_limit_is_413_and_leaves_nothing(
     start_service: ServiceFactory, run_id: str
 ) -> None:

@@ -210,15 +210,20 @@ class MinioBlobStore:
         buffer_parts: int,
         parallel_parts: int,
         download_chunk_bytes: int,
+        public_endpoint: str | None = None,
     ) -> None:
-        parts = urlsplit(endpoint)
-        self._client = Minio(
-            parts.netloc or parts.path,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=parts.scheme == "https",
-            region=region,
-        )
+        def client(url: str) -> Minio:
+            parts = urlsplit(url)
+            return Minio(
+                parts.netloc or parts.path,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=parts.scheme == "https",
+                region=region,  # known region: presigning needs no request
+            )
+
+        self._client = client(endpoint)
+        self._presigner = client(public_endpoint) if public_endpoint else self._client
         self._bucket = bucket
         self._part_size = part_size
         self._buffer_bytes = part_size * buffer_parts
@@ -304,7 +309,7 @@ class MinioBlobStore:
     ) -> str:
         disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
         return await asyncio.to_thread(
-            self._client.presigned_get_object,
+            self._presigner.presigned_get_object,
             self._bucket,
             key,
             expires=timedelta(seconds=seconds),

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         buffer_parts=settings.upload_buffer_parts,
         parallel_parts=settings.upload_parallel_parts,
         download_chunk_bytes=settings.download_chunk_bytes,
+        public_endpoint=settings.s3_public_endpoint,
     )
 
     def wire(runtime: ServiceRuntime) -> dict[str, object]:

@@ -20,6 +20,13 @@ class Settings(ServiceSettings):
     s3_secret_key: SecretStr
     s3_bucket: str = "threadline-documents"
     s3_region: str = "us-east-1"
+    s3_public_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Object storage as clients reach it, for presigned links (the signature covers "
+            "the host); default: `s3_endpoint`."
+        ),
+    )
 
     max_upload_bytes: int = Field(
         default=5 * GIB, gt=0, description="Largest file (or zip archive) one upload may carry."
