@@ -11,10 +11,12 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from threadline.contracts import decode
+from threadline.contracts import decode, new_event
+from threadline.contracts.events.directory import AccountRemoved
 from threadline.contracts.topics import Topic
+from threadline.devtools.seed import publish
 
-from ..conftest import ServiceFactory
+from ..conftest import ServiceFactory, eventually
 from .conftest import LEE, PATEL, PDF, PNG, Docs
 
 pytestmark = pytest.mark.integration
@@ -255,3 +257,22 @@ async def test_m4_malformed_uploads_are_problems_not_errors(docs: Docs) -> None:
     )
     assert cut.status_code == 422 and "complete" in cut.json()["detail"]
     assert await docs.staged_objects() == []
+
+
+async def test_an_account_removed_from_the_directory_loses_its_documents(docs: Docs) -> None:
+    kept = await docs.uploaded("manager of other account", PDF, account=PATEL)
+    gone = [
+        await docs.uploaded("manager", PDF, filename="a.pdf"),
+        await docs.uploaded("manager", PNG, filename="b.png", internal=True),
+    ]
+    removed = new_event(AccountRemoved(account_id=LEE), firm=docs.firm, producer="directory")
+    await publish(os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], [removed, removed])
+
+    async def visible() -> list[int]:
+        return [
+            (await docs.call("owner", "GET", f"/v1/documents/{d['id']}")).status_code for d in gone
+        ]
+
+    await eventually(visible, until=lambda codes: codes == [404, 404])
+    assert (await docs.call("owner", "GET", f"/v1/documents/{kept['id']}")).status_code == 200
+    assert [key.rsplit("/", 1)[-1] for key in await docs.staged_objects()] == [kept["id"]]

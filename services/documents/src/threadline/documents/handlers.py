@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.contracts import Envelope
+from threadline.contracts.events.directory import AccountRemoved
 from threadline.contracts.events.messaging import (
     MessageDeleted,
     MessageEdited,
@@ -37,7 +38,12 @@ def subscribe(events: EventRouter, *, documents: DocumentService) -> None:
         data = event.data
         await documents.add_thread_mentions(event.firm, data.thread_id, list(data.mentions))
 
+    async def on_account_removed(event: Envelope[Any]) -> None:
+        """An account removed from the directory loses its documents (files and metadata)."""
+        await documents.delete_for_account(event.firm, event.data.account_id)
+
     events.on(ThreadCreated, on_thread_created)
+    events.on(AccountRemoved, on_account_removed)
     events.on(MessagePosted, on_mentions)
     events.on(MessageEdited, on_mentions)
     events.on(MessageDeleted, on_message_deleted)

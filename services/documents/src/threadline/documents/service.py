@@ -366,7 +366,18 @@ class DocumentService:
                 deleted += 1
         return deleted
 
-    async def _delete(self, document: Document, *, deleted_by: Actor, reason: str) -> bool:
+    async def delete_for_account(self, firm: str, account_id: str) -> int:
+        """An account that left the directory takes its documents with it (idempotent)."""
+        documents = await self._documents.list_folder(
+            firm, account_id, folder="", recursive=True, include_internal=True
+        )
+        deleted = 0
+        for document in documents:
+            if await self._delete(document, deleted_by=None, reason="account_removed"):
+                deleted += 1
+        return deleted
+
+    async def _delete(self, document: Document, *, deleted_by: Actor | None, reason: str) -> bool:
         event = new_event(
             DocumentDeleted(
                 document_id=document["_id"],
