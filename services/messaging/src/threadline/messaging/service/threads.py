@@ -189,18 +189,24 @@ class ThreadService:
         drafts = await self._drafts.threads_with_draft(
             firm=principal.firm, user_id=principal.sub, thread_ids=ids, now=utc_now()
         )
-        views = []
-        for document in documents:
-            unread = await self._messages.count_unread(
-                document["_id"],
-                after_seq=last_read.get(document["_id"], 0),
-                reader_id=principal.sub,
-                include_internal=principal.is_staff,
+        # Threads read up to their latest message have nothing unread: no query for them.
+        behind = {
+            document["_id"]: last_read.get(document["_id"], 0)
+            for document in documents
+            if last_read.get(document["_id"], 0) < document.get("seq", 0)
+        }
+        unread = await self._messages.count_unread(
+            behind, reader_id=principal.sub, include_internal=principal.is_staff
+        )
+        return [
+            thread_view(
+                document,
+                principal,
+                unread=unread.get(document["_id"], 0),
+                has_draft=document["_id"] in drafts,
             )
-            views.append(
-                thread_view(document, principal, unread=unread, has_draft=document["_id"] in drafts)
-            )
-        return views
+            for document in documents
+        ]
 
     async def set_archived(
         self, principal: Principal, thread_id: str, *, archived: bool

@@ -99,11 +99,22 @@ class MongoMessageStore:
         return await self._messages.find(query, _HIDDEN).sort("pinned_at", -1).to_list()
 
     async def count_unread(
-        self, thread_id: str, *, after_seq: int, reader_id: str, include_internal: bool
-    ) -> int:
-        query = self._visible(thread_id, include_internal=include_internal)
-        query |= {"seq": {"$gt": after_seq}, "author.user_id": {"$ne": reader_id}}
-        return await self._messages.count_documents(query)
+        self, read_up_to: dict[str, int], *, reader_id: str, include_internal: bool
+    ) -> dict[str, int]:
+        """Unread messages per thread (thread id → read position): one aggregation for the
+        whole page — one ``$or`` branch per thread, each served by the (thread_id, seq) index."""
+        if not read_up_to:
+            return {}
+        branches = [
+            {"thread_id": thread_id, "seq": {"$gt": after_seq}}
+            for thread_id, after_seq in read_up_to.items()
+        ]
+        match: Document = {"$or": branches, "deleted": False, "author.user_id": {"$ne": reader_id}}
+        if not include_internal:
+            match["internal"] = False
+        pipeline = [{"$match": match}, {"$group": {"_id": "$thread_id", "unread": {"$sum": 1}}}]
+        cursor = await self._messages.aggregate(pipeline)
+        return {row["_id"]: row["unread"] async for row in cursor}
 
     async def update(
         self,
