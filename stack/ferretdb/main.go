@@ -137,10 +137,13 @@ func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
 }
 
 func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.RWMutex) ([]byte, error) {
-	if readOnlyCommands[commandName(request)] {
+	name := commandName(request)
+	switch {
+	case lockFreeCommands[name]:
+	case readOnlyCommands[name]:
 		serial.RLock()
 		defer serial.RUnlock()
-	} else {
+	default:
 		serial.Lock()
 		defer serial.Unlock()
 	}
@@ -170,14 +173,20 @@ func readMessage(r io.Reader) ([]byte, error) {
 	return message, nil
 }
 
+// lockFreeCommands touch no data: drivers' handshakes and heartbeats must answer even
+// while a long write holds the lock, or the driver declares the server down and
+// cancels everything in flight.
+var lockFreeCommands = map[string]bool{
+	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
+	"buildinfo": true, "getParameter": true, "endSessions": true,
+}
+
 // readOnlyCommands never change data, so they may run beside each other
 // (FerretDB 1.24 rejects the writing aggregation stages $out and $merge).
 var readOnlyCommands = map[string]bool{
 	"find": true, "getMore": true, "count": true, "distinct": true, "aggregate": true,
 	"listCollections": true, "listDatabases": true, "listIndexes": true, "explain": true,
-	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
-	"buildinfo": true, "getParameter": true, "dbStats": true, "collStats": true,
-	"serverStatus": true, "killCursors": true, "endSessions": true,
+	"dbStats": true, "collStats": true, "serverStatus": true, "killCursors": true,
 }
 
 // commandName returns the first key of an OP_MSG body section (the command), or "".

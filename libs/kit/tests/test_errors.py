@@ -4,6 +4,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+from pymongo.errors import AutoReconnect
 
 from threadline.kit.errors import Conflict, NotFound, install_problem_handlers
 
@@ -31,6 +32,10 @@ def build_app() -> FastAPI:
     @app.get("/bug")
     async def bug() -> None:
         raise RuntimeError("secret internal state")
+
+    @app.get("/storage-down")
+    async def storage_down() -> None:
+        raise AutoReconnect("connection reset while the server was busy")
 
     return app
 
@@ -78,3 +83,12 @@ async def test_unknown_route_is_a_problem_too(client: httpx.AsyncClient) -> None
     response = await client.get("/nope")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_unreachable_database_is_a_503_to_retry(client: httpx.AsyncClient) -> None:
+    response = await client.get("/storage-down")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert "retry" in response.json()["detail"]
+    assert "reset" not in response.text

@@ -21,6 +21,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
@@ -122,6 +123,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), str(exc.detail), instance=request.url.path
         )
 
+    async def on_storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """The database was unreachable or reset the connection: nothing was half-written
+        (every write is one document), so the caller may retry."""
+        _log.warning("storage unavailable", path=request.url.path, error=str(exc))
+        response = problem_response(
+            503,
+            "Storage unavailable",
+            "The database did not answer in time; retry the request shortly.",
+            instance=request.url.path,
+        )
+        response.headers["Retry-After"] = "1"
+        return response
+
     async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("unhandled error", path=request.url.path)
         return problem_response(
@@ -134,4 +148,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ThreadlineError, on_threadline_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(ConnectionFailure, on_storage_unavailable)
     app.add_exception_handler(Exception, on_unexpected_error)
