@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -276,3 +277,30 @@ async def test_an_account_removed_from_the_directory_loses_its_documents(docs: D
     await eventually(visible, until=lambda codes: codes == [404, 404])
     assert (await docs.call("owner", "GET", f"/v1/documents/{kept['id']}")).status_code == 200
     assert [key.rsplit("/", 1)[-1] for key in await docs.staged_objects()] == [kept["id"]]
+
+
+async def test_uploads_cut_short_by_a_crash_are_swept_and_finished_ones_kept(docs: Docs) -> None:
+    """A crash between storing objects and writing their metadata leaves objects nothing
+    refers to; the sweeper removes them once the upload is old enough, and nothing else."""
+    service = docs.app.state.documents
+    kept = await docs.uploaded("manager", PDF)
+    crashed = f"{docs.firm}/crashed-upload/"
+
+    async def one_chunk() -> Any:
+        yield PDF
+
+    await docs.app.state.blobs.put_stream(crashed + "orphan", one_chunk(), content_type="x/y")
+    ledger = docs.app.state.runtime.database["uploads_in_progress"]
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    await ledger.insert_one({"_id": crashed, "started_at": long_ago})
+    kept_prefix = kept_object = None
+    for key in await docs.staged_objects():
+        if key.endswith(kept["id"]):
+            kept_object, kept_prefix = key, key.rsplit("/", 1)[0] + "/"
+    assert kept_prefix is not None
+    await ledger.insert_one({"_id": kept_prefix, "started_at": long_ago})  # crash after commit
+    await ledger.insert_one({"_id": f"{docs.firm}/in-flight/", "started_at": datetime.now(UTC)})
+
+    assert await service.sweep_abandoned_uploads(older_than=timedelta(hours=1)) == 1
+    assert await docs.staged_objects() == [kept_object]
+    assert [u["_id"] async for u in ledger.find({})] == [f"{docs.firm}/in-flight/"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
+import structlog
 from fastapi import FastAPI
 
 from threadline.documents import handlers
@@ -10,14 +14,23 @@ from threadline.documents.archives import ArchiveLimits
 from threadline.documents.blobs import MinioBlobStore
 from threadline.documents.service import DocumentService
 from threadline.documents.settings import Settings
-from threadline.documents.store import DOCUMENTS_INDEXES, MongoDocumentStore, MongoThreadDirectory
+from threadline.documents.store import (
+    DOCUMENTS_INDEXES,
+    MongoDocumentStore,
+    MongoThreadDirectory,
+    MongoUploadLedger,
+)
 from threadline.kit.app import ServiceRuntime, create_service_app
 
 __all__ = ["create_app"]
 
+_log = structlog.get_logger(__name__)
+SWEEP_INTERVAL_SECONDS = 3600
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    services: list[DocumentService] = []
     blobs = MinioBlobStore(
         endpoint=settings.s3_endpoint,
         access_key=settings.s3_access_key,
@@ -35,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         documents = DocumentService(
             documents=MongoDocumentStore(runtime.database, outbox=runtime.outbox),
             threads=MongoThreadDirectory(runtime.database),
+            uploads=MongoUploadLedger(runtime.database),
             blobs=blobs,
             archive_limits=ArchiveLimits(
                 max_entries=settings.zip_max_entries,
@@ -46,7 +60,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             spool_dir=settings.spool_dir,
         )
         handlers.subscribe(runtime.events, documents=documents)
+        services.append(documents)
         return {"documents": documents, "blobs": blobs}
+
+    async def sweep_abandoned_uploads() -> None:
+        """Objects of uploads a crash cut short (no metadata refers to them) are removed."""
+        while True:
+            try:
+                swept = await services[0].sweep_abandoned_uploads(
+                    older_than=timedelta(hours=settings.abandoned_upload_hours)
+                )
+                if swept:
+                    _log.info("swept abandoned uploads", count=swept)
+            except Exception:  # storage hiccup: try again next time
+                _log.warning("upload sweep failed", exc_info=True)
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
 
     return create_service_app(
         settings,
@@ -55,5 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         indexes=DOCUMENTS_INDEXES,
         wire=wire,
         on_startup=[blobs.ensure_bucket],
+        background=[sweep_abandoned_uploads],
         readiness_checks={"object_storage": blobs.ready},
     )

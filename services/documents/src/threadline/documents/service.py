@@ -43,7 +43,11 @@ from threadline.documents.domain import (
     valid_folder,
 )
 from threadline.documents.sniff import SNIFF_BYTES, ZIP, sniff_content_type
-from threadline.documents.store import MongoDocumentStore, MongoThreadDirectory
+from threadline.documents.store import (
+    MongoDocumentStore,
+    MongoThreadDirectory,
+    MongoUploadLedger,
+)
 from threadline.kit.auth import Principal
 from threadline.kit.policy import can_see_internal, can_view_thread
 
@@ -134,6 +138,7 @@ class DocumentService:
         *,
         documents: MongoDocumentStore,
         threads: MongoThreadDirectory,
+        uploads: MongoUploadLedger,
         blobs: MinioBlobStore,
         archive_limits: ArchiveLimits,
         presigned_url_seconds: int,
@@ -141,6 +146,7 @@ class DocumentService:
     ) -> None:
         self._documents = documents
         self._threads = threads
+        self._uploads = uploads
         self._blobs = blobs
         self._limits = archive_limits
         self._presign_seconds = presigned_url_seconds
@@ -168,6 +174,7 @@ class DocumentService:
         content_type = sniff_content_type(head, filename)
         upload_id = new_id()
         prefix = f"{principal.firm}/{upload_id}/"
+        await self._uploads.begin(prefix, at=utc_now())
         try:
             if content_type == ZIP and request.extract:
                 stored = await self._extract(prefix, chunks, request.folder)
@@ -185,8 +192,21 @@ class DocumentService:
             )
         except BaseException:
             await self._blobs.remove_prefix(prefix)
+            await self._uploads.finish(prefix)
             raise
+        await self._uploads.finish(prefix)
         return documents
+
+    async def sweep_abandoned_uploads(self, *, older_than: timedelta) -> int:
+        """Remove the objects of uploads a crash interrupted before their metadata was
+        written (nothing refers to them); returns how many uploads were swept."""
+        swept = 0
+        for prefix in await self._uploads.started_before(utc_now() - older_than):
+            if not await self._documents.any_under(prefix):
+                await self._blobs.remove_prefix(prefix)
+                swept += 1
+            await self._uploads.finish(prefix)
+        return swept
 
     async def _extract(
         self, prefix: str, chunks: AsyncIterator[bytes], folder: str

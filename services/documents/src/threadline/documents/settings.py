@@ -51,6 +51,11 @@ class Settings(ServiceSettings):
     spool_dir: str | None = Field(
         default=None, description="Where zip uploads are spooled before extraction (temp dir)."
     )
+    abandoned_upload_hours: float = Field(
+        default=24,
+        gt=0,
+        description="Uploads unfinished after this long were cut short by a crash: swept.",
+    )
     zip_max_entries: int = Field(default=1000, gt=0)
     zip_max_total_bytes: int = Field(default=2 * GIB, gt=0)
     zip_max_ratio: float = Field(default=100.0, gt=1)

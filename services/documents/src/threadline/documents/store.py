@@ -8,6 +8,7 @@ write as the deletion (``threadline.kit.outbox``); every query filters tombstone
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -18,7 +19,7 @@ from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
 from threadline.kit.policy import ThreadFacts
 
-__all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory"]
+__all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory", "MongoUploadLedger"]
 
 Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
@@ -27,7 +28,28 @@ DOCUMENTS_INDEXES = (
     IndexSpec("documents", [("firm", 1), ("account_id", 1), ("folder", 1), ("deleted", 1)]),
     IndexSpec("documents", [("firm", 1), ("thread_id", 1), ("deleted", 1)]),
     IndexSpec("documents", [("_outbox.created_ms", 1)]),
+    IndexSpec("documents", [("object_key", 1)]),
+    IndexSpec("uploads_in_progress", [("started_at", 1)]),
 )
+
+
+class MongoUploadLedger:
+    """Uploads whose objects are being stored: an entry is written before the first byte
+    goes to MinIO and removed once the metadata is in (or the objects are gone). An entry
+    that outlives its upload marks a crash, and its objects for the sweeper."""
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._uploads = database["uploads_in_progress"]
+
+    async def begin(self, prefix: str, *, at: datetime) -> None:
+        await self._uploads.insert_one({"_id": prefix, "started_at": at})
+
+    async def finish(self, prefix: str) -> None:
+        await self._uploads.delete_one({"_id": prefix})
+
+    async def started_before(self, cutoff: datetime) -> list[str]:
+        found = self._uploads.find({"started_at": {"$lt": cutoff}}, {"_id": 1})
+        return [document["_id"] async for document in found]
 
 
 class MongoDocumentStore:
@@ -48,6 +70,13 @@ class MongoDocumentStore:
             raise
         for doc, entry in zip(documents, entries, strict=True):
             self._outbox.schedule(self._documents, doc["_id"], [entry])
+
+    async def any_under(self, prefix: str) -> bool:
+        """Whether metadata (live or tombstone) names an object under ``prefix``."""
+        found = await self._documents.find_one(
+            {"object_key": {"$regex": f"^{re.escape(prefix)}"}}, {"_id": 1}
+        )
+        return found is not None
 
     async def get(self, firm: str, document_id: str) -> Document | None:
         return await self._documents.find_one(
