@@ -303,4 +303,14 @@ async def test_uploads_cut_short_by_a_crash_are_swept_and_finished_ones_kept(doc
 
     assert await service.sweep_abandoned_uploads(older_than=timedelta(hours=1)) == 1
     assert await docs.staged_objects() == [kept_object]
+
+    # A crash between the tombstone and the object's removal: the sweep finishes the job.
+    deleted = await docs.uploaded("manager", PNG)
+    documents = docs.app.state.runtime.database["documents"]
+    await documents.update_one(
+        {"_id": deleted["id"]}, {"$set": {"deleted": True, "object_removed": False}}
+    )
+    assert len(await docs.staged_objects()) == 2
+    assert await service.sweep_abandoned_uploads(older_than=timedelta(hours=1)) == 1
+    assert await docs.staged_objects() == [kept_object]
     assert [u["_id"] async for u in ledger.find({})] == [f"{docs.firm}/in-flight/"]

@@ -199,8 +199,13 @@ class DocumentService:
 
     async def sweep_abandoned_uploads(self, *, older_than: timedelta) -> int:
         """Remove the objects of uploads a crash interrupted before their metadata was
-        written (nothing refers to them); returns how many uploads were swept."""
+        written (nothing refers to them), and of deletions a crash interrupted before the
+        object went; returns how many uploads and objects were swept."""
         swept = 0
+        for tombstone in await self._documents.tombstones_with_objects():
+            await self._blobs.remove(tombstone["object_key"])  # idempotent
+            await self._documents.mark_object_removed(tombstone["_id"])
+            swept += 1
         for prefix in await self._uploads.started_before(utc_now() - older_than):
             if not await self._documents.any_under(prefix):
                 await self._blobs.remove_prefix(prefix)
@@ -412,6 +417,7 @@ class DocumentService:
         if not await self._documents.mark_deleted(document, event=event):
             return False
         await self._blobs.remove(document["object_key"])
+        await self._documents.mark_object_removed(document["_id"])
         return True
 
     async def remember_thread(self, firm: str, thread_id: str, account_id: str) -> None:

@@ -136,12 +136,22 @@ class MongoDocumentStore:
         entry = outbox_entry(event)
         result = await self._documents.update_one(
             {"_id": document["_id"], "deleted": False},
-            {"$set": {"deleted": True}, "$push": outbox_push([entry])},
+            {"$set": {"deleted": True, "object_removed": False}, "$push": outbox_push([entry])},
         )
         if result.modified_count != 1:
             return False
         self._outbox.schedule(self._documents, document["_id"], [entry])
         return True
+
+    async def mark_object_removed(self, document_id: str) -> None:
+        await self._documents.update_one({"_id": document_id}, {"$set": {"object_removed": True}})
+
+    async def tombstones_with_objects(self) -> list[Document]:
+        """Deleted documents whose object a crash may have left in storage."""
+        found = self._documents.find(
+            {"deleted": True, "object_removed": False}, {"_id": 1, "object_key": 1}
+        )
+        return await found.to_list()
 
 
 class MongoThreadDirectory:
