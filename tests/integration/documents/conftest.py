@@ -13,7 +13,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from ..conftest import ServiceFactory, token_for
+from threadline.devtools.seed import demo_directory, publish
+
+from ..conftest import ServiceFactory, eventually, token_for
 
 LEE = "acc_lee_family"
 PATEL = "acc_patel_llc"
@@ -117,7 +119,17 @@ def zip_of(entries: dict[str, bytes], **options: Any) -> bytes:
     return buffer.getvalue()
 
 
+async def documents_service(start_service: ServiceFactory, run_id: str, **settings: Any) -> Docs:
+    """A ready documents service whose directory projection holds the demo firm (uploads
+    name an existing account)."""
+    app, http = await start_service("documents", **settings)
+    firm = f"firm_{run_id}"
+    await publish(app.state.runtime.settings.kafka_bootstrap_servers, demo_directory(firm))
+    accounts = app.state.runtime.database["directory_accounts"]
+    await eventually(lambda: accounts.count_documents({"firm": firm}), until=lambda n: n == 4)
+    return Docs(firm=firm, http=http, app=app)
+
+
 @pytest.fixture
 async def docs(start_service: ServiceFactory, run_id: str) -> Docs:
-    app, http = await start_service("documents")
-    return Docs(firm=f"firm_{run_id}", http=http, app=app)
+    return await documents_service(start_service, run_id)

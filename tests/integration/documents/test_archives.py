@@ -15,7 +15,7 @@ import zipfile
 import pytest
 
 from ..conftest import ServiceFactory
-from .conftest import PDF, PNG, Docs, zip_of
+from .conftest import PDF, PNG, Docs, documents_service, zip_of
 
 pytestmark = pytest.mark.integration
 
@@ -110,8 +110,7 @@ async def test_m4_zip_bomb_by_compression_ratio_is_refused(docs: Docs) -> None:
 async def test_m4_zip_bomb_by_total_size_is_refused(
     start_service: ServiceFactory, run_id: str
 ) -> None:
-    app, http = await start_service("documents", zip_max_total_bytes=1024 * 1024)
-    small = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    small = await documents_service(start_service, run_id, zip_max_total_bytes=1024 * 1024)
     archive = zip_of({f"part{i}.bin": os.urandom(400_000) for i in range(3)})
     await refused(small, archive, expect="expands to")
 
@@ -119,8 +118,7 @@ async def test_m4_zip_bomb_by_total_size_is_refused(
 async def test_m4_zip_with_too_many_entries_is_refused(
     start_service: ServiceFactory, run_id: str
 ) -> None:
-    app, http = await start_service("documents", zip_max_entries=5)
-    small = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    small = await documents_service(start_service, run_id, zip_max_entries=5)
     await refused(small, zip_of({f"f{i}.txt": b"x" for i in range(6)}), expect="6 entries")
     five = zip_of({f"f{i}.txt": b"x" for i in range(5)})
     accepted = await small.upload("manager", five, filename="ok.zip")

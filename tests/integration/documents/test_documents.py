@@ -18,7 +18,7 @@ from threadline.contracts.topics import Topic
 from threadline.devtools.seed import publish
 
 from ..conftest import ServiceFactory, eventually
-from .conftest import LEE, PATEL, PDF, PNG, Docs
+from .conftest import LEE, PATEL, PDF, PNG, Docs, documents_service
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,8 @@ async def test_m4_folders_list_move_and_rename(docs: Docs) -> None:
     )
     assert moved.status_code == 200, moved.text
     assert [d["filename"] for d in await docs.listing("client", folder="Archive")] == ["w2.pdf"]
-    for bad in [{"folder": "a/../b"}, {"folder": "a//b"}, {"filename": "x/y"}, {"filename": " "}]:
+    bad_changes = [{"folder": "a/../b"}, {"folder": "a//b"}, {"filename": "x/y"}, {"filename": " "}]
+    for bad in [*bad_changes, {"name": "typo.pdf"}]:
         refused = await docs.call("manager", "PATCH", f"/v1/documents/{first['id']}", json=bad)
         assert refused.status_code == 422 and refused.json()["detail"], bad
     bad_folder = await docs.upload("manager", PDF, folder="..")
@@ -207,8 +208,7 @@ async def test_m4_presigned_links_name_the_public_storage_address(
 ) -> None:
     internal = os.environ["THREADLINE_S3_ENDPOINT"]
     public = internal.replace("127.0.0.1", "localhost")  # same MinIO, another host name
-    app, http = await start_service("documents", s3_public_endpoint=public)
-    docs = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    docs = await documents_service(start_service, run_id, s3_public_endpoint=public)
     document = await docs.uploaded("manager", PDF, filename="w2.pdf")
     link = await docs.call("client", "POST", f"/v1/documents/{document['id']}/download-url")
     url = link.json()["url"]
@@ -221,8 +221,7 @@ async def test_m4_presigned_links_name_the_public_storage_address(
 async def test_m4_upload_over_the_limit_is_413_and_leaves_nothing(
     start_service: ServiceFactory, run_id: str
 ) -> None:
-    app, http = await start_service("documents", max_upload_bytes=1024 * 1024)
-    small = Docs(firm=f"firm_{run_id}", http=http, app=app)
+    small = await documents_service(start_service, run_id, max_upload_bytes=1024 * 1024)
     response = await small.upload("manager", PDF + b"\0" * (2 * 1024 * 1024))
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
@@ -277,6 +276,10 @@ async def test_an_account_removed_from_the_directory_loses_its_documents(docs: D
     await eventually(visible, until=lambda codes: codes == [404, 404])
     assert (await docs.call("owner", "GET", f"/v1/documents/{kept['id']}")).status_code == 200
     assert [key.rsplit("/", 1)[-1] for key in await docs.staged_objects()] == [kept["id"]]
+    refused = await docs.upload("owner", PDF)  # the account is gone from the directory
+    assert refused.status_code == 404 and LEE in refused.json()["detail"]
+    unknown = await docs.upload("owner", PDF, account="acc_never_heard_of")
+    assert unknown.status_code == 404 and "does not exist" in unknown.json()["detail"]
 
 
 async def test_uploads_cut_short_by_a_crash_are_swept_and_finished_ones_kept(docs: Docs) -> None:

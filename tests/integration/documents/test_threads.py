@@ -31,10 +31,12 @@ async def both(start_service: ServiceFactory, run_id: str) -> tuple[Docs, Firm]:
     messaging_app, messaging_http = await start_service("messaging")
     documents_app, documents_http = await start_service("documents")
     await publish(os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], demo_directory(firm))
-    accounts = messaging_app.state.runtime.database["directory_accounts"]
-    await eventually(
-        lambda: accounts.count_documents({"firm": firm}), until=lambda n: n == 4, within=240
-    )
+    for app in (messaging_app, documents_app):
+        accounts = app.state.runtime.database["directory_accounts"]
+        await eventually(
+            lambda projection=accounts: projection.count_documents({"firm": firm}),
+            until=lambda n: n == 4,
+        )
     return (
         Docs(firm=firm, http=documents_http, app=documents_app),
         Firm(firm=firm, http=messaging_http, app=messaging_app),

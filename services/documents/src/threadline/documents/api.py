@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.documents.domain import Permission, is_inline_image
 from threadline.documents.multipart import MultipartFile
@@ -57,6 +57,8 @@ def document_view(document: Document, principal: Principal) -> Document:
 
 
 class DocumentChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     filename: str | None = Field(default=None, description="New file name (rename).")
     folder: str | None = Field(default=None, description="New folder path (move); '' = root.")
 

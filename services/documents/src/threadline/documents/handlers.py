@@ -14,11 +14,16 @@ from threadline.contracts.events.messaging import (
 )
 from threadline.documents.service import DocumentService
 from threadline.kit.consumer import EventRouter
+from threadline.kit.directory import MongoDirectory, subscribe_directory
 
 __all__ = ["subscribe"]
 
 
-def subscribe(events: EventRouter, *, documents: DocumentService) -> None:
+def subscribe(
+    events: EventRouter, *, documents: DocumentService, directory: MongoDirectory
+) -> None:
+    subscribe_directory(events, directory)
+
     async def on_thread_created(event: Envelope[Any]) -> None:
         """Know each thread's account, to check uploads into threads and list their tabs."""
         await documents.remember_thread(event.firm, event.data.thread_id, event.data.account_id)
@@ -40,6 +45,7 @@ def subscribe(events: EventRouter, *, documents: DocumentService) -> None:
 
     async def on_account_removed(event: Envelope[Any]) -> None:
         """An account removed from the directory loses its documents (files and metadata)."""
+        await directory.apply_account(event)
         await documents.delete_for_account(event.firm, event.data.account_id)
 
     events.on(ThreadCreated, on_thread_created)

@@ -21,6 +21,7 @@ from threadline.documents.store import (
     MongoUploadLedger,
 )
 from threadline.kit.app import ServiceRuntime, create_service_app
+from threadline.kit.directory import MongoDirectory
 
 __all__ = ["create_app"]
 
@@ -45,10 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     def wire(runtime: ServiceRuntime) -> dict[str, object]:
+        directory = MongoDirectory(runtime.database)
         documents = DocumentService(
             documents=MongoDocumentStore(runtime.database, outbox=runtime.outbox),
             threads=MongoThreadDirectory(runtime.database),
             uploads=MongoUploadLedger(runtime.database),
+            directory=directory,
             blobs=blobs,
             archive_limits=ArchiveLimits(
                 max_entries=settings.zip_max_entries,
@@ -59,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             presigned_url_seconds=settings.presigned_url_seconds,
             spool_dir=settings.spool_dir,
         )
-        handlers.subscribe(runtime.events, documents=documents)
+        handlers.subscribe(runtime.events, documents=documents, directory=directory)
         services.append(documents)
         return {"documents": documents, "blobs": blobs}
 

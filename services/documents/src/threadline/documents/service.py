@@ -49,6 +49,7 @@ from threadline.documents.store import (
     MongoUploadLedger,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.directory import MongoDirectory
 from threadline.kit.policy import can_see_internal, can_view_thread
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
@@ -139,6 +140,7 @@ class DocumentService:
         documents: MongoDocumentStore,
         threads: MongoThreadDirectory,
         uploads: MongoUploadLedger,
+        directory: MongoDirectory,
         blobs: MinioBlobStore,
         archive_limits: ArchiveLimits,
         presigned_url_seconds: int,
@@ -147,6 +149,7 @@ class DocumentService:
         self._documents = documents
         self._threads = threads
         self._uploads = uploads
+        self._directory = directory
         self._blobs = blobs
         self._limits = archive_limits
         self._presign_seconds = presigned_url_seconds
@@ -157,6 +160,8 @@ class DocumentService:
         check_can_upload(
             principal, request.account_id, internal=request.internal, permission=request.permission
         )
+        if await self._directory.account(principal.firm, request.account_id) is None:
+            raise DocumentNotFound(f"Account {request.account_id} does not exist.")
         if request.thread_id is not None:
             account = await self._threads.account_of(principal.firm, request.thread_id)
             if account != request.account_id:

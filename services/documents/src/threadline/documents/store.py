@@ -15,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
+from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
 from threadline.kit.policy import ThreadFacts
@@ -25,6 +26,7 @@ Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
 
 DOCUMENTS_INDEXES = (
+    *DIRECTORY_INDEXES,
     IndexSpec("documents", [("firm", 1), ("account_id", 1), ("folder", 1), ("deleted", 1)]),
     IndexSpec("documents", [("firm", 1), ("thread_id", 1), ("deleted", 1)]),
     IndexSpec("documents", [("_outbox.created_ms", 1)]),
