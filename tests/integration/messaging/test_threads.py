@@ -1,5 +1,8 @@
 """Threads on real servers: T1-T6."""
 
+from datetime import timedelta
+from typing import Any
+
 import pytest
 
 from .conftest import DORMANT, LEE, PATEL, Firm
@@ -122,3 +125,32 @@ async def test_t6_cursor_pagination_visits_every_thread_once(firm: Firm) -> None
     assert seen == list(reversed(created))
     bad = await firm.call("owner", "GET", "/v1/threads", params={"cursor": "nonsense"})
     assert bad.status_code == 422
+
+
+async def test_t1_a_creation_cut_short_between_its_writes_is_completed(
+    firm: Firm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transactions: the thread is written first, carrying its first message, so a crash
+    before the message is stored leaves a thread the repair pass completes."""
+    messages = firm.app.state.messages
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("process died between the two writes")
+
+    monkeypatch.setattr(messages, "store_prepared", crash)
+    body = {"account_id": LEE, "subject": "Interrupted", "message": {"html": "<p>First</p>"}}
+    with pytest.raises(RuntimeError):
+        await firm.call("assigned member", "POST", "/v1/threads", json=body)
+    monkeypatch.undo()
+    listed = await firm.call("owner", "GET", "/v1/threads", params={"account_id": LEE})
+    [thread] = [t for t in listed.json()["threads"] if t["subject"] == "Interrupted"]
+    url = f"/v1/threads/{thread['id']}/messages"
+    assert (await firm.call("owner", "GET", url)).json()["messages"] == []
+
+    threads = firm.app.state.threads
+    assert await threads.complete_interrupted(older_than=timedelta(0)) == 1
+    [first] = (await firm.call("client", "GET", url)).json()["messages"]
+    assert (first["seq"], first["text"], first["author"]["user_id"]) == (1, "First", "st_mia")
+    assert await threads.complete_interrupted(older_than=timedelta(0)) == 0
+    stored = await firm.app.state.runtime.database["threads"].find_one({"_id": thread["id"]})
+    assert "pending_first_message" not in stored

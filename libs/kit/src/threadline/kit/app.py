@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
@@ -29,7 +30,29 @@ from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
 
-__all__ = ["ServiceRuntime", "build_runtime", "create_service_app"]
+__all__ = ["ServiceRuntime", "build_runtime", "create_service_app", "periodic"]
+
+_log = structlog.get_logger(__name__)
+
+
+def periodic(
+    job: Callable[[], Awaitable[int]], *, every_seconds: float, what: str
+) -> Callable[[], Awaitable[None]]:
+    """A ``background`` coroutine running ``job`` every ``every_seconds`` for the app's
+    lifetime. ``job`` returns how many things it handled (logged when not zero); a failure
+    is logged and the job runs again next time."""
+
+    async def run_forever() -> None:
+        while True:
+            try:
+                count = await job()
+                if count:
+                    _log.info(what, count=count)
+            except Exception:  # storage hiccup: the next run tries again
+                _log.warning(f"{what} failed", exc_info=True)
+            await asyncio.sleep(every_seconds)
+
+    return run_forever
 
 
 @dataclass

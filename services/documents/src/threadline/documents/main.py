@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
-import structlog
 from fastapi import FastAPI
 
 from threadline.documents import handlers
@@ -20,12 +18,11 @@ from threadline.documents.store import (
     MongoThreadDirectory,
     MongoUploadLedger,
 )
-from threadline.kit.app import ServiceRuntime, create_service_app
+from threadline.kit.app import ServiceRuntime, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 
 __all__ = ["create_app"]
 
-_log = structlog.get_logger(__name__)
 SWEEP_INTERVAL_SECONDS = 3600
 
 
@@ -66,18 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.append(documents)
         return {"documents": documents, "blobs": blobs}
 
-    async def sweep_abandoned_uploads() -> None:
-        """Objects of uploads a crash cut short (no metadata refers to them) are removed."""
-        while True:
-            try:
-                swept = await services[0].sweep_abandoned_uploads(
-                    older_than=timedelta(hours=settings.abandoned_upload_hours)
-                )
-                if swept:
-                    _log.info("swept abandoned uploads", count=swept)
-            except Exception:  # storage hiccup: try again next time
-                _log.warning("upload sweep failed", exc_info=True)
-            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+    async def sweep_abandoned_uploads() -> int:
+        """Objects of uploads or deletions a crash cut short (nothing refers to them) go."""
+        return await services[0].sweep_abandoned_uploads(
+            older_than=timedelta(hours=settings.abandoned_upload_hours)
+        )
 
     return create_service_app(
         settings,
@@ -86,6 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         indexes=DOCUMENTS_INDEXES,
         wire=wire,
         on_startup=[blobs.ensure_bucket],
-        background=[sweep_abandoned_uploads],
+        background=[
+            periodic(
+                sweep_abandoned_uploads,
+                every_seconds=SWEEP_INTERVAL_SECONDS,
+                what="swept abandoned uploads",
+            )
+        ],
         readiness_checks={"object_storage": blobs.ready},
     )

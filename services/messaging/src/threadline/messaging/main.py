@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 
-import structlog
 from fastapi import FastAPI
 
-from threadline.kit.app import ServiceRuntime, create_service_app
+from threadline.kit.app import ServiceRuntime, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 from threadline.messaging import attachments, handlers
 from threadline.messaging.api import ROUTERS
@@ -33,14 +32,16 @@ from threadline.messaging.stream import router as stream_router
 
 __all__ = ["create_app"]
 
-_log = structlog.get_logger(__name__)
 DRAFT_PURGE_INTERVAL_SECONDS = 3600
+INTERRUPTED_CREATION_AGE = timedelta(minutes=1)
+"""Creations pending longer than this were cut short (a live one takes milliseconds)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     drafts_store: list[MongoDraftStore] = []
     feeds: list[KafkaStreamFeed] = []
+    thread_services: list[ThreadService] = []
 
     def wire(runtime: ServiceRuntime) -> dict[str, object]:
         database, outbox = runtime.database, runtime.outbox
@@ -71,10 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 client_id=f"threadline-{settings.service_name}-stream",
             )
         )
-        return {
-            "stream": hub,
-            "messages": message_service,
-            "threads": ThreadService(
+        thread_services.append(
+            ThreadService(
                 threads=threads,
                 messages=messages,
                 reads=reads,
@@ -82,23 +81,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings=firm_settings,
                 directory=directory,
                 message_service=message_service,
-            ),
+            )
+        )
+        return {
+            "stream": hub,
+            "messages": message_service,
+            "threads": thread_services[-1],
             "drafts": DraftService(
                 drafts=drafts, messages=message_service, max_body_bytes=settings.max_message_bytes
             ),
             "firm_settings": FirmSettingsService(store=firm_settings),
         }
 
-    async def purge_expired_drafts() -> None:
+    async def purge_expired_drafts() -> int:
         """D3: drafts expire after 90 days (queries already hide them; this frees space)."""
-        while True:
-            try:
-                purged = await drafts_store[0].purge_expired(now=utc_now())
-                if purged:
-                    _log.info("purged expired drafts", count=purged)
-            except Exception:  # storage hiccup: try again next time
-                _log.warning("draft purge failed", exc_info=True)
-            await asyncio.sleep(DRAFT_PURGE_INTERVAL_SECONDS)
+        return await drafts_store[0].purge_expired(now=utc_now())
+
+    async def complete_interrupted_creations() -> int:
+        """A thread whose creation a crash cut short gets its first message (see create)."""
+        return await thread_services[0].complete_interrupted(older_than=INTERRUPTED_CREATION_AGE)
 
     async def run_stream_feed() -> None:
         await feeds[0].run()
@@ -112,6 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=(*ROUTERS, stream_router),
         indexes=MESSAGING_INDEXES,
         wire=wire,
-        background=[purge_expired_drafts, run_stream_feed],
+        background=[
+            periodic(
+                purge_expired_drafts,
+                every_seconds=DRAFT_PURGE_INTERVAL_SECONDS,
+                what="purged expired drafts",
+            ),
+            periodic(
+                complete_interrupted_creations,
+                every_seconds=INTERRUPTED_CREATION_AGE.total_seconds(),
+                what="completed interrupted thread creations",
+            ),
+            run_stream_feed,
+        ],
         readiness_checks={"stream": stream_positioned},
     )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+import structlog
 
 from threadline.contracts import new_event
 from threadline.contracts.events.common import Actor
@@ -33,9 +36,16 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
-from threadline.messaging.store.threads import StatusFilter, TasksFilter, thread_of
+from threadline.messaging.store.threads import (
+    PENDING_FIRST,
+    StatusFilter,
+    TasksFilter,
+    thread_of,
+)
 
 __all__ = ["NewThread", "ThreadService"]
+
+_log = structlog.get_logger(__name__)
 
 Document = dict[str, Any]
 
@@ -152,9 +162,39 @@ class ThreadService:
             firm=principal.firm,
             producer=PRODUCER,
         )
-        await self._threads.create(document, events=[created])
+        # Two writes without a transaction: the thread carries its first message until the
+        # message is stored, so a crash between them is repaired (complete_interrupted).
+        pending = {"message": first, "mentions": mentions, "author_role": principal.role}
+        await self._threads.create(document | {PENDING_FIRST: pending}, events=[created])
         await self._message_service.store_prepared(principal, document, first, mentions)
+        await self._threads.first_message_stored(thread_id)
         return await self.get(principal, thread_id)
+
+    async def complete_interrupted(self, *, older_than: timedelta) -> int:
+        """Store the first message of threads whose creation a crash cut short; returns how
+        many were completed. Idempotent: a message already stored is not stored again."""
+        completed = 0
+        for thread in await self._threads.with_pending_first_message(utc_now() - older_than):
+            pending = thread[PENDING_FIRST]
+            message = pending["message"]
+            if await self._messages.get(thread["_id"], message["_id"]) is None:
+                author = Principal(
+                    sub=message["author"]["user_id"],
+                    firm=thread["firm"],
+                    kind=message["author"]["kind"],
+                    role=pending["author_role"],
+                    accounts=frozenset({thread["account_id"]}),
+                )
+                try:
+                    await self._message_service.store_prepared(
+                        author, thread, message, pending["mentions"]
+                    )
+                except InvalidMessage:  # archived meanwhile: it can take no message now
+                    _log.warning("first message dropped", thread_id=thread["_id"])
+                else:
+                    completed += 1
+            await self._threads.first_message_stored(thread["_id"])
+        return completed
 
     async def get(self, principal: Principal, thread_id: str) -> Document:
         document = await self._message_service.visible_thread(principal, thread_id)

@@ -60,6 +60,10 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidMessage("The cursor is not one this API returned.") from None
 
 
+PENDING_FIRST = "pending_first_message"
+"""A new thread carries its first message until that message is stored (see ThreadService)."""
+
+
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._threads = database["threads"]
@@ -122,6 +126,14 @@ class MongoThreadStore:
                 {"_id": thread_id, f"{field}.message_id": message_id},
                 {"$set": {field: replacement}},
             )
+
+    async def first_message_stored(self, thread_id: str) -> None:
+        await self._threads.update_one({"_id": thread_id}, {"$unset": {PENDING_FIRST: ""}})
+
+    async def with_pending_first_message(self, created_before: datetime) -> list[Document]:
+        """Threads whose creation stopped between its two writes (the process died)."""
+        query = {PENDING_FIRST: {"$exists": True}, "created_at": {"$lt": created_before}}
+        return await self._threads.find(query, {"_outbox": 0}).to_list()
 
     async def set_status(
         self, thread_id: str, *, status: str, expected: str, event: Envelope[Any]
