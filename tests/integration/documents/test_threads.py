@@ -18,7 +18,7 @@ from threadline.contracts.events.messaging import MessageDeleted, ReminderSettin
 from threadline.devtools.seed import demo_directory, publish
 
 from ..conftest import ServiceFactory, eventually
-from ..messaging.conftest import Firm
+from ..messaging.conftest import Firm, find_event
 from .conftest import LEE, PDF, PNG, Docs
 
 pytestmark = pytest.mark.integration
@@ -137,6 +137,9 @@ async def test_m4_deleting_a_document_marks_it_removed_in_its_message(
     await eventually(removed, until=bool)
     tab = await docs.call("client", "GET", f"/v1/threads/{thread['id']}/documents")
     assert tab.json()["documents"] == []
+    message = await attachment_in(firm, "client", thread["id"], document["id"])
+    event = await find_event(firm, "messaging.message.attachment_removed", message["id"])
+    assert event.data.document_id == document["id"], "the stream and consumers are told"
 
 
 async def test_m11_deleting_the_message_deletes_its_documents(both: tuple[Docs, Firm]) -> None:

@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from threadline.contracts import decode
+from threadline.contracts.topics import Topic
 from threadline.devtools.seed import demo_directory, publish
 
 from ..conftest import ServiceFactory, eventually, token_for
@@ -85,3 +88,25 @@ async def firm(start_service: ServiceFactory, run_id: str) -> Firm:
 
     await eventually(seeded, until=lambda count: count == 8)
     return Firm(firm=name, http=http, app=app)
+
+
+async def find_event(firm: Firm, event_type: str, message_id: str) -> Any:
+    """The first event of ``event_type`` about ``message_id`` on the messaging topic."""
+    consumer = AIOKafkaConsumer(
+        Topic.MESSAGING,
+        bootstrap_servers=firm.app.state.runtime.settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        for _ in range(60):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    if dict(record.headers).get("event-type") != event_type.encode():
+                        continue
+                    event = decode(record.value)
+                    if event.data.message_id == message_id:
+                        return event
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no {event_type} for {message_id}")

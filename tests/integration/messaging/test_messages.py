@@ -4,12 +4,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from threadline.contracts import decode
-from threadline.contracts.topics import Topic
-
-from .conftest import Firm
+from .conftest import Firm, find_event
 
 pytestmark = pytest.mark.integration
 
@@ -317,24 +313,3 @@ async def test_message_pagination_both_ways_visits_each_message_once(firm: Firm)
         cursor = page["newer_cursor"]
     assert backwards == forwards == everything
     assert len(everything) == 7  # first message + 6 non-internal
-
-
-async def find_event(firm: Firm, event_type: str, message_id: str) -> Any:
-    consumer = AIOKafkaConsumer(
-        Topic.MESSAGING,
-        bootstrap_servers=firm.app.state.runtime.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        for _ in range(60):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    if dict(record.headers).get("event-type") != event_type.encode():
-                        continue
-                    event = decode(record.value)
-                    if event.data.message_id == message_id:
-                        return event
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no {event_type} for {message_id}")

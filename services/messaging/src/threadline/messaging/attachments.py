@@ -21,12 +21,14 @@ import structlog
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from threadline.contracts import Envelope
+from threadline.contracts import Envelope, new_event
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
+from threadline.contracts.events.messaging import AttachmentRemoved
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
 from threadline.messaging.domain import InvalidMessage
 from threadline.messaging.service import MessageDraft, MessageService
+from threadline.messaging.service.compose import PRODUCER
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 
 __all__ = ["AttachmentPoster", "attachment_message_id", "subscribe"]
@@ -113,13 +115,30 @@ class AttachmentPoster:
             "document_ids": data.document_id,
             "deleted": False,
         }
-        async for message in self._messages_collection.find(query, {"attachments": 1}):
+        found = self._messages_collection.find(query, {"attachments": 1, "internal": 1})
+        async for message in found:
             attachments = [
                 item | {"removed": True} if item["document_id"] == data.document_id else item
                 for item in message.get("attachments", [])
             ]
-            await self._messages_collection.update_one(
-                {"_id": message["_id"]}, {"$set": {"attachments": attachments}}
+            removed = new_event(
+                AttachmentRemoved(
+                    thread_id=data.thread_id,
+                    account_id=data.account_id,
+                    message_id=message["_id"],
+                    internal=message["internal"],
+                    document_id=data.document_id,
+                ),
+                firm=event.firm,
+                producer=PRODUCER,
+                causation_id=str(event.id),
+                correlation_id=event.correlation_id,
+            )
+            await self._messages.update(
+                message["_id"],
+                expected={"deleted": False},
+                changes={"attachments": attachments},
+                event=removed,
             )
 
 

@@ -17,6 +17,7 @@ from threadline.contracts.events.common import AccountId, Actor, Id, ThreadId, U
 from threadline.contracts.registry import register
 
 __all__ = [
+    "AttachmentRemoved",
     "Author",
     "Embed",
     "FirmChatSettingsChanged",
@@ -323,6 +324,20 @@ class MessageUnpinned(EventData):
     message_id: _MessageId
     internal: _Internal
     unpinned_by: Actor = Field(description="Who unpinned it.", examples=[_STAFF_ACTOR])
+
+
+@register
+class AttachmentRemoved(EventData):
+    """A document attached to a message was deleted; the message now shows it as removed (M4)."""
+
+    event_type = "messaging.message.attachment_removed"
+    key_field = "thread_id"
+
+    thread_id: ThreadId
+    account_id: AccountId
+    message_id: _MessageId
+    internal: _Internal
+    document_id: Id = Field(description="The removed document.", examples=["doc_w2_2025"])
 
 
 @register
