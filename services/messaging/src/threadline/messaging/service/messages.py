@@ -322,8 +322,12 @@ class MessageService:
             up_to_seq=target,
             event=event,
         )
-        if principal.is_client:
-            await self._messages.mark_read_by_client(thread_id, up_to_seq=target, at=now)
+        already_read = int(thread.get("client_read_seq", 0))
+        if principal.is_client and target > already_read:  # a re-read stamps nothing new
+            await self._messages.mark_read_by_client(
+                thread_id, after_seq=already_read, up_to_seq=target, at=now
+            )
+            await self._threads.clients_read_up_to(thread_id, target)
         last = (await self._reads.last_read([thread_id], principal.sub)).get(thread_id, target)
         if principal.is_client:
             last = await self._messages.client_seq_at(thread_id, last)

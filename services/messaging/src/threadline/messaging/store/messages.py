@@ -149,15 +149,18 @@ class MongoMessageStore:
         self._outbox.schedule(self._messages, message["_id"], [entry])
         return True
 
-    async def mark_read_by_client(self, thread_id: str, *, up_to_seq: int, at: datetime) -> None:
-        """R1: stamp the first time any client user read each firm message.
+    async def mark_read_by_client(
+        self, thread_id: str, *, after_seq: int, up_to_seq: int, at: datetime
+    ) -> None:
+        """R1: stamp the first time any client user read each firm message numbered in
+        (``after_seq``, ``up_to_seq``] — earlier ones were stamped by an earlier read.
 
         Internal messages are never stamped: no client can have read one (M3).
         """
         await self._messages.update_many(
             {
                 "thread_id": thread_id,
-                "seq": {"$lte": up_to_seq},
+                "seq": {"$gt": after_seq, "$lte": up_to_seq},
                 "author.kind": "staff",
                 "internal": False,
                 "read_by_client_at": None,

@@ -127,6 +127,10 @@ class MongoThreadStore:
                 {"$set": {field: replacement}},
             )
 
+    async def clients_read_up_to(self, thread_id: str, seq: int) -> None:
+        """Remember how far the account's clients have read (never moves back)."""
+        await self._threads.update_one({"_id": thread_id}, {"$max": {"client_read_seq": seq}})
+
     async def first_message_stored(self, thread_id: str) -> None:
         await self._threads.update_one({"_id": thread_id}, {"$unset": {PENDING_FIRST: ""}})
 
