@@ -198,7 +198,8 @@ async def test_m3_clients_number_only_what_they_see(firm: Firm) -> None:
     assert row["unread_count"] == 1  # "three"
     staff_view = {m["text"]: m for m in await messages_of(firm, "owner", thread["id"])}
     assert staff_view["two"]["status"] == "read" and staff_view["three"]["status"] == "sent"
-    await firm.call("second client", "POST", f"/v1/threads/{thread['id']}/read", json={})
+    read_all = await firm.call("second client", "POST", f"/v1/threads/{thread['id']}/read", json={})
+    assert read_all.json()["last_read_seq"] == 3, "the client's numbering: three messages"
     again = {m["text"]: m for m in await messages_of(firm, "owner", thread["id"])}
     assert again["three"]["status"] == "read", "R1: a later read stamps what is new"
     assert again["two"]["read_at"] == staff_view["two"]["read_at"], "R1: the first read counts"

@@ -329,6 +329,8 @@ class MessageService:
             )
             await self._threads.clients_read_up_to(thread_id, target)
         last = (await self._reads.last_read([thread_id], principal.sub)).get(thread_id, target)
-        if principal.is_client:
+        if principal.is_client and last == latest:  # read to the end: the thread knows
+            last = int(thread.get("client_seq", 0))
+        elif principal.is_client:
             last = await self._messages.client_seq_at(thread_id, last)
         return {"thread_id": thread_id, "last_read_seq": last}
