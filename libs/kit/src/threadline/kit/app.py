@@ -1,8 +1,10 @@
 """Builds a service: the runtime (Mongo, Kafka, outbox, event router) and the FastAPI app.
 
 Each service's ``main.create_app`` calls ``create_service_app`` with its routers, indexes
-and a ``wire`` callback that builds its own stores and services from the runtime and
-registers its event handlers. Nothing is created at import time.
+and a ``wire`` callback that builds its own stores and services from the runtime,
+registers its event handlers and returns a ``Wiring``: what the routes need, plus the
+start-up steps, background jobs and readiness checks of the objects it built. Nothing is
+created at import time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -30,7 +32,7 @@ from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
 
-__all__ = ["ServiceRuntime", "build_runtime", "create_service_app", "periodic"]
+__all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
 _log = structlog.get_logger(__name__)
 
@@ -100,27 +102,31 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
     )
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What a service's ``wire`` built. Each ``state`` entry becomes an attribute of
+    ``app.state`` for the routes' dependencies; ``on_startup`` steps run after the indexes
+    exist; ``background`` coroutines run for the app's lifetime (e.g. purges);
+    ``readiness_checks`` add service-specific dependencies to ``/readyz``."""
+
+    state: Mapping[str, object] = field(default_factory=dict)
+    on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
+    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
     title: str,
     routers: Sequence[APIRouter] = (),
     indexes: Sequence[IndexSpec] = (),
-    wire: Callable[[ServiceRuntime], Mapping[str, object]] | None = None,
-    on_startup: Sequence[Callable[[], Awaitable[None]]] = (),
-    background: Sequence[Callable[[], Awaitable[None]]] = (),
-    readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] | None = None,
+    wire: Callable[[ServiceRuntime], Wiring] | None = None,
 ) -> FastAPI:
-    """The service's FastAPI app with health, problem details, logs and Kafka lifecycle.
-
-    ``wire`` builds the service's own objects and returns them by name; each becomes an
-    attribute of ``app.state`` for the routes' dependencies. ``on_startup`` runs after the
-    indexes exist; ``background`` coroutines run for the app's lifetime (e.g. purges);
-    ``readiness_checks`` add service-specific dependencies to ``/readyz``.
-    """
+    """The service's FastAPI app with health, problem details, logs and Kafka lifecycle."""
     configure_logging(service=settings.service_name, level=settings.log_level)
     runtime = build_runtime(settings)
-    wired = wire(runtime) if wire is not None else {}
+    wired = wire(runtime) if wire is not None else Wiring()
     runtime.events.subscribe(
         runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
     )
@@ -128,7 +134,7 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_indexes(runtime.database, indexes)
-        for startup in on_startup:
+        for startup in wired.on_startup:
             await startup()
         await runtime.broker.start()
         tasks = [
@@ -138,7 +144,7 @@ def create_service_app(
                     relay_grace_seconds=settings.outbox_relay_grace_seconds,
                 )
             ),
-            *(asyncio.create_task(job()) for job in background),
+            *(asyncio.create_task(job()) for job in wired.background),
         ]
         try:
             yield
@@ -153,11 +159,11 @@ def create_service_app(
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.runtime = runtime
-    for name, value in wired.items():
+    for name, value in wired.state.items():
         setattr(app.state, name, value)
     app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
-    app.include_router(_health_router(runtime, readiness_checks or {}))
+    app.include_router(_health_router(runtime, wired.readiness_checks))
     for router in routers:
         app.include_router(router)
     return app

@@ -18,7 +18,7 @@ from threadline.documents.store import (
     MongoThreadDirectory,
     MongoUploadLedger,
 )
-from threadline.kit.app import ServiceRuntime, create_service_app, periodic
+from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 
 __all__ = ["create_app"]
@@ -28,7 +28,6 @@ SWEEP_INTERVAL_SECONDS = 3600
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    services: list[DocumentService] = []
     blobs = MinioBlobStore(
         endpoint=settings.s3_endpoint,
         access_key=settings.s3_access_key,
@@ -42,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public_endpoint=settings.s3_public_endpoint,
     )
 
-    def wire(runtime: ServiceRuntime) -> dict[str, object]:
+    def wire(runtime: ServiceRuntime) -> Wiring:
         directory = MongoDirectory(runtime.database)
         documents = DocumentService(
             documents=MongoDocumentStore(runtime.database, outbox=runtime.outbox),
@@ -60,13 +59,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             spool_dir=settings.spool_dir,
         )
         handlers.subscribe(runtime.events, documents=documents, directory=directory)
-        services.append(documents)
-        return {"documents": documents, "blobs": blobs}
 
-    async def sweep_abandoned_uploads() -> int:
-        """Objects of uploads or deletions a crash cut short (nothing refers to them) go."""
-        return await services[0].sweep_abandoned_uploads(
-            older_than=timedelta(hours=settings.abandoned_upload_hours)
+        async def sweep_abandoned_uploads() -> int:
+            """Objects of uploads or deletions a crash cut short (nothing refers to them) go."""
+            return await documents.sweep_abandoned_uploads(
+                older_than=timedelta(hours=settings.abandoned_upload_hours)
+            )
+
+        return Wiring(
+            state={"documents": documents, "blobs": blobs},
+            on_startup=[blobs.ensure_bucket],
+            background=[
+                periodic(
+                    sweep_abandoned_uploads,
+                    every_seconds=SWEEP_INTERVAL_SECONDS,
+                    what="swept abandoned uploads",
+                )
+            ],
+            readiness_checks={"object_storage": blobs.ready},
         )
 
     return create_service_app(
@@ -75,13 +85,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=ROUTERS,
         indexes=DOCUMENTS_INDEXES,
         wire=wire,
-        on_startup=[blobs.ensure_bucket],
-        background=[
-            periodic(
-                sweep_abandoned_uploads,
-                every_seconds=SWEEP_INTERVAL_SECONDS,
-                what="swept abandoned uploads",
-            )
-        ],
-        readiness_checks={"object_storage": blobs.ready},
     )

@@ -18,7 +18,6 @@ import uuid
 from typing import Any
 
 import structlog
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope, new_event
@@ -60,12 +59,10 @@ class AttachmentPoster:
     def __init__(
         self,
         *,
-        database: AsyncDatabase[Document],
         threads: MongoThreadStore,
         messages: MongoMessageStore,
         message_service: MessageService,
     ) -> None:
-        self._messages_collection = database["messages"]
         self._threads = threads
         self._messages = messages
         self._service = message_service
@@ -109,14 +106,9 @@ class AttachmentPoster:
         data: DocumentDeleted = event.data
         if data.thread_id is None:
             return
-        query = {
-            "firm": event.firm,
-            "thread_id": data.thread_id,
-            "document_ids": data.document_id,
-            "deleted": False,
-        }
-        found = self._messages_collection.find(query, {"attachments": 1, "internal": 1})
-        async for message in found:
+        for message in await self._messages.carrying_document(
+            event.firm, data.thread_id, data.document_id
+        ):
             attachments = [
                 item | {"removed": True} if item["document_id"] == data.document_id else item
                 for item in message.get("attachments", [])
@@ -145,13 +137,10 @@ class AttachmentPoster:
 def subscribe(
     events: EventRouter,
     *,
-    database: AsyncDatabase[Document],
     threads: MongoThreadStore,
     messages: MongoMessageStore,
     message_service: MessageService,
 ) -> None:
-    poster = AttachmentPoster(
-        database=database, threads=threads, messages=messages, message_service=message_service
-    )
+    poster = AttachmentPoster(threads=threads, messages=messages, message_service=message_service)
     events.on(DocumentUploaded, poster.post)
     events.on(DocumentDeleted, poster.mark_removed)

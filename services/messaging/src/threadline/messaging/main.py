@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from threadline.kit.app import ServiceRuntime, create_service_app, periodic
+from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 from threadline.messaging import attachments, handlers
 from threadline.messaging.api import ROUTERS
@@ -39,11 +39,8 @@ INTERRUPTED_CREATION_AGE = timedelta(minutes=1)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    drafts_store: list[MongoDraftStore] = []
-    feeds: list[KafkaStreamFeed] = []
-    thread_services: list[ThreadService] = []
 
-    def wire(runtime: ServiceRuntime) -> dict[str, object]:
+    def wire(runtime: ServiceRuntime) -> Wiring:
         database, outbox = runtime.database, runtime.outbox
         directory = MongoDirectory(database)
         threads = MongoThreadStore(database, outbox=outbox)
@@ -51,7 +48,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reads = MongoReadStore(database, outbox=outbox)
         drafts = MongoDraftStore(database)
         firm_settings = MongoFirmSettingsStore(database, outbox=outbox)
-        drafts_store.append(drafts)
         handlers.subscribe(runtime.events, directory=directory, threads=threads)
         composer = Composer(directory=directory, max_body_bytes=settings.max_message_bytes)
         message_service = MessageService(
@@ -59,53 +55,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         attachments.subscribe(
             runtime.events,
-            database=database,
             threads=threads,
             messages=messages,
             message_service=message_service,
         )
         hub = StreamHub(mentions=threads.mentioned_staff, queue_size=settings.stream_queue_size)
-        feeds.append(
-            KafkaStreamFeed(
-                hub,
-                bootstrap_servers=settings.kafka_bootstrap_servers,
-                client_id=f"threadline-{settings.service_name}-stream",
-            )
+        feed = KafkaStreamFeed(
+            hub,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"threadline-{settings.service_name}-stream",
         )
-        thread_services.append(
-            ThreadService(
-                threads=threads,
-                messages=messages,
-                reads=reads,
-                drafts=drafts,
-                settings=firm_settings,
-                directory=directory,
-                message_service=message_service,
-            )
+        thread_service = ThreadService(
+            threads=threads,
+            messages=messages,
+            reads=reads,
+            drafts=drafts,
+            settings=firm_settings,
+            directory=directory,
+            message_service=message_service,
         )
-        return {
-            "stream": hub,
-            "messages": message_service,
-            "threads": thread_services[-1],
-            "drafts": DraftService(
-                drafts=drafts, messages=message_service, max_body_bytes=settings.max_message_bytes
-            ),
-            "firm_settings": FirmSettingsService(store=firm_settings),
-        }
 
-    async def purge_expired_drafts() -> int:
-        """D3: drafts expire after 90 days (queries already hide them; this frees space)."""
-        return await drafts_store[0].purge_expired(now=utc_now())
+        async def purge_expired_drafts() -> int:
+            """D3: drafts expire after 90 days (queries already hide them; this frees space)."""
+            return await drafts.purge_expired(now=utc_now())
 
-    async def complete_interrupted_creations() -> int:
-        """A thread whose creation a crash cut short gets its first message (see create)."""
-        return await thread_services[0].complete_interrupted(older_than=INTERRUPTED_CREATION_AGE)
+        async def complete_interrupted_creations() -> int:
+            """A thread whose creation a crash cut short gets its first message (see create)."""
+            return await thread_service.complete_interrupted(older_than=INTERRUPTED_CREATION_AGE)
 
-    async def run_stream_feed() -> None:
-        await feeds[0].run()
-
-    async def stream_positioned() -> bool:
-        return await feeds[0].ready()
+        return Wiring(
+            state={
+                "stream": hub,
+                "messages": message_service,
+                "threads": thread_service,
+                "drafts": DraftService(
+                    drafts=drafts,
+                    messages=message_service,
+                    max_body_bytes=settings.max_message_bytes,
+                ),
+                "firm_settings": FirmSettingsService(store=firm_settings),
+            },
+            background=[
+                periodic(
+                    purge_expired_drafts,
+                    every_seconds=DRAFT_PURGE_INTERVAL_SECONDS,
+                    what="purged expired drafts",
+                ),
+                periodic(
+                    complete_interrupted_creations,
+                    every_seconds=INTERRUPTED_CREATION_AGE.total_seconds(),
+                    what="completed interrupted thread creations",
+                ),
+                feed.run,
+            ],
+            readiness_checks={"stream": feed.ready},
+        )
 
     return create_service_app(
         settings,
@@ -113,18 +117,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=(*ROUTERS, stream_router),
         indexes=MESSAGING_INDEXES,
         wire=wire,
-        background=[
-            periodic(
-                purge_expired_drafts,
-                every_seconds=DRAFT_PURGE_INTERVAL_SECONDS,
-                what="purged expired drafts",
-            ),
-            periodic(
-                complete_interrupted_creations,
-                every_seconds=INTERRUPTED_CREATION_AGE.total_seconds(),
-                what="completed interrupted thread creations",
-            ),
-            run_stream_feed,
-        ],
-        readiness_checks={"stream": stream_positioned},
     )

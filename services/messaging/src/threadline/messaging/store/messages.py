@@ -67,6 +67,18 @@ class MongoMessageStore:
         documents.sort(key=lambda document: document[numbering])
         return documents, more
 
+    async def carrying_document(
+        self, firm: str, thread_id: str, document_id: str
+    ) -> list[Document]:
+        """The thread's messages that carry ``document_id`` as an attachment (M4)."""
+        query = {
+            "firm": firm,
+            "thread_id": thread_id,
+            "document_ids": document_id,
+            "deleted": False,
+        }
+        return await self._messages.find(query, {"attachments": 1, "internal": 1}).to_list()
+
     async def seq_of_client_seq(self, thread_id: str, client_seq: int) -> int | None:
         """The thread-wide ``seq`` of the latest client-visible message numbered up to
         ``client_seq`` (deleted ones included: numbers never move)."""
