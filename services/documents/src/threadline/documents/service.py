@@ -163,8 +163,8 @@ class DocumentService:
         if await self._directory.account(principal.firm, request.account_id) is None:
             raise DocumentNotFound(f"Account {request.account_id} does not exist.")
         if request.thread_id is not None:
-            account = await self._threads.account_of(principal.firm, request.thread_id)
-            if account != request.account_id:
+            thread = await self._threads.facts(principal.firm, request.thread_id)
+            if thread is None or thread.account_id != request.account_id:
                 raise DocumentNotFound(
                     f"Thread {request.thread_id} does not exist in account {request.account_id}."
                 )

@@ -163,10 +163,6 @@ class MongoThreadDirectory:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._threads = database["threads"]
 
-    async def account_of(self, firm: str, thread_id: str) -> str | None:
-        document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
-        return None if document is None else str(document["account_id"])
-
     async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
         document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
         if document is None:
