@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -21,6 +22,9 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from threadline.contracts import Envelope
+from threadline.contracts.events.directory import AccountUpserted, StaffMemberUpserted
+from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
 ENDPOINT_VARS = (
@@ -161,6 +165,58 @@ async def serve_http() -> AsyncIterator[Callable[[FastAPI], Awaitable[str]]]:
 async def _drop_database(app: FastAPI) -> None:
     runtime = app.state.runtime
     await runtime.mongo.drop_database(runtime.database.name)
+
+
+@dataclass
+class FirmClient:
+    """A firm on a running service, calling it as one of its users (named in ``token``)."""
+
+    firm: str
+    http: httpx.AsyncClient
+    app: FastAPI
+
+    def token(self, who: str) -> str:
+        raise NotImplementedError(f"{type(self).__name__} names no user {who!r}")
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(who)}"}
+
+    async def call(
+        self,
+        who: str,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        return await self.http.request(
+            method, url, headers=self.auth(who) | (headers or {}), **kwargs
+        )
+
+
+async def seed_directory(
+    apps: Iterable[FastAPI], firm: str, *, extra: Sequence[Envelope[Any]] = ()
+) -> None:
+    """Publish the demo directory of ``firm`` (plus ``extra`` events) and wait until every
+    app's directory projection holds all its accounts and staff."""
+    events = [*demo_directory(firm), *extra]
+    apps = list(apps)
+    await publish(apps[0].state.runtime.settings.kafka_bootstrap_servers, events)
+    expected = (
+        len({e.data.account_id for e in events if e.type == AccountUpserted.event_type}),
+        len({e.data.user_id for e in events if e.type == StaffMemberUpserted.event_type}),
+    )
+    for app in apps:
+        database = app.state.runtime.database
+
+        async def projected(database: Any = database) -> tuple[int, int]:
+            return (
+                await database["directory_accounts"].count_documents({"firm": firm}),
+                await database["directory_staff"].count_documents({"firm": firm}),
+            )
+
+        await eventually(projected, until=lambda counts: counts == expected)
 
 
 def token_for(firm: str, *, kind: str = "staff", role: str | None = "owner", **claims: Any) -> str:

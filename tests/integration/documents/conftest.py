@@ -6,28 +6,19 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from threadline.devtools.seed import demo_directory, publish
-
-from ..conftest import ServiceFactory, eventually, token_for
+from ..conftest import FirmClient, ServiceFactory, seed_directory, token_for
 
 LEE = "acc_lee_family"
 PATEL = "acc_patel_llc"
 
 
-@dataclass
-class Docs:
+class Docs(FirmClient):
     """A firm on a running documents service, with a token for each kind of user."""
-
-    firm: str
-    http: httpx.AsyncClient
-    app: FastAPI
 
     def token(self, who: str) -> str:
         tokens: dict[str, Callable[[], str]] = {
@@ -53,22 +44,6 @@ class Docs:
             "other firm": lambda: token_for(f"{self.firm}_other", role="owner", sub="st_olivia"),
         }
         return tokens[who]()
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(who)}"}
-
-    async def call(
-        self,
-        who: str,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        return await self.http.request(
-            method, url, headers=self.auth(who) | (headers or {}), **kwargs
-        )
 
     async def upload(
         self,
@@ -124,9 +99,7 @@ async def documents_service(start_service: ServiceFactory, run_id: str, **settin
     name an existing account)."""
     app, http = await start_service("documents", **settings)
     firm = f"firm_{run_id}"
-    await publish(app.state.runtime.settings.kafka_bootstrap_servers, demo_directory(firm))
-    accounts = app.state.runtime.database["directory_accounts"]
-    await eventually(lambda: accounts.count_documents({"firm": firm}), until=lambda n: n == 4)
+    await seed_directory([app], firm)
     return Docs(firm=firm, http=http, app=app)
 
 

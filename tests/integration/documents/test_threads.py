@@ -15,9 +15,9 @@ import pytest
 from threadline.contracts import new_event
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import MessageDeleted, ReminderSettings, ThreadCreated
-from threadline.devtools.seed import demo_directory, publish
+from threadline.devtools.seed import publish
 
-from ..conftest import ServiceFactory, eventually
+from ..conftest import ServiceFactory, eventually, seed_directory
 from ..messaging.conftest import Firm, find_event
 from .conftest import LEE, PDF, PNG, Docs
 
@@ -30,13 +30,7 @@ async def both(start_service: ServiceFactory, run_id: str) -> tuple[Docs, Firm]:
     firm = f"firm_{run_id}"
     messaging_app, messaging_http = await start_service("messaging")
     documents_app, documents_http = await start_service("documents")
-    await publish(os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], demo_directory(firm))
-    for app in (messaging_app, documents_app):
-        accounts = app.state.runtime.database["directory_accounts"]
-        await eventually(
-            lambda projection=accounts: projection.count_documents({"firm": firm}),
-            until=lambda n: n == 4,
-        )
+    await seed_directory([messaging_app, documents_app], firm)
     return (
         Docs(firm=firm, http=documents_http, app=documents_app),
         Firm(firm=firm, http=messaging_http, app=messaging_app),

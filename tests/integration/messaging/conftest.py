@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -12,22 +11,16 @@ from aiokafka import AIOKafkaConsumer
 
 from threadline.contracts import decode
 from threadline.contracts.topics import Topic
-from threadline.devtools.seed import demo_directory, publish
 
-from ..conftest import ServiceFactory, eventually, token_for
+from ..conftest import FirmClient, ServiceFactory, seed_directory, token_for
 
 LEE = "acc_lee_family"  # contacts: ct_ann_lee (notify), ct_ben_lee; assigned: st_mia
 PATEL = "acc_patel_llc"  # ct_raj_patel activated, ct_priya_patel not
 DORMANT = "acc_dormant_co"  # no contact with portal access
 
 
-@dataclass
-class Firm:
+class Firm(FirmClient):
     """A seeded firm on a running messaging service, with a token for each kind of user."""
-
-    firm: str
-    http: httpx.AsyncClient
-    app: Any
 
     def token(self, who: str) -> str:
         tokens: dict[str, Callable[[], str]] = {
@@ -53,12 +46,6 @@ class Firm:
         }
         return tokens[who]()
 
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(who)}"}
-
-    async def call(self, who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method, url, headers=self.auth(who), **kwargs)
-
     async def new_thread(self, who: str = "assigned member", **fields: Any) -> dict[str, Any]:
         body = {
             "account_id": LEE,
@@ -77,16 +64,7 @@ class Firm:
 async def firm(start_service: ServiceFactory, run_id: str) -> Firm:
     app, http = await start_service("messaging")
     name = f"firm_{run_id}"
-    await publish(app.state.runtime.settings.kafka_bootstrap_servers, demo_directory(name))
-    accounts = app.state.runtime.database["directory_accounts"]
-    staff = app.state.runtime.database["directory_staff"]
-
-    async def seeded() -> int:
-        return await accounts.count_documents({"firm": name}) + await staff.count_documents(
-            {"firm": name}
-        )
-
-    await eventually(seeded, until=lambda count: count == 8)
+    await seed_directory([app], name)
     return Firm(firm=name, http=http, app=app)
 
 

@@ -47,9 +47,8 @@ import pytest
 
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import StaffMemberUpserted
-from threadline.devtools.seed import demo_directory, publish
 
-from ..conftest import eventually, start_app, token_for
+from ..conftest import seed_directory, start_app, token_for
 from .conftest import LEE, PATEL, Firm
 
 pytestmark = pytest.mark.integration
@@ -186,20 +185,11 @@ class World:
 
 
 async def _seed_directory(app: Any, name: str) -> None:
+    """The demo directory plus the mentioned member, Liam."""
     liam = StaffMemberUpserted(
         user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
     )
-    events = [*demo_directory(name), new_event(liam, firm=name, key=name, producer="test")]
-    await publish(app.state.runtime.settings.kafka_bootstrap_servers, events)
-    accounts = app.state.runtime.database["directory_accounts"]
-    staff = app.state.runtime.database["directory_staff"]
-
-    async def seeded() -> int:
-        return await accounts.count_documents({"firm": name}) + await staff.count_documents(
-            {"firm": name}
-        )
-
-    await eventually(seeded, until=lambda count: count == 9)
+    await seed_directory([app], name, extra=[new_event(liam, firm=name, key=name, producer="test")])
 
 
 async def _seed_threads(w: World) -> None:
