@@ -152,11 +152,25 @@ class MongoThreadStore:
         self._outbox.schedule(self._threads, thread_id, [entry])
         return True
 
-    async def set_task_progress(self, firm: str, thread_id: str, *, done: int, total: int) -> None:
-        await self._threads.update_one(
-            {"_id": thread_id, "firm": firm},
-            {"$set": {"tasks_progress": {"done": done, "total": total, "open": total - done}}},
+    async def set_task_progress(
+        self, firm: str, thread_id: str, *, done: int, total: int, revision: int | None
+    ) -> None:
+        """K5: the list's progress, unless a newer snapshot was already applied (a
+        redelivered or relayed older event never moves progress back)."""
+        progress = {"done": done, "total": total, "open": total - done}
+        if revision is None:  # a producer that does not number its snapshots
+            await self._threads.update_one(
+                {"_id": thread_id, "firm": firm}, {"$set": {"tasks_progress": progress}}
+            )
+            return
+        update = {"$set": {"tasks_progress": progress, "tasks_revision": revision}}
+        result = await self._threads.update_one(
+            {"_id": thread_id, "firm": firm, "tasks_revision": {"$lt": revision}}, update
         )
+        if result.matched_count == 0:  # threads created before revisions were kept
+            await self._threads.update_one(
+                {"_id": thread_id, "firm": firm, "tasks_revision": {"$exists": False}}, update
+            )
 
     async def list_visible(
         self,
