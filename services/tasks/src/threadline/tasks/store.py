@@ -1,7 +1,7 @@
 """Tasks' MongoDB stores: one document per thread's list, one per client request.
 
 Each change is ONE conditional single-document write — new state, ``revision + 1`` and the
-pending events (``threadline.kit.outbox``) — filtered on the revision the change was
+pending events (the kit's ``OutboxWriter``) — filtered on the revision the change was
 decided from. Whole task arrays are rewritten (no positional or arrayFilters updates,
 which FerretDB lacks); a list holds at most ``MAX_TASKS`` tasks, so that stays small.
 """
@@ -14,14 +14,13 @@ from datetime import date
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.kit.mongo import IndexSpec
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox, OutboxWriter
 from threadline.tasks.domain import (
     ClientRequest,
     RequestStatus,
@@ -54,40 +53,29 @@ def _actor_doc(actor: Actor | None) -> Document | None:
 
 
 async def _write(
-    collection: AsyncCollection[Document],
-    outbox: Outbox,
+    writes: OutboxWriter,
     document: Document,
     *,
     expected_revision: int,
     events: Sequence[Envelope[Any]],
 ) -> bool:
     """Insert (expected revision 0) or replace-if-still-at-revision, with the events."""
-    entries = [outbox_entry(event) for event in events]
     if expected_revision == 0:
         try:
-            await collection.insert_one(with_outbox(document, entries))
+            await writes.insert_one(document, events=events)
         except DuplicateKeyError:
             return False
-    else:
-        fields = {key: value for key, value in document.items() if key != "_id"}
-        update: Document = {"$set": fields}
-        if entries:
-            update["$push"] = outbox_push(entries)
-        result = await collection.update_one(
-            {"_id": document["_id"], "revision": expected_revision}, update
-        )
-        if result.matched_count != 1:
-            return False
-    if entries:
-        outbox.schedule(collection, document["_id"], entries)
-    return True
+        return True
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return await writes.update_one(
+        {"_id": document["_id"], "revision": expected_revision}, {"$set": fields}, events=events
+    )
 
 
 class MongoListStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._lists = database["task_lists"]
-        self._outbox = outbox
-        outbox.watch(self._lists)
+        self._writes = outbox.writer(self._lists)
 
     @staticmethod
     def _key(firm: str, thread_id: str) -> str:
@@ -147,23 +135,17 @@ class MongoListStore:
         self, task_list: TaskList, *, expected_revision: int, events: Sequence[Envelope[Any]]
     ) -> bool:
         return await _write(
-            self._lists,
-            self._outbox,
+            self._writes,
             self._to(task_list),
             expected_revision=expected_revision,
             events=events,
         )
 
     async def events_only(self, task_list: TaskList, events: Sequence[Envelope[Any]]) -> bool:
-        entries = [outbox_entry(event) for event in events]
         key = self._key(task_list.firm, task_list.thread_id)
-        result = await self._lists.update_one(
-            {"_id": key, "revision": task_list.revision}, {"$push": outbox_push(entries)}
+        return await self._writes.update_one(
+            {"_id": key, "revision": task_list.revision}, {}, events=events
         )
-        if result.matched_count != 1:
-            return False
-        self._outbox.schedule(self._lists, key, entries)
-        return True
 
     async def visible(
         self, firm: str, *, accounts: frozenset[str] | None, limit: int
@@ -178,8 +160,7 @@ class MongoListStore:
 class MongoRequestStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._requests = database["client_requests"]
-        self._outbox = outbox
-        outbox.watch(self._requests)
+        self._writes = outbox.writer(self._requests)
 
     @staticmethod
     def _from(document: Document) -> ClientRequest:
@@ -231,8 +212,7 @@ class MongoRequestStore:
         self, request: ClientRequest, *, expected_revision: int, events: Sequence[Envelope[Any]]
     ) -> bool:
         return await _write(
-            self._requests,
-            self._outbox,
+            self._writes,
             self._to(request),
             expected_revision=expected_revision,
             events=events,

@@ -1,4 +1,5 @@
-"""Fakes at the tasks service's store boundary, and factories for its tests."""
+"""Fakes at the tasks service's store boundary, and factories for its tests (fixtures:
+test modules cannot import each other under pytest's importlib mode)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
@@ -157,5 +160,13 @@ class World:
         self.service = TaskService(threads=self.threads, lists=self.lists, requests=self.requests)
         self.thread = self.threads.add("th_1")
 
+    staff = staticmethod(staff)
+    client = staticmethod(client)
+
     async def with_tasks(self, *texts: str) -> TaskList:
         return await self.service.add(staff(), self.thread.thread_id, list(texts))
+
+
+@pytest.fixture
+def w() -> World:
+    return World()
