@@ -85,6 +85,12 @@ class InMemoryListStore:
         return [event.data for event in self.events if event.type == event_type]
 
 
+class FakeAccounts:
+    async def account(self, firm: str, account_id: str) -> dict[str, Any] | None:
+        known = firm == FIRM and account_id in {LEE, PATEL}
+        return {"account_id": account_id} if known else None
+
+
 class InMemoryRequestStore:
     def __init__(self) -> None:
         self.requests: dict[str, ClientRequest] = {}
@@ -157,7 +163,12 @@ class World:
         self.threads = FakeThreads()
         self.lists = InMemoryListStore()
         self.requests = InMemoryRequestStore()
-        self.service = TaskService(threads=self.threads, lists=self.lists, requests=self.requests)
+        self.service = TaskService(
+            threads=self.threads,
+            lists=self.lists,
+            requests=self.requests,
+            accounts=FakeAccounts(),
+        )
         self.thread = self.threads.add("th_1")
 
     staff = staticmethod(staff)

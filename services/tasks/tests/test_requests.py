@@ -48,6 +48,10 @@ async def test_m12_staff_create_a_request_clients_cannot(w: Any) -> None:
             description="",
             due_date=None,
         )
+    with pytest.raises(RequestNotFound):
+        await w.service.create_request(
+            w.staff(role="owner"), "acc_unknown", title="x", description="", due_date=None
+        )
     assert [event.data.change for event in w.requests.events] == ["created"]
 
 

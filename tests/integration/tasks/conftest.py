@@ -105,7 +105,7 @@ async def platform(start_service: ServiceFactory, run_id: str) -> Platform:
     )
     tasks_app, tasks_http = await start_service("tasks")
     firm = f"firm_{run_id}"
-    await seed_directory([messaging_app], firm)
+    await seed_directory([messaging_app, tasks_app], firm)
     world = Platform(firm=firm, http=messaging_http, app=messaging_app)
     world.tasks_http, world.tasks_app = tasks_http, tasks_app
     return world

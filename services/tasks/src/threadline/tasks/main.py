@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app
+from threadline.kit.directory import MongoDirectory, subscribe_directory
 from threadline.tasks import handlers
 from threadline.tasks.api import ROUTERS
 from threadline.tasks.service import TaskService
@@ -24,7 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def wire(runtime: ServiceRuntime) -> Wiring:
         threads = MongoThreadProjection(runtime.database, wait_seconds=settings.thread_wait_seconds)
+        directory = MongoDirectory(runtime.database)
+        subscribe_directory(runtime.events, directory)
         tasks = TaskService(
+            accounts=directory,
             threads=threads,
             lists=MongoListStore(runtime.database, outbox=runtime.outbox),
             requests=MongoRequestStore(runtime.database, outbox=runtime.outbox),

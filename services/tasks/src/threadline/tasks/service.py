@@ -59,6 +59,7 @@ from threadline.tasks.domain import (
 
 __all__ = [
     "PRODUCER",
+    "AccountDirectory",
     "ListStore",
     "MyTask",
     "RequestStore",
@@ -112,6 +113,12 @@ class ListStore(Protocol):
     ) -> list[TaskList]:
         """Lists of the firm (of ``accounts`` unless None), most recently changed first."""
         ...
+
+
+class AccountDirectory(Protocol):
+    """The account directory (projected from ``threadline.directory.v1``)."""
+
+    async def account(self, firm: str, account_id: str) -> dict[str, Any] | None: ...
 
 
 class RequestStore(Protocol):
@@ -212,9 +219,15 @@ def list_events(change: ListChange, *, causation_id: str | None = None) -> list[
 
 class TaskService:
     def __init__(
-        self, *, threads: ThreadDirectory, lists: ListStore, requests: RequestStore
+        self,
+        *,
+        threads: ThreadDirectory,
+        lists: ListStore,
+        requests: RequestStore,
+        accounts: AccountDirectory,
     ) -> None:
         self._threads = threads
+        self._accounts = accounts
         self._lists = lists
         self._requests = requests
 
@@ -421,6 +434,8 @@ class TaskService:
         due_date: date | None,
     ) -> ClientRequest:
         check_can_manage_requests(principal, firm=principal.firm, account_id=account_id)
+        if await self._accounts.account(principal.firm, account_id) is None:
+            raise RequestNotFound(f"Account {account_id} does not exist.")
         request = ClientRequest(
             request_id=new_id(),
             firm=principal.firm,

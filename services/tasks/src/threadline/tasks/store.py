@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
+from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, OutboxWriter
 from threadline.tasks.domain import (
@@ -36,6 +37,7 @@ Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
 
 TASKS_INDEXES = (
+    *DIRECTORY_INDEXES,
     IndexSpec("task_lists", [("firm", 1), ("account_id", 1), ("changed_at", -1)]),
     IndexSpec("task_lists", [("_outbox.created_ms", 1)]),
     IndexSpec("client_requests", [("firm", 1), ("account_id", 1), ("created_at", -1)]),
