@@ -9,6 +9,7 @@ which FerretDB lacks); a list holds at most ``MAX_TASKS`` tasks, so that stays s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -245,32 +246,50 @@ class MongoThreadProjection:
     """Threads as tasks needs them (account, subject, archive state, mentioned staff — T7),
     projected from messaging's events. ``find`` waits up to ``wait_seconds`` for a thread
     it has not heard of, so a thread that just got its 201 from messaging is usable here
-    at once (its ``messaging.thread.created`` is a few hundred milliseconds behind)."""
+    at once (its ``messaging.thread.created`` arrives shortly after).
 
-    def __init__(
-        self, database: AsyncDatabase[Document], *, wait_seconds: float, poll_seconds: float = 0.05
-    ) -> None:
+    Waiting costs little: the replica that projects the thread wakes its own waiters at
+    once, and every waiter re-reads storage with a growing pause (50 ms doubling to 0.5 s),
+    so requests waiting on other replicas find it too without hammering the database.
+    """
+
+    def __init__(self, database: AsyncDatabase[Document], *, wait_seconds: float) -> None:
         self._threads = database["threads"]
         self._wait = wait_seconds
-        self._poll = poll_seconds
+        self._arrived: dict[str, asyncio.Event] = {}
+
+    async def _get(self, firm: str, thread_id: str) -> ThreadInfo | None:
+        found = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
+        if found is None or "account_id" not in found:
+            return None
+        return ThreadInfo(
+            firm=firm,
+            thread_id=thread_id,
+            account_id=found["account_id"],
+            subject=found.get("subject", ""),
+            archived=found.get("status") == "archived",
+            mentioned_staff=frozenset(found.get("mentioned_staff", ())),
+        )
 
     async def find(self, firm: str, thread_id: str) -> ThreadInfo | None:
+        found = await self._get(firm, thread_id)
+        if found is not None or self._wait <= 0:
+            return found
         key = f"{firm}:{thread_id}"
-        deadline = asyncio.get_running_loop().time() + self._wait
-        while True:
-            found = await self._threads.find_one({"_id": key})
-            if found is not None and "account_id" in found:
-                return ThreadInfo(
-                    firm=firm,
-                    thread_id=thread_id,
-                    account_id=found["account_id"],
-                    subject=found.get("subject", ""),
-                    archived=found.get("status") == "archived",
-                    mentioned_staff=frozenset(found.get("mentioned_staff", ())),
-                )
-            if asyncio.get_running_loop().time() >= deadline:
-                return None
-            await asyncio.sleep(self._poll)
+        arrived = self._arrived.setdefault(key, asyncio.Event())
+        clock = asyncio.get_running_loop().time
+        deadline, pause = clock() + self._wait, 0.05
+        try:
+            while (remaining := deadline - clock()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), min(pause, remaining))
+                if (found := await self._get(firm, thread_id)) is not None:
+                    return found
+                pause = min(pause * 2, 0.5)
+            return None
+        finally:
+            if self._arrived.get(key) is arrived and not arrived.is_set():
+                del self._arrived[key]
 
     async def remember(self, firm: str, thread_id: str, *, account_id: str, subject: str) -> None:
         await self._threads.update_one(
@@ -278,6 +297,8 @@ class MongoThreadProjection:
             {"$set": {"firm": firm, "account_id": account_id, "subject": subject}},
             upsert=True,
         )
+        if (arrived := self._arrived.pop(f"{firm}:{thread_id}", None)) is not None:
+            arrived.set()
 
     async def set_status(self, firm: str, thread_id: str, status: str) -> None:
         """Archive state; one thread's events arrive in order (keyed by thread id)."""
