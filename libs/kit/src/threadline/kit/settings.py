@@ -67,6 +67,15 @@ class ServiceSettings(BaseSettings):
     )
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+    thread_projection_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long a service projecting threads waits for a thread id it does not know yet "
+            "(just created in messaging) before answering 404."
+        ),
+    )
     log_level: str = "INFO"
 
     @classmethod
