@@ -67,6 +67,8 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         dead_letters=publisher,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
+        max_backoff_seconds=settings.consumer_max_backoff_seconds,
+        transient_retry_seconds=settings.consumer_transient_retry_seconds,
     )
     verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
