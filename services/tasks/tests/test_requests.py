@@ -85,7 +85,7 @@ async def test_m12_attach_to_a_thread_of_its_account_only(w: Any) -> None:
     attached = await w.service.attach_request(w.staff(), "th_1", request_id)
     again = await w.service.attach_request(w.staff(), "th_1", request_id)
     assert attached.thread_ids == again.thread_ids == ("th_1",)
-    _, _, requests = await w.service.thread_tasks(w.client(), "th_1")
+    _, requests = await w.service.thread_tasks(w.client(), "th_1")
     assert [request.request_id for request in requests] == [request_id]
     w.threads.add("th_patel", PATEL)
     with pytest.raises(InvalidTasks):

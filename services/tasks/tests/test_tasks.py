@@ -46,7 +46,7 @@ async def test_k1_thread_creation_tasks_become_one_list_even_when_redelivered(w:
     w.threads.add("th_new", subject="2025 documents")
     await w.service.create_from_thread(event)
     await w.service.create_from_thread(event)  # redelivered
-    _, task_list, _ = await w.service.thread_tasks(w.client(), "th_new")
+    task_list, _ = await w.service.thread_tasks(w.client(), "th_new")
     assert [task.text for task in task_list.tasks] == ["Upload your W-2", "Sign form 8879"]
     changes = w.lists.of_type(CHANGED)
     assert [change.change for change in changes] == ["created"]
@@ -70,7 +70,7 @@ async def test_k1_thread_creation_extends_a_list_staff_started_first(w: Any) -> 
     w.threads.add("th_new")
     await w.service.add(w.staff(), "th_new", ["Added by staff at once"])
     await w.service.create_from_thread(thread_created(w, "From creation"))
-    _, task_list, _ = await w.service.thread_tasks(w.staff(), "th_new")
+    task_list, _ = await w.service.thread_tasks(w.staff(), "th_new")
     assert [task.text for task in task_list.tasks] == ["Added by staff at once", "From creation"]
 
 

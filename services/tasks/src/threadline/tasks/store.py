@@ -8,8 +8,6 @@ which FerretDB lacks); a list holds at most ``MAX_TASKS`` tasks, so that stays s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -28,11 +26,10 @@ from threadline.tasks.domain import (
     RequestStatus,
     Task,
     TaskList,
-    ThreadInfo,
     utc_now,
 )
 
-__all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadProjection"]
+__all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadSubjects"]
 
 Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
@@ -242,76 +239,18 @@ class MongoRequestStore:
         return [self._from(document) async for document in found.sort("created_at", 1)]
 
 
-class MongoThreadProjection:
-    """Threads as tasks needs them (account, subject, archive state, mentioned staff — T7),
-    projected from messaging's events. ``find`` waits up to ``wait_seconds`` for a thread
-    it has not heard of, so a thread that just got its 201 from messaging is usable here
-    at once (its ``messaging.thread.created`` arrives shortly after).
+class MongoThreadSubjects:
+    """Each thread's subject, from ``messaging.thread.created``: the client's task page
+    names the thread of each task (the kit's thread projection keeps access facts only)."""
 
-    Waiting costs little: the replica that projects the thread wakes its own waiters at
-    once, and every waiter re-reads storage with a growing pause (50 ms doubling to 0.5 s),
-    so requests waiting on other replicas find it too without hammering the database.
-    """
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._subjects = database["thread_subjects"]
 
-    def __init__(self, database: AsyncDatabase[Document], *, wait_seconds: float) -> None:
-        self._threads = database["threads"]
-        self._wait = wait_seconds
-        self._arrived: dict[str, asyncio.Event] = {}
+    async def subject(self, firm: str, thread_id: str) -> str | None:
+        found = await self._subjects.find_one({"_id": f"{firm}:{thread_id}"})
+        return str(found["subject"]) if found else None
 
-    async def _get(self, firm: str, thread_id: str) -> ThreadInfo | None:
-        found = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
-        if found is None or "account_id" not in found:
-            return None
-        return ThreadInfo(
-            firm=firm,
-            thread_id=thread_id,
-            account_id=found["account_id"],
-            subject=found.get("subject", ""),
-            archived=found.get("status") == "archived",
-            mentioned_staff=frozenset(found.get("mentioned_staff", ())),
+    async def remember(self, firm: str, thread_id: str, subject: str) -> None:
+        await self._subjects.update_one(
+            {"_id": f"{firm}:{thread_id}"}, {"$set": {"subject": subject}}, upsert=True
         )
-
-    async def find(self, firm: str, thread_id: str) -> ThreadInfo | None:
-        found = await self._get(firm, thread_id)
-        if found is not None or self._wait <= 0:
-            return found
-        key = f"{firm}:{thread_id}"
-        arrived = self._arrived.setdefault(key, asyncio.Event())
-        clock = asyncio.get_running_loop().time
-        deadline, pause = clock() + self._wait, 0.05
-        try:
-            while (remaining := deadline - clock()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), min(pause, remaining))
-                if (found := await self._get(firm, thread_id)) is not None:
-                    return found
-                pause = min(pause * 2, 0.5)
-            return None
-        finally:
-            if self._arrived.get(key) is arrived and not arrived.is_set():
-                del self._arrived[key]
-
-    async def remember(self, firm: str, thread_id: str, *, account_id: str, subject: str) -> None:
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$set": {"firm": firm, "account_id": account_id, "subject": subject}},
-            upsert=True,
-        )
-        if (arrived := self._arrived.pop(f"{firm}:{thread_id}", None)) is not None:
-            arrived.set()
-
-    async def set_status(self, firm: str, thread_id: str, status: str) -> None:
-        """Archive state; one thread's events arrive in order (keyed by thread id)."""
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$set": {"firm": firm, "status": status}},
-            upsert=True,
-        )
-
-    async def add_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
-        if staff_ids:
-            await self._threads.update_one(
-                {"_id": f"{firm}:{thread_id}"},
-                {"$addToSet": {"mentioned_staff": {"$each": staff_ids}}, "$set": {"firm": firm}},
-                upsert=True,
-            )
