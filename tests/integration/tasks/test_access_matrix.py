@@ -110,7 +110,9 @@ async def world() -> AsyncIterator[World]:
     run_id = uuid.uuid4().hex[:10]
     async with AsyncExitStack() as stack:
         messaging, http = await start_app(stack, "messaging", run_id)
-        tasks_app, tasks_http = await start_app(stack, "tasks", run_id, thread_wait_seconds=0.5)
+        tasks_app, tasks_http = await start_app(
+            stack, "tasks", run_id, thread_projection_wait_seconds=0.5
+        )
         name = f"firm_{run_id}"
         liam = StaffMemberUpserted(
             user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
