@@ -3,8 +3,9 @@
 - ``tasks.list.changed``: the thread's progress "done/total" for the list, its view and the
   T6 filter (K5), applied only if newer than the last applied snapshot; a ``created`` or
   ``added`` change posts the whole list as a task message (adding tasks shows the updated
-  list, not a second one); ``completed`` ticks are batched (``TaskDigestWindow``) into one
-  "Ann Lee completed 2 of 3 tasks" message.
+  list, not a second one); ``completed`` ticks are batched into one "Ann Lee completed 2 of
+  3 tasks" message: a batch closes ``window`` after its first tick happened (the event's
+  time, so the batch does not depend on how fast this consumer keeps up).
 - ``tasks.list.resent``: the current list, posted again (K3).
 - ``tasks.request.changed`` with ``attached``: the request, shown in the thread (M12).
 
@@ -167,7 +168,7 @@ class TaskMessages:
                 revision=data.revision,
                 task_ids=list(data.changed_task_ids),
                 actor=data.changed_by.model_dump(),
-                due_at=utc_now() + self._window,
+                due_at=event.occurred_at + self._window,
             )
         if data.revision is not None:
             await self._digests.keep_snapshot(
