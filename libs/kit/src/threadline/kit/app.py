@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -23,7 +24,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.kit.auth import TokenVerifier
-from threadline.kit.consumer import EventRouter, MongoProcessedEvents
+from threadline.kit.consumer import PROCESSED_EVENTS_INDEXES, EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
@@ -37,6 +38,8 @@ __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "p
 
 _log = structlog.get_logger(__name__)
 
+PROCESSED_PURGE_INTERVAL_SECONDS = 3600
+
 
 @dataclass
 class ServiceRuntime:
@@ -48,6 +51,7 @@ class ServiceRuntime:
     broker: KafkaBroker
     outbox: Outbox
     events: EventRouter
+    processed: MongoProcessedEvents
     verifier: TokenVerifier
     leases: Leases
     """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
@@ -61,9 +65,10 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
     )
     publisher = KafkaRecordPublisher(broker)
+    processed = MongoProcessedEvents(database)
     events = EventRouter(
         service=settings.service_name,
-        processed=MongoProcessedEvents(database),
+        processed=processed,
         dead_letters=publisher,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
@@ -84,6 +89,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         broker=broker,
         outbox=Outbox(publisher),
         events=events,
+        processed=processed,
         verifier=verifier,
         leases=Leases(database),
     )
@@ -118,9 +124,22 @@ def create_service_app(
         runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
     )
 
+    async def purge_processed_ids() -> int:
+        retention = timedelta(hours=settings.processed_events_retention_hours)
+        return await runtime.processed.purge(older_than=retention)
+
+    kit_jobs = [
+        periodic(
+            purge_processed_ids,
+            every_seconds=PROCESSED_PURGE_INTERVAL_SECONDS,
+            what="purged processed event ids",
+            leases=runtime.leases,
+        )
+    ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_indexes(runtime.database, indexes)
+        await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
         await runtime.broker.start()
@@ -131,7 +150,7 @@ def create_service_app(
                     relay_grace_seconds=settings.outbox_relay_grace_seconds,
                 )
             ),
-            *(asyncio.create_task(job()) for job in wired.background),
+            *(asyncio.create_task(job()) for job in [*kit_jobs, *wired.background]),
         ]
         try:
             yield

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
@@ -39,8 +39,10 @@ from threadline.contracts import Envelope, EventData, EventDecodeError, decode, 
 from threadline.kit.failures import classify
 from threadline.kit.kafka import RecordPublisher
 from threadline.kit.logs import bind_correlation
+from threadline.kit.mongo import IndexSpec
 
 __all__ = [
+    "PROCESSED_EVENTS_INDEXES",
     "EventHandler",
     "EventRouter",
     "MongoProcessedEvents",
@@ -57,6 +59,9 @@ class TransientFailureOutlasted(Exception):
     """A dependency stayed down for the whole retry window: the record is redelivered."""
 
 
+PROCESSED_EVENTS_INDEXES = (IndexSpec("processed_events", [("processed_at", 1)]),)
+
+
 def dead_letter_topic(service: str) -> str:
     return f"threadline.{service}.dlq.v1"
 
@@ -69,6 +74,13 @@ class MongoProcessedEvents:
 
     async def seen(self, event_id: str) -> bool:
         return await self._collection.find_one({"_id": event_id}, {"_id": 1}) is not None
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        """Forget ids processed longer ago than ``older_than``: safe once that exceeds the
+        topics' retention, since Kafka can no longer redeliver those events."""
+        cutoff = datetime.now(UTC) - older_than
+        result = await self._collection.delete_many({"processed_at": {"$lt": cutoff}})
+        return result.deleted_count
 
     async def mark(self, event_id: str, event_type: str) -> None:
         try:
