@@ -30,6 +30,7 @@ from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 from threadline.kit.leases import Leases, periodic
 from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.metrics import ServiceMetrics, metrics_router
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
@@ -54,6 +55,7 @@ class ServiceRuntime:
     processed: MongoProcessedEvents
     verifier: TokenVerifier
     leases: Leases
+    metrics: ServiceMetrics
     """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
     across replicas)."""
 
@@ -66,6 +68,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
     )
     publisher = KafkaRecordPublisher(broker)
     processed = MongoProcessedEvents(database)
+    metrics = ServiceMetrics(settings.service_name)
     events = EventRouter(
         service=settings.service_name,
         processed=processed,
@@ -82,6 +85,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         public_key=settings.jwt_public_key,
         jwks_url=settings.jwt_jwks_url,
     )
+    events.observe = metrics.event_outcome
     return ServiceRuntime(
         settings=settings,
         mongo=mongo,
@@ -92,6 +96,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         processed=processed,
         verifier=verifier,
         leases=Leases(database),
+        metrics=metrics,
     )
 
 
@@ -123,6 +128,16 @@ def create_service_app(
     runtime.events.subscribe(
         runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
     )
+
+    async def refresh_gauges() -> None:
+        runtime.metrics.consumer_lag.clear()
+        for (topic, partition), lag in (await runtime.events.lag()).items():
+            runtime.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+        count, oldest_age = await runtime.outbox.pending()
+        runtime.metrics.outbox_pending.set(count)
+        runtime.metrics.outbox_oldest_age.set(oldest_age)
+
+    runtime.metrics.on_scrape(refresh_gauges)
 
     async def purge_processed_ids() -> int:
         retention = timedelta(hours=settings.processed_events_retention_hours)
@@ -167,9 +182,11 @@ def create_service_app(
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
+    app.middleware("http")(runtime.metrics.http_middleware)
     app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
     app.include_router(_health_router(runtime, wired.readiness_checks))
+    app.include_router(metrics_router(runtime.metrics))
     for router in routers:
         app.include_router(router)
     return app

@@ -118,6 +118,8 @@ class EventRouter:
         self._clock = clock
         self._handlers: dict[str, list[EventHandler]] = {}
         self._subscriber: Any = None
+        self.observe: Callable[[str, str], None] = lambda event_type, outcome: None
+        """Called with (event type, outcome) per event and per retry (metrics)."""
         self.stats = {
             "handled": 0,
             "duplicates": 0,
@@ -179,6 +181,19 @@ class EventRouter:
         )
         self._subscriber(on_record)
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the partition's end, per assigned (topic, partition)."""
+        consumer = None if self._subscriber is None else self._subscriber.consumer
+        if consumer is None:
+            return {}
+        lags: dict[tuple[str, int], int] = {}
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is not None:
+                position = await consumer.position(partition)
+                lags[(partition.topic, partition.partition)] = max(end - position, 0)
+        return lags
+
     async def positioned(self) -> bool:
         """Readiness: the group gave this instance its partitions and their positions are
         known, so every event published from now on will be consumed."""
@@ -206,15 +221,18 @@ class EventRouter:
         handlers = self._handlers.get(event.type)
         if not handlers:
             self.stats["ignored"] += 1
+            self.observe(event.type, "ignored")
             return
         event_id = str(event.id)
         if await self._processed.seen(event_id):
             self.stats["duplicates"] += 1
+            self.observe(event.type, "duplicate")
             return
         bind_correlation(event.correlation_id or event_id)
         reason = await self._run_with_retries(handlers, event)
         if reason is None:
             self.stats["handled"] += 1
+            self.observe(event.type, "handled")
             await self._processed.mark(event_id, event.type)
         else:
             await self._dead_letter(body, headers, source=source, key=key, reason=reason)
@@ -245,6 +263,7 @@ class EventRouter:
                     return f"failed {attempt} times: {type(exc).__name__}: {exc}"
                 log.warning("event handler failed; retrying", failure=kind, exc_info=True)
                 self.stats["retried"] += 1
+                self.observe(event.type, f"retried:{kind}")
                 await self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
             else:
                 return None
@@ -270,6 +289,7 @@ class EventRouter:
             headers=dl_headers,
         )
         self.stats["dead_lettered"] += 1
+        self.observe(dl_headers.get("event-type", "undecodable"), "dead_lettered")
         _log.error("event parked on dead-letter topic", source=source, reason=reason[:300])
 
 
