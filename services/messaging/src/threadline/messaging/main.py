@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 "firm_settings": FirmSettingsService(store=firm_settings),
             },
+            on_shutdown=[hub.close_all],
             background=[
                 periodic(
                     purge_expired_drafts,
