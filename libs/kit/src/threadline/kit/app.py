@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
@@ -113,7 +113,7 @@ class Wiring:
 
     state: Mapping[str, object] = field(default_factory=dict)
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
-    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
     """Run first when SIGTERM arrives, before the server stops taking requests (e.g. close
@@ -217,7 +217,11 @@ def _on_sigterm(going_away: Callable[[], Awaitable[None]]) -> Callable[[], None]
         loop.call_soon_threadsafe(lambda: loop.create_task(then_stop()))
 
     signal.signal(signal.SIGTERM, handle)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 async def _going_away(
