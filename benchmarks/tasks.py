@@ -37,7 +37,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from messaging import RAW_TOPIC, free_port, progress, summary
 
 ACCOUNT = "acc_lee_family"
-TASKS = 100
 
 
 class Service:
@@ -168,7 +167,9 @@ class Benchmark:
             "account_id": ACCOUNT,
             "subject": "bench",
             "message": {"html": "start"},
-            "client_tasks": [f"Task {i}: see https://example.com/{i}" for i in range(TASKS)],
+            "client_tasks": [
+                f"Task {i}: see https://example.com/{i}" for i in range(self.args.tasks)
+            ],
         }
         for _ in range(150):  # until messaging's directory projection has the firm
             created = await messaging.post("/v1/threads", json=body, headers=self.staff)
@@ -190,7 +191,7 @@ class Benchmark:
     ) -> tuple[list[float], list[float], float]:
         """Back-to-back ticks and undos: their latency, their tick → Kafka latency, and how
         long after the last one messaging's list showed it (3 s unchanged)."""
-        progress("creating the benchmark thread with 100 tasks")
+        progress(f"creating the benchmark thread with {self.args.tasks} tasks")
         thread_id, task_ids = await self.new_thread(messaging)
         (await tasks.get(f"/v1/threads/{thread_id}/tasks", headers=self.client)).raise_for_status()
         watcher = ChangeWatcher(self.bootstrap, thread_id)
@@ -200,8 +201,8 @@ class Benchmark:
         done = 0
         progress(f"{self.args.samples} ticks, one after another")
         for i in range(self.args.samples):
-            ticking = (i // TASKS) % 2 == 0
-            url = f"/v1/threads/{thread_id}/tasks/{task_ids[i % TASKS]}/done"
+            ticking = (i // self.args.tasks) % 2 == 0
+            url = f"/v1/threads/{thread_id}/tasks/{task_ids[i % self.args.tasks]}/done"
             started = time.perf_counter()
             response = await (tasks.put if ticking else tasks.delete)(url, headers=self.client)
             response.raise_for_status()
@@ -227,7 +228,7 @@ class Benchmark:
     ) -> list[float]:
         """Ticks on a fresh thread, each followed by polling messaging's list (10 ms) until
         it shows the new count."""
-        count = min(self.args.samples // 4, TASKS)
+        count = min(self.args.samples // 4, self.args.tasks)
         progress(f"{count} ticks on a second thread, each waiting for messaging's thread list")
         thread_id, task_ids = await self.new_thread(messaging)
         latency: list[float] = []
@@ -271,14 +272,15 @@ class Benchmark:
         """The baseline: what one tick must at least do — one findAndModify of a list
         document and one acknowledged produce — one after another."""
         raw = self.mongo[self.tasks.database]["benchmark_raw"]
-        await raw.insert_one({"_id": thread_id, "revision": 0, "tasks": [False] * TASKS})
+        tasks = self.args.tasks
+        await raw.insert_one({"_id": thread_id, "revision": 0, "tasks": [False] * tasks})
         latencies: list[float] = []
         progress(f"{samples} raw findAndModify + produce, one after another")
         for i in range(samples):
             started = time.perf_counter()
             document = await raw.find_one_and_update(
                 {"_id": thread_id},
-                {"$set": {f"tasks.{i % TASKS}": (i // TASKS) % 2 == 0}, "$inc": {"revision": 1}},
+                {"$set": {f"tasks.{i % tasks}": (i // tasks) % 2 == 0}, "$inc": {"revision": 1}},
                 return_document=ReturnDocument.AFTER,
             )
             value = json.dumps({"revision": document["revision"], "n": i}).encode()
@@ -294,6 +296,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=400, help="ticks per phase")
+    parser.add_argument("--samples", type=int, default=200, help="back-to-back ticks")
+    parser.add_argument("--tasks", type=int, default=10, help="tasks per list (1-100)")
     parser.add_argument("--time-limit", type=float, default=600.0, help="whole run, seconds")
     asyncio.run(main(parser.parse_args()))

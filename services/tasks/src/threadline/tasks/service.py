@@ -8,6 +8,7 @@ other and the move into "all completed" is written — with its event — exactl
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -261,10 +262,12 @@ class TaskService:
         decide: Callable[[TaskList], ListChange | None],
         *,
         causation_id: str | None = None,
+        first: TaskList | None = None,
     ) -> TaskList:
-        """Read, decide, write conditionally; on a lost race, read and decide again."""
+        """Read, decide, write conditionally; on a lost race, read and decide again
+        (``first``: the list already read for the first attempt)."""
         for _ in range(MAX_WRITE_ATTEMPTS):
-            current = await self._list_of(thread)
+            current, first = first or await self._list_of(thread), None
             change = decide(current)
             if change is None:
                 return current
@@ -302,11 +305,21 @@ class TaskService:
         self, principal: Principal, thread_id: str, task_id: str, *, done: bool
     ) -> TaskList:
         """K2: tick or undo (idempotent); K6 follows from the conditional write."""
-        thread = await self._thread(principal, thread_id)
+        # The thread and its list are read side by side: a tick is one read's latency
+        # and one conditional write.
+        facts, stored = await asyncio.gather(
+            self._threads.facts(principal.firm, thread_id),
+            self._lists.get(principal.firm, thread_id),
+        )
+        if facts is None:
+            raise ThreadNotFound(f"Thread {thread_id} does not exist.")
+        thread = ThreadInfo(thread_id=thread_id, facts=facts)
         check_can_tick(principal, thread)
         actor, at = actor_of(principal), utc_now()
         return await self._change(
-            thread, lambda current: current.set_done(task_id, done, actor=actor, at=at)
+            thread,
+            lambda current: current.set_done(task_id, done, actor=actor, at=at),
+            first=stored,
         )
 
     async def reorder(
