@@ -5,15 +5,17 @@
 // upstream command, whose version file is generated at build time and missing
 // from the module (the installed binary panics at start).
 //
-// FerretDB 1.24 executes an update as read, modify, write without a lock, so two
+// FerretDB 1.24 executes update, findAndModify and delete as read, modify, write
+// without a lock (handler/msg_update.go, common/update.go, msg_delete.go), so two
 // concurrent updates of one document lose one of them ($inc, $push, $pull...),
 // which breaks the per-document atomicity every MongoDB client relies on. This
-// program therefore serves clients through a small wire-protocol proxy that runs
-// one writing command at a time: FerretDB listens on a private loopback port, the
-// proxy on the public one, and a lock spans each request and its reply — shared
-// by read-only commands (find, count, aggregate...), which SQLite's WAL serves
-// from consistent snapshots, exclusive for everything else. A slow query then no
-// longer holds up every write behind it.
+// program therefore serves clients through a small wire-protocol proxy: FerretDB
+// listens on a private loopback port, the proxy on the public one, and a mutex
+// spans each read-modify-write request and its reply, so those run one at a time.
+// Reads, inserts and handshakes take no lock at all: they change no existing
+// document, so they cannot lose an update, and they never wait behind a slow
+// query or a slow update (with a reader-writer lock a write waited for every read
+// already running, seconds behind one slow list).
 package main
 
 import (
@@ -30,6 +32,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -40,6 +43,7 @@ const (
 	headerSize     = 16
 	maxMessageSize = 48 << 20
 	opMsg          = 2013
+	opQuery        = 2004
 	moreToComeFlag = 1 << 1
 )
 
@@ -81,9 +85,9 @@ func main() {
 		<-ctx.Done()
 		listener.Close()
 	}()
-	log.Printf("ferretdb listening on %s (sqlite in %s, writes serialised)", *listen, *dataDir)
+	log.Printf("ferretdb listening on %s (sqlite in %s, read-modify-write commands serialised)", *listen, *dataDir)
 
-	var serial sync.RWMutex
+	var serial sync.Mutex
 	for {
 		client, err := listener.Accept()
 		if err != nil {
@@ -108,7 +112,7 @@ func upstreamAddr(uri string) (string, error) {
 }
 
 // proxy relays one client connection, holding serial from each request until its reply.
-func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
+func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
 	defer client.Close()
 	server, err := net.Dial("tcp", upstream)
 	if err != nil {
@@ -136,14 +140,8 @@ func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
 	}
 }
 
-func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.RWMutex) ([]byte, error) {
-	name := commandName(request)
-	switch {
-	case lockFreeCommands[name]:
-	case readOnlyCommands[name]:
-		serial.RLock()
-		defer serial.RUnlock()
-	default:
+func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.Mutex) ([]byte, error) {
+	if !lockFreeCommands[commandName(request)] {
 		serial.Lock()
 		defer serial.Unlock()
 	}
@@ -173,40 +171,61 @@ func readMessage(r io.Reader) ([]byte, error) {
 	return message, nil
 }
 
-// lockFreeCommands touch no data: drivers' handshakes and heartbeats must answer even
-// while a long write holds the lock, or the driver declares the server down and
-// cancels everything in flight.
+// lockFreeCommands never change an existing document, so they cannot lose an
+// update and run without the lock: handshakes and heartbeats (a driver that gets
+// no answer declares the server down and cancels everything in flight), reads
+// (FerretDB 1.24 rejects the writing aggregation stages $out and $merge) and
+// inserts (a new document; the unique indexes of the backend reject duplicates).
+// Everything else (update, findAndModify, delete, and the rare schema commands)
+// takes the lock.
 var lockFreeCommands = map[string]bool{
 	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
-	"buildinfo": true, "getParameter": true, "endSessions": true,
-}
-
-// readOnlyCommands never change data, so they may run beside each other
-// (FerretDB 1.24 rejects the writing aggregation stages $out and $merge).
-var readOnlyCommands = map[string]bool{
+	"buildinfo": true, "getParameter": true, "endSessions": true, "saslStart": true,
+	"saslContinue": true, "connectionStatus": true, "whatsmyuri": true, "hostInfo": true,
+	"listCommands": true, "getCmdLineOpts": true, "getLog": true, "logout": true,
 	"find": true, "getMore": true, "count": true, "distinct": true, "aggregate": true,
 	"listCollections": true, "listDatabases": true, "listIndexes": true, "explain": true,
-	"dbStats": true, "collStats": true, "serverStatus": true, "killCursors": true,
+	"dbStats": true, "dbstats": true, "collStats": true, "dataSize": true,
+	"serverStatus": true, "killCursors": true, "currentOp": true, "validate": true,
+	"insert": true,
 }
 
-// commandName returns the first key of an OP_MSG body section (the command), or "".
-// Anything else (legacy opcodes, other section layouts) counts as a write.
+// commandName returns the command of a request: the first key of an OP_MSG body
+// section, or of an OP_QUERY on a "$cmd" collection (drivers send their first
+// handshake of a connection that way). "" for anything else, which takes the lock.
 func commandName(message []byte) string {
-	const bodyStart = headerSize + 4 // header, flag bits
-	if binary.LittleEndian.Uint32(message[12:16]) != opMsg || len(message) < bodyStart+6 {
-		return ""
-	}
-	if message[bodyStart] != 0 { // section kind 0: the command document comes first
-		return ""
-	}
-	// kind byte, int32 document length, element type byte, then the name as a C string
-	name := message[bodyStart+6:]
-	for i, b := range name {
-		if b == 0 {
-			return string(name[:i])
+	switch binary.LittleEndian.Uint32(message[12:16]) {
+	case opMsg:
+		const bodyStart = headerSize + 4 // header, flag bits
+		if len(message) < bodyStart+6 || message[bodyStart] != 0 {
+			return "" // section kind 0 (the command document) must come first
 		}
+		// kind byte, int32 document length, element type byte, then the name
+		name, _ := cString(message[bodyStart+6:])
+		return name
+	case opQuery:
+		if len(message) < headerSize+4 {
+			return ""
+		}
+		// header, int32 flags, collection name, int32 skip, int32 limit, query document
+		collection, rest := cString(message[headerSize+4:])
+		if !strings.HasSuffix(collection, ".$cmd") || len(rest) < 8+5 {
+			return ""
+		}
+		name, _ := cString(rest[8+5:]) // skip, limit, document length, element type
+		return name
 	}
 	return ""
+}
+
+// cString splits a NUL-terminated string off the front of b ("" when unterminated).
+func cString(b []byte) (string, []byte) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:]
+		}
+	}
+	return "", nil
 }
 
 // expectsNoReply reports an OP_MSG sent with moreToCome (an unacknowledged write).
