@@ -1,5 +1,6 @@
-// Command threadline-ferretdb runs FerretDB 1.24 with its SQLite backend as the
-// MongoDB-protocol server of the local stack.
+// Command threadline-ferretdb runs FerretDB 1.24 as the MongoDB-protocol server of
+// the local stack: on PostgreSQL (the default), which it starts and stops itself
+// as a child process so that one process group is the whole server, or on SQLite.
 //
 // It embeds FerretDB through its public package instead of `go install`ing the
 // upstream command, whose version file is generated at build time and missing
@@ -31,10 +32,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -48,44 +54,70 @@ const (
 )
 
 func main() {
+	if err := run(); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
-	dataDir := flag.String("data", "./ferretdb-data", "directory that holds the SQLite databases")
+	handler := flag.String("handler", "postgresql", `FerretDB backend: "postgresql" or "sqlite"`)
+	dataDir := flag.String("data", "./ferretdb-data", "directory of the SQLite databases or the PostgreSQL cluster")
+	pgBin := flag.String("postgres-bin", "/usr/lib/postgresql/15/bin", "PostgreSQL's binaries")
+	pgPort := flag.Int("postgres-port", 54320, "PostgreSQL's port on 127.0.0.1")
+	pgUser := flag.String("postgres-user", "", "run PostgreSQL as this user (when started as root)")
 	flag.Parse()
-
-	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
-		log.Fatalf("create data dir: %v", err)
-	}
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	db, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dataDir + "/",
-	})
-	if err != nil {
-		log.Fatalf("start ferretdb: %v", err)
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	config := &ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Handler:  *handler,
+	}
+	switch *handler {
+	case "sqlite":
+		if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		config.SQLiteURL = "file:" + *dataDir + "/"
+	case "postgresql":
+		postgres, err := startPostgres(ctx, *pgBin, *dataDir, *pgPort, *pgUser)
+		if err != nil {
+			return fmt.Errorf("start postgresql: %w", err)
+		}
+		defer postgres.stop()
+		config.PostgreSQLURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres", *pgPort)
+	default:
+		return fmt.Errorf("unknown handler %q", *handler)
+	}
+	return serve(ctx, config, *listen)
+}
+
+// serve runs FerretDB on a private port and the locking proxy on listen until ctx ends.
+func serve(ctx context.Context, config *ferretdb.Config, listen string) error {
+	db, err := ferretdb.New(config)
+	if err != nil {
+		return fmt.Errorf("start ferretdb: %w", err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- db.Run(ctx) }()
 
 	upstream, err := upstreamAddr(db.MongoDBURI())
 	if err != nil {
-		log.Fatalf("ferretdb address: %v", err)
+		return fmt.Errorf("ferretdb address: %w", err)
 	}
-	listener, err := net.Listen("tcp", *listen)
+	listener, err := net.Listen("tcp", listen)
 	if err != nil {
-		log.Fatalf("listen on %s: %v", *listen, err)
+		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	go func() {
 		<-ctx.Done()
 		listener.Close()
 	}()
-	log.Printf("ferretdb listening on %s (sqlite in %s, read-modify-write commands serialised)", *listen, *dataDir)
+	log.Printf("ferretdb listening on %s (%s, read-modify-write commands serialised)", listen, config.Handler)
 
 	var serial sync.Mutex
 	for {
@@ -95,8 +127,74 @@ func main() {
 		}
 		go proxy(client, upstream, &serial)
 	}
-	if err := <-done; err != nil {
-		log.Fatalf("ferretdb stopped: %v", err)
+	return <-done
+}
+
+// postgresProcess is the PostgreSQL server this program started.
+type postgresProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startPostgres runs `postgres` on an initialised cluster in dataDir (the stack's set-up
+// runs initdb) and waits until it accepts connections. The server dies with this
+// program (parent-death signal), so a killed wrapper never leaves it holding the port.
+// fsync is off: a killed process loses nothing, only a machine crash could.
+func startPostgres(ctx context.Context, bin, dataDir string, port int, runAs string) (*postgresProcess, error) {
+	cmd := exec.Command(filepath.Join(bin, "postgres"),
+		"-D", dataDir, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
+		"-c", "logging_collector=off", "-c", "log_min_messages=warning",
+	)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if runAs != "" && os.Geteuid() == 0 {
+		account, err := user.Lookup(runAs)
+		if err != nil {
+			return nil, err
+		}
+		uid, _ := strconv.Atoi(account.Uid)
+		gid, _ := strconv.Atoi(account.Gid)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		cmd.Env = append(os.Environ(), "HOME="+account.HomeDir)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	process := &postgresProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(process.exited)
+	}()
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		ready := exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-U", "postgres", "-h", "127.0.0.1", "-p", strconv.Itoa(port))
+		if ready.Run() == nil {
+			return process, nil
+		}
+		select {
+		case <-process.exited:
+			return nil, fmt.Errorf("postgres exited during start-up: %v", cmd.ProcessState)
+		case <-ctx.Done():
+			process.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			process.stop()
+			return nil, errors.New("postgres did not accept connections within 120s")
+		}
+	}
+}
+
+// stop asks for a fast shutdown (SIGINT), then kills after a few seconds.
+func (p *postgresProcess) stop() {
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(8 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
 	}
 }
 
