@@ -75,8 +75,12 @@ async def _store_messages(url: str, database: str, count: int) -> None:
 
 
 async def _cleanup(url: str, database: str) -> None:
+    # Thread by thread: FerretDB on PostgreSQL cannot delete more than 65,535 documents in
+    # one command (one SQL parameter per id), and a flat equality filter is pushed down.
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-    await client[database]["messages"].delete_many({"firm": FIRM})
+    messages = client[database]["messages"]
+    for thread in await messages.distinct("thread_id", {"firm": FIRM}):
+        await messages.delete_many({"thread_id": thread, "firm": FIRM})
     await client.close()
 
 
