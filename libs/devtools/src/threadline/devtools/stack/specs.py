@@ -247,10 +247,8 @@ def _initdb(data: Path, account: pwd.struct_passwd | None) -> None:
     temp = data.with_name(f".{data.name}-init")
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(mode=0o700, parents=True)
-    as_account: dict[str, object] = {}
     if account is not None:
         os.chown(temp, account.pw_uid, account.pw_gid)
-        as_account = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     result = subprocess.run(  # noqa: S603 - Debian's initdb
         [
             str(POSTGRES_BIN / "initdb"),
@@ -270,7 +268,9 @@ def _initdb(data: Path, account: pwd.struct_passwd | None) -> None:
         text=True,
         check=False,
         timeout=120,
-        **as_account,  # type: ignore[arg-type]
+        user=account.pw_uid if account else None,
+        group=account.pw_gid if account else None,
+        extra_groups=[] if account else None,
     )
     if result.returncode != 0:
         raise StackError(f"initdb in {temp} failed:\n{result.stdout}{result.stderr}")
