@@ -5,8 +5,9 @@
 Reads the processes recorded in the stack's state directory (THREADLINE_STATE_DIR, as for
 `./threadline status`): the five services and the `mongodb` server with its PostgreSQL.
 With `--messages N` it first stores N messages (in threads of 100) straight into the
-messaging database, then waits `--settle` seconds. It prints the CPU each process group used
-while idle, in percent of one core. `--cleanup` removes what `--messages` stored.
+messaging database, then waits `--settle` seconds. It prints the CPU each process used
+while idle, in percent of one core (each process with all its descendants). `--cleanup`
+removes what `--messages` stored.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ FIRM = "idle-bench"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _group_ticks(leader: int) -> int:
-    """utime + stime of every live process in the process group led by `leader`."""
-    total = 0
+def _tree_ticks(leader: int) -> int:
+    """CPU ticks of `leader` and every live descendant, including what their exited children
+    used (PostgreSQL's processes each lead a session of their own, so a process group would
+    miss them)."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -39,8 +43,14 @@ def _group_ticks(leader: int) -> int:
         except OSError:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[2]) == leader:  # pgrp
-            total += int(fields[11]) + int(fields[12])
+        pid, ppid = int(entry.name), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        ticks[pid] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    total, pending = 0, [leader]
+    while pending:
+        pid = pending.pop()
+        total += ticks.get(pid, 0)
+        pending.extend(children.get(pid, []))
     return total
 
 
@@ -108,11 +118,11 @@ def main() -> None:
         if record is None or not procs.is_alive(record):
             raise SystemExit(f"{name} is not running in {cfg.state_dir}")
         leaders[name] = record.pid
-    before = {name: _group_ticks(pid) for name, pid in leaders.items()}
+    before = {name: _tree_ticks(pid) for name, pid in leaders.items()}
     began = time.monotonic()
     time.sleep(args.seconds)
     elapsed = time.monotonic() - began
-    used = {name: (_group_ticks(pid) - before[name]) / TICKS for name, pid in leaders.items()}
+    used = {name: (_tree_ticks(pid) - before[name]) / TICKS for name, pid in leaders.items()}
     for name, seconds in used.items():
         print(f"  {name:10} {100 * seconds / elapsed:6.1f} % of a core")
     print(f"  {'total':10} {100 * sum(used.values()) / elapsed:6.1f} % of a core")
