@@ -46,7 +46,7 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
         await asyncio.sleep(TICK)
 
 
-def start(outbox: Outbox, *, grace: float = 0.0) -> asyncio.Task[None]:
+def start(outbox: Outbox, *, grace: float = 10 * TICK) -> asyncio.Task[None]:
     run: Awaitable[None] = outbox.run(
         relay_interval_seconds=TICK, relay_grace_seconds=grace, relay_sweep_seconds=3600
     )
