@@ -84,6 +84,7 @@ def test_dockerfile_runs_uvicorn_on_the_service_factory_as_non_root(name: str) -
     factory = f'"uvicorn", "--factory", "threadline.{name}.main:create_app"'
     assert factory in cmd
     assert '"--port", "8000"' in cmd
+    assert '"--timeout-graceful-shutdown", "15"' in cmd, "in-flight requests get a deadline"
     assert "FROM python:3.11-slim" in text
     final_stage = text.rsplit("FROM ", 1)[1]
     assert "\nUSER " in final_stage and "USER root" not in final_stage
@@ -91,3 +92,11 @@ def test_dockerfile_runs_uvicorn_on_the_service_factory_as_non_root(name: str) -
         assert f"COPY {source} {source}" in text
     others = [other for other in SERVICES if other != name]
     assert not any(f"services/{other}" in text for other in others)
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_service_stop_grace_outlasts_the_graceful_shutdown(
+    compose: dict[str, Any], name: str
+) -> None:
+    grace = compose["services"][name]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > 15 + 10
