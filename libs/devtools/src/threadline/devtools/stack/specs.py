@@ -292,10 +292,9 @@ def _mongodb_spec(cfg: StackConfig, binary: Path) -> Spec:
             url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000
         )
         try:
-            # listCollections reaches PostgreSQL (ping is answered by FerretDB alone)
-            client["threadline_health"].list_collection_names()
+            client.admin.command("ping")  # FerretDB asks PostgreSQL for its status
         except PyMongoError as exc:
-            raise NotReady(f"MongoDB request failed: {exc}") from exc
+            raise NotReady(f"MongoDB ping failed: {exc}") from exc
         finally:
             client.close()
 
