@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Response
 from faststream.kafka import KafkaBroker
+from pydantic import with_config
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from typing_extensions import TypedDict
 
-from threadline.kit.auth import TokenVerifier
+from threadline.kit.auth import Principal, TokenVerifier
 from threadline.kit.consumer import EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
@@ -30,6 +31,7 @@ from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 from threadline.kit.logs import configure_logging, correlation_middleware
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
+from threadline.kit.responses import RESPONSE_CONFIG
 from threadline.kit.settings import ServiceSettings
 
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
@@ -55,6 +57,18 @@ def periodic(
             await asyncio.sleep(every_seconds)
 
     return run_forever
+
+
+@with_config(RESPONSE_CONFIG)
+class Liveness(TypedDict):
+    status: Literal["ok"]
+    service: str
+
+
+@with_config(RESPONSE_CONFIG)
+class Readiness(TypedDict):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
 
 
 @dataclass
@@ -175,11 +189,15 @@ def _health_router(
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
+    async def healthz() -> Liveness:
         return {"status": "ok", "service": runtime.settings.service_name}
 
-    @router.get("/readyz", summary="Readiness: MongoDB and Kafka reachable, partitions assigned.")
-    async def readyz() -> JSONResponse:
+    @router.get(
+        "/readyz",
+        summary="Readiness: MongoDB and Kafka reachable, partitions assigned.",
+        responses={503: {"model": Readiness, "description": "Some check failed."}},
+    )
+    async def readyz(response: Response) -> Readiness:
         checks = {
             "mongodb": await ping(runtime.database),
             "kafka": await runtime.broker.ping(timeout=2.0),
@@ -188,11 +206,11 @@ def _health_router(
         for name, check in extra_checks.items():
             checks[name] = await check()
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", "checks": checks}
 
     @router.get("/v1/me", summary="The caller's identity, as the token states it.")
-    async def me(principal: CurrentPrincipal) -> dict[str, Any]:
-        return principal.model_dump(mode="json")
+    async def me(principal: CurrentPrincipal) -> Principal:
+        return principal
 
     return router
