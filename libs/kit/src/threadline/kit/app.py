@@ -23,8 +23,9 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
+from threadline.contracts import Topic
 from threadline.kit.auth import Principal, TokenVerifier
-from threadline.kit.consumer import EventRouter, MongoProcessedEvents
+from threadline.kit.consumer import EventRouter, MongoProcessedEvents, dead_letter_topic
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
@@ -33,6 +34,7 @@ from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.responses import RESPONSE_CONFIG
 from threadline.kit.settings import ServiceSettings
+from threadline.kit.topics import provision_topics
 
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
@@ -150,6 +152,13 @@ def create_service_app(
         await ensure_indexes(runtime.database, indexes)
         for startup in wired.on_startup:
             await startup()
+        if settings.kafka_provision_topics:
+            await provision_topics(
+                settings.kafka_bootstrap_servers,
+                [*Topic, dead_letter_topic(settings.service_name)],
+                partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_topic_replication_factor,
+            )
         await runtime.broker.start()
         tasks = [
             asyncio.create_task(
