@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import FirmClient, ModuleServices, ServiceFactory, seed_directory, token_for
+from ..conftest import FirmClient, ServiceFactory, seed_directory, token_for
 
 LEE = "acc_lee_family"
 PATEL = "acc_patel_llc"
@@ -104,9 +104,5 @@ async def documents_service(start_service: ServiceFactory, run_id: str, **settin
 
 
 @pytest.fixture
-async def docs(module_services: ModuleServices, run_id: str) -> Docs:
-    """A firm of its own on the module's documents service."""
-    app, http = await module_services("documents")
-    firm = f"firm_{run_id}"
-    await seed_directory([app], firm)
-    return Docs(firm=firm, http=http, app=app)
+async def docs(start_service: ServiceFactory, run_id: str) -> Docs:
+    return await documents_service(start_service, run_id)

@@ -17,7 +17,7 @@ from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import MessageDeleted, ReminderSettings, ThreadCreated
 from threadline.devtools.seed import publish
 
-from ..conftest import ModuleServices, eventually, seed_directory
+from ..conftest import ServiceFactory, eventually, seed_directory
 from ..messaging.conftest import Firm, find_event, firm_on
 from .conftest import LEE, PDF, PNG, Docs
 
@@ -25,12 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def both(module_services: ModuleServices, run_id: str) -> tuple[Docs, Firm]:
-    """Documents and messaging (shared by this module) on the same Kafka, a firm of this
-    test's own, the demo directory seeded into both."""
+async def both(start_service: ServiceFactory, run_id: str) -> tuple[Docs, Firm]:
+    """Documents and messaging on the same Kafka, one firm, the demo directory seeded."""
     firm = f"firm_{run_id}"
-    messaging_app, messaging_http = await module_services("messaging")
-    documents_app, documents_http = await module_services("documents")
+    messaging_app, messaging_http = await start_service("messaging")
+    documents_app, documents_http = await start_service("documents")
     await seed_directory([documents_app], firm)
     return (
         Docs(firm=firm, http=documents_http, app=documents_app),

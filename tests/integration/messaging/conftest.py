@@ -15,7 +15,7 @@ from threadline.contracts.topics import Topic
 
 from ..conftest import (
     FirmClient,
-    ModuleServices,
+    ServiceFactory,
     TopicMark,
     find_record,
     mark_topic,
@@ -83,9 +83,10 @@ async def firm_on(app: FastAPI, http: httpx.AsyncClient, name: str) -> Firm:
 
 
 @pytest.fixture
-async def firm(module_services: ModuleServices, run_id: str) -> Firm:
-    """A firm of its own on the module's messaging service."""
-    app, http = await module_services("messaging")
+async def firm(start_service: ServiceFactory, run_id: str) -> Firm:
+    """A firm on a messaging service of this test's own (see ``module_services`` for why
+    seeded services are not shared)."""
+    app, http = await start_service("messaging")
     return await firm_on(app, http, f"firm_{run_id}")
 
 

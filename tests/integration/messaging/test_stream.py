@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from ..conftest import ModuleServices, eventually, token_for
+from ..conftest import ServiceFactory, eventually, token_for
 from .conftest import PATEL, Firm
 
 POSTED = "messaging.message.posted"
@@ -49,12 +49,12 @@ def is_posted(seq: int, thread_id: str) -> Callable[[dict[str, Any]], bool]:
 @pytest.fixture
 async def second_replica(
     firm: Firm,
-    module_services: ModuleServices,
+    start_service: ServiceFactory,
     serve_http: Callable[[FastAPI], Awaitable[str]],
 ) -> str:
     """A second messaging replica on the same database and consumer group, served on a real
     port; returns its WebSocket stream URL. The ``firm`` fixture's app is replica one."""
-    app, http = await module_services("messaging", replica=2)
+    app, http = await start_service("messaging")
     await ready(http)
     await ready(firm.http)
     url = await serve_http(app)
