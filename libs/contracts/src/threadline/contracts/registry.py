@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from threadline.contracts.envelope import Envelope, EventData, envelope_of
+from threadline.contracts.extensible import DECODING
 
 __all__ = ["EventDecodeError", "all_event_models", "decode", "model_for", "register"]
 
@@ -61,7 +62,8 @@ def decode(raw: bytes | str) -> Envelope[Any]:
     """Parse one Kafka message value into an envelope whose ``data`` is the right model.
 
     Raises EventDecodeError naming the type and version when the bytes are not JSON, the
-    envelope is incomplete, the type is unknown, or ``data`` does not match its model.
+    envelope is incomplete, the type is unknown, or ``data`` does not match its model. An
+    enum value the model does not list is kept, not rejected (see ``extensible``).
     """
     try:
         document = json.loads(raw)
@@ -75,7 +77,7 @@ def decode(raw: bytes | str) -> Envelope[Any]:
         raise EventDecodeError("event has no string `type` and integer `schema_version`")
     model = model_for(event_type, version)
     try:
-        return envelope_of(model).model_validate(document)
+        return envelope_of(model).model_validate(document, context={DECODING: True})
     except ValidationError as exc:
         raise EventDecodeError(
             f"event {event_type} v{version} does not match its schema: {exc}"
