@@ -9,12 +9,13 @@ still converges on the current state (snapshots make at-least-once delivery harm
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.envelope import EventData
 from threadline.contracts.events.common import AccountId, Actor, Id, ThreadId
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = [
@@ -82,8 +83,9 @@ class TaskListChanged(EventData):
 
     thread_id: ThreadId
     account_id: AccountId
-    change: Literal[
-        "created", "added", "completed", "reopened", "reordered", "deleted", "edited"
+    change: Annotated[
+        Literal["created", "added", "completed", "reopened", "reordered", "deleted", "edited"],
+        Extensible,
     ] = Field(
         description="List created; tasks added, ticked, unticked, reordered, deleted or edited.",
         examples=["completed"],
@@ -186,7 +188,7 @@ class ClientRequest(BaseModel):
     due_date: date | None = Field(
         default=None, description="Optional due date.", examples=["2026-04-01"]
     )
-    status: Literal["open", "completed", "cancelled"] = Field(
+    status: Annotated[Literal["open", "completed", "cancelled"], Extensible] = Field(
         description="Open until the client (or staff for them) completes it, or staff cancel it.",
         examples=["open"],
     )
@@ -217,9 +219,9 @@ class ClientRequestChanged(EventData):
 
     request_id: Id = Field(description="Request id.", examples=["req_organizer_2025"])
     account_id: AccountId
-    change: Literal["created", "attached", "edited", "completed", "cancelled", "reopened"] = Field(
-        description="What happened to the request.", examples=["attached"]
-    )
+    change: Annotated[
+        Literal["created", "attached", "edited", "completed", "cancelled", "reopened"], Extensible
+    ] = Field(description="What happened to the request.", examples=["attached"])
     thread_id: Id | None = Field(
         default=None,
         description="The thread it was attached to, for `attached`.",
