@@ -171,7 +171,9 @@ class ThreadService:
         await self._message_service.store_prepared(principal, document, first, mentions)
         await self._threads.first_message_stored(thread_id)
         view = await self.get(principal, thread_id)
-        view["client_tasks"] = [task.model_dump() for task in client_tasks]
+        view["client_tasks"] = [
+            {"task_id": task.task_id, "text": task.text} for task in client_tasks
+        ]
         return view
 
     async def complete_interrupted(self, *, older_than: timedelta) -> int:

@@ -59,6 +59,64 @@ class AttachmentView(TypedDict):
 
 
 @with_config(RESPONSE_CONFIG)
+class TaskProgress(TypedDict):
+    done: int
+    total: int
+
+
+@with_config(RESPONSE_CONFIG)
+class ActorView(TypedDict):
+    user_id: str
+    kind: Literal["staff", "client"]
+    name: NotRequired[str | None]
+
+
+@with_config(RESPONSE_CONFIG)
+class TaskItemView(TypedDict):
+    """One client task as the message shows it (K4)."""
+
+    task_id: str
+    text: str
+    done: bool
+    done_at: str | None
+    done_by: ActorView | None
+
+
+@with_config(RESPONSE_CONFIG)
+class TaskListSnapshot(TypedDict):
+    """The whole list when the message was posted, and its progress (K4, K5)."""
+
+    tasks: list[TaskItemView]
+    progress: TaskProgress
+
+
+@with_config(RESPONSE_CONFIG)
+class RequestSnapshot(TypedDict):
+    """A client request attached to the thread (M12), as it was when attached."""
+
+    request_id: str
+    account_id: str
+    title: str
+    description: str
+    due_date: str | None
+    status: str
+    thread_ids: list[str]
+    created_by: ActorView
+    created_at: str
+    completed_by: ActorView | None
+    completed_at: str | None
+
+
+@with_config(RESPONSE_CONFIG)
+class NewClientTaskView(TypedDict):
+    task_id: str | None
+    text: str
+
+
+MessageKind = Literal["message", "task_list", "tasks_completed", "request"]
+
+
+@with_config(RESPONSE_CONFIG)
 class MessageView(TypedDict):
     """A message as its reader sees it; ``status``/``read_at`` only for staff, on staff
     messages (R1/R2)."""
@@ -80,6 +138,10 @@ class MessageView(TypedDict):
     edited_at: Timestamp | None
     pinned: bool
     permalink: str
+    kind: MessageKind
+    tasks: NotRequired[TaskListSnapshot]
+    request: NotRequired[RequestSnapshot]
+    completed_task_ids: NotRequired[list[str]]
     status: NotRequired[Literal["sent", "read"]]
     read_at: NotRequired[Timestamp | None]
 
@@ -138,12 +200,6 @@ class MessagePreview(TypedDict):
 
 
 @with_config(RESPONSE_CONFIG)
-class TaskProgress(TypedDict):
-    done: int
-    total: int
-
-
-@with_config(RESPONSE_CONFIG)
 class ThreadView(TypedDict):
     """A thread list row or header (T6); ``mentioned_staff`` only for staff."""
 
@@ -160,6 +216,7 @@ class ThreadView(TypedDict):
     to_contact_ids: list[str]
     job_ids: list[str]
     mentioned_staff: NotRequired[list[str]]
+    client_tasks: NotRequired[list[NewClientTaskView]]
 
 
 @with_config(RESPONSE_CONFIG)
@@ -211,9 +268,12 @@ def message_view(document: Document, principal: Principal) -> MessageView:
         "permalink": permalink(document["thread_id"], document["_id"]),
         "kind": document.get("kind", "message"),
     }
-    for extra in ("tasks", "request", "completed_task_ids"):  # task messages (K4, M12)
-        if extra in document:
-            view[extra] = document[extra]
+    if "tasks" in document:  # task messages (K4, M12)
+        view["tasks"] = document["tasks"]
+    if "request" in document:
+        view["request"] = document["request"]
+    if "completed_task_ids" in document:
+        view["completed_task_ids"] = document["completed_task_ids"]
     if principal.is_staff and document["author"]["kind"] == "staff":
         read_at = document.get("read_by_client_at")
         view["status"] = "read" if read_at else "sent"  # R1
