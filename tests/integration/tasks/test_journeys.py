@@ -156,13 +156,19 @@ async def test_k3_resend_and_m12_request_show_in_the_thread(firm: Platform) -> N
     request_id = created.json()["request_id"]
     attached = await firm.tasks(STAFF, "POST", f"/v1/threads/{thread_id}/requests/{request_id}")
     assert attached.status_code == 200 and attached.json()["thread_ids"] == [thread_id]
+    # The request's events are keyed by request id, the list's by thread id: no order
+    # between the two, so the messages are found by kind.
     messages = await eventually(
         lambda: firm.messages(ANN, thread_id),
-        until=lambda m: [x["kind"] for x in m] == ["message", "task_list", "task_list", "request"],
+        until=lambda m: (
+            sorted(x["kind"] for x in m) == ["message", "request", "task_list", "task_list"]
+        ),
     )
-    assert "resent the client tasks" in messages[2]["text"]
-    assert messages[3]["request"]["title"] == "Fill in the organizer"
-    assert "due 2026-04-01" in messages[3]["text"]
+    lists = [m for m in messages if m["kind"] == "task_list"]
+    assert "resent the client tasks" in lists[1]["text"]
+    (request_message,) = [m for m in messages if m["kind"] == "request"]
+    assert request_message["request"]["title"] == "Fill in the organizer"
+    assert "due 2026-04-01" in request_message["text"]
     # The client sees it in the requests section and the task list, and completes it.
     listed = await firm.tasks(ANN, "GET", "/v1/requests")
     assert [r["request_id"] for r in listed.json()["requests"]] == [request_id]
