@@ -27,7 +27,8 @@ from threadline.kit.consumer import EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
-from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.limits import install_body_limits
+from threadline.kit.logs import RequestContextMiddleware, configure_logging
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
@@ -161,8 +162,9 @@ def create_service_app(
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
-    app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
+    install_body_limits(app, settings)
+    app.add_middleware(RequestContextMiddleware)  # added last: outermost, catches everything
     app.include_router(_health_router(runtime, wired.readiness_checks))
     for router in routers:
         app.include_router(router)

@@ -68,6 +68,14 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
     log_level: str = "INFO"
+    max_request_body_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description=(
+            "Body limit of routes that declare none (413 beyond it, before parsing); message "
+            "and upload routes declare their own."
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(

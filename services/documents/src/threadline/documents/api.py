@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from threadline.documents.domain import Permission, is_inline_image
+from threadline.contracts.media import is_inline_safe
+from threadline.documents.domain import Permission
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
@@ -19,6 +20,8 @@ __all__ = ["ROUTERS"]
 
 Document = dict[str, Any]
 router = APIRouter(prefix="/v1", tags=["documents"])
+CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
+"""On every file served: nothing it references loads, and it runs in an opaque origin."""
 
 
 def _service(request: Request) -> DocumentService:
@@ -46,7 +49,7 @@ def document_view(document: Document, principal: Principal) -> Document:
         "permission": document["permission"],
         "internal": document["internal"],
         "thread_id": document["thread_id"],
-        "inline": is_inline_image(document["content_type"]),
+        "inline": is_inline_safe(document["content_type"]),
         "uploaded_by": document["uploaded_by"],
         "uploaded_at": document["uploaded_at"],
         "download": f"/v1/documents/{document['_id']}/content",
@@ -137,11 +140,15 @@ async def get_document(
 async def download(
     document_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
 ) -> StreamingResponse:
+    """Only script-free raster images are served inline; every other type (SVG, HTML, XML,
+    PDF…) downloads as an attachment. The sandbox CSP and ``nosniff`` keep even a mislabelled
+    file from running in the service's origin."""
     document, blob = await service.open_download(principal, document_id)
-    disposition = "inline" if is_inline_image(document["content_type"]) else "attachment"
+    disposition = "inline" if is_inline_safe(document["content_type"]) else "attachment"
     headers = {
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(document['filename'])}",
         "Content-Length": str(blob.size),
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, no-store",
     }

@@ -46,7 +46,6 @@ __all__ = [
     "check_can_upload",
     "check_can_view_account",
     "check_visible",
-    "is_inline_image",
     "new_id",
     "utc_now",
     "valid_filename",
@@ -135,11 +134,6 @@ def valid_folder(path: str) -> str:
     if len(folder.encode()) > MAX_FOLDER_BYTES:
         raise InvalidDocument(f"The folder path is longer than {MAX_FOLDER_BYTES} bytes.")
     return folder
-
-
-def is_inline_image(content_type: str) -> bool:
-    """M6: images show inline in their thread; other files show as attachments."""
-    return content_type.startswith("image/")
 
 
 def check_can_view_account(principal: Principal, account_id: str) -> None:
