@@ -40,9 +40,7 @@ class RequestModel(BaseModel):
 def has_control_characters(text: str, *, allowed: frozenset[str] = frozenset()) -> bool:
     """True when ``text`` holds a control (Cc) or format-control (Cf, e.g. bidi override)
     character outside ``allowed``."""
-    return any(
-        unicodedata.category(char) in {"Cc", "Cf"} and char not in allowed for char in text
-    )
+    return any(unicodedata.category(char) in {"Cc", "Cf"} and char not in allowed for char in text)
 
 
 def _single_line(text: str) -> str:

@@ -7,14 +7,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from threadline.contracts.media import is_inline_safe
-from threadline.documents.domain import Permission
+from threadline.documents.domain import MAX_FOLDER_BYTES, MAX_NAME_BYTES, Permission
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
 from threadline.kit.http import CurrentPrincipal
+from threadline.kit.inputs import RequestModel
+from threadline.kit.limits import body_limit
 
 __all__ = ["ROUTERS"]
 
@@ -59,17 +61,33 @@ def document_view(document: Document, principal: Principal) -> Document:
     return view
 
 
-class DocumentChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DocumentChange(RequestModel):
+    filename: str | None = Field(
+        default=None, max_length=MAX_NAME_BYTES, description="New file name (rename)."
+    )
+    folder: str | None = Field(
+        default=None,
+        max_length=MAX_FOLDER_BYTES,
+        description="New folder path (move); '' = root.",
+    )
 
-    filename: str | None = Field(default=None, description="New file name (rename).")
-    folder: str | None = Field(default=None, description="New folder path (move); '' = root.")
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Boundaries and part headers around the file, on top of the upload limit."""
+
+
+def upload_body_budget(settings: Any) -> int:
+    return int(settings.max_upload_bytes) + MULTIPART_OVERHEAD_BYTES
+
+
+FolderQuery = Annotated[str, Query(max_length=MAX_FOLDER_BYTES)]
 
 
 @router.post(
     "/accounts/{account_id}/documents",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a file (multipart/form-data, field `file`); zips are extracted (M4).",
+    dependencies=[body_limit(upload_body_budget)],
 )
 async def upload(
     *,
@@ -78,8 +96,8 @@ async def upload(
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
     max_bytes: MaxUploadBytes,
-    folder: str = "",
-    thread_id: str | None = None,
+    folder: FolderQuery = "",
+    thread_id: Annotated[str | None, Query(max_length=200)] = None,
     internal: bool = False,
     permission: Permission | None = None,
     extract: Annotated[bool, Query(description="Extract zip archives (default).")] = True,
@@ -107,7 +125,7 @@ async def list_folder(
     account_id: str,
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
-    folder: str = "",
+    folder: FolderQuery = "",
     recursive: bool = False,
 ) -> dict[str, Any]:
     documents = await service.list_folder(principal, account_id, folder=folder, recursive=recursive)

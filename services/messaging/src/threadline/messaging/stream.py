@@ -55,6 +55,7 @@ MAX_AUTH_FRAME = 16 * 1024
 class _BadFirstFrame(Exception):
     """The first frame was binary or too large: the connection breaks the protocol."""
 
+
 MentionLookup = Callable[[str, str], Awaitable[frozenset[str]]]
 """(firm, thread_id) → staff ids mentioned in the thread, for access granted by a mention."""
 
