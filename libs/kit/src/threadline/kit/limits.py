@@ -2,9 +2,9 @@
 
 Every HTTP request gets a byte budget: the service's small default
 (``max_request_body_bytes``) or what its route declares with ``body_limit``. A declared
-``Content-Length`` above the budget is refused at once (413, nothing read); a body that
-streams past it is cut off as the bytes arrive (413), so a 20 MiB JSON body is never held in
-memory. Routes that stream (uploads) declare their own, larger budget.
+``Content-Length`` above the budget is refused before a byte of the body is read (413); a
+body that streams past it is cut off as the bytes arrive (413), so a 20 MiB JSON body is
+never held in memory. Routes that stream (uploads) declare their own, larger budget.
 
     @router.post("/messages", dependencies=[body_limit(lambda s: 3 * s.max_message_bytes)])
 """
@@ -19,10 +19,8 @@ from fastapi.params import Depends as DependsMarker
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from threadline.kit.errors import problem_response
 from threadline.kit.settings import ServiceSettings
 
 __all__ = ["BodyLimit", "BodyLimitMiddleware", "BodyTooLarge", "body_limit", "install_body_limits"]
@@ -57,47 +55,43 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
+    """Counts the body as the route reads it. The budget is the matched route's (routing has
+    run by the first ``receive``); a declared ``Content-Length`` over it fails that first
+    ``receive`` before a byte is read, and a body streaming past it fails when it does."""
+
     def __init__(self, app: ASGIApp, *, settings: ServiceSettings) -> None:
         self.app = app
         self._settings = settings
         self._budgets: dict[int, int] = {}
 
-    def _budget(self, scope: Scope) -> int:
-        default = self._settings.max_request_body_bytes
-        for route in scope["app"].router.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                if not isinstance(route, APIRoute):
-                    return default
-                if id(route) not in self._budgets:
-                    self._budgets[id(route)] = next(
-                        (
-                            dependency.dependency.budget_for(self._settings)
-                            for dependency in route.dependencies
-                            if isinstance(dependency.dependency, BodyLimit)
-                        ),
-                        default,
-                    )
-                return self._budgets[id(route)]
-        return default
+    def _budget(self, route: object) -> int:
+        if not isinstance(route, APIRoute):
+            return self._settings.max_request_body_bytes
+        if id(route) not in self._budgets:
+            self._budgets[id(route)] = next(
+                (
+                    dependency.dependency.budget_for(self._settings)
+                    for dependency in route.dependencies
+                    if isinstance(dependency.dependency, BodyLimit)
+                ),
+                self._settings.max_request_body_bytes,
+            )
+        return self._budgets[id(route)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        budget = self._budget(scope)
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > budget:
-            too_large = BodyTooLarge(budget)
-            response = problem_response(
-                413, "Content Too Large", str(too_large.detail), instance=scope.get("path")
-            )
-            await response(scope, receive, send)
-            return
+        budget: int | None = None
         received = 0
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal budget, received
+            if budget is None:
+                budget = self._budget(scope.get("route"))
+                if declared is not None and declared.isdigit() and int(declared) > budget:
+                    raise BodyTooLarge(budget)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
