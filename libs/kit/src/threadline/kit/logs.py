@@ -113,7 +113,12 @@ def _logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | None = None) -> None:
     """JSON lines on ``stream`` (stdout) from every logger, with service, level, timestamp
     and context."""
+    def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
     shared: list[Any] = [
+        add_service,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -135,6 +140,7 @@ def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | No
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # warnings too, as JSON through the py.warnings logger
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         named = logging.getLogger(name)
         for existing in list(named.handlers):
@@ -146,7 +152,6 @@ def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | No
         logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    structlog.contextvars.bind_contextvars(service=service)
 
 
 def correlation_id() -> str | None:

@@ -230,7 +230,7 @@ class DocumentService:
         with tempfile.TemporaryDirectory(dir=self._spool_dir, prefix="upload-") as spool:
             path = Path(spool) / "archive.zip"
             await _spool(chunks, path)
-            archive = await asyncio.to_thread(open_archive, path)
+            archive = await asyncio.to_thread(open_archive, path, self._limits)
             with archive:
                 entries = plan_extraction(archive.infolist(), self._limits)
                 return [
