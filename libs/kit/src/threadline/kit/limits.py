@@ -27,21 +27,24 @@ __all__ = ["BodyLimit", "BodyLimitMiddleware", "BodyTooLarge", "body_limit", "in
 
 BudgetFor = Callable[[Any], int]
 """The route's byte budget from the service's settings."""
+DetailFor = Callable[[Any], str]
+"""The 413's ``detail`` from the service's settings (default: the budget in bytes)."""
 
 
 class BodyLimit:
     """A route's declared body budget (a no-op dependency the middleware looks for)."""
 
-    def __init__(self, budget_for: BudgetFor) -> None:
+    def __init__(self, budget_for: BudgetFor, detail_for: DetailFor | None = None) -> None:
         self.budget_for = budget_for
+        self.detail_for = detail_for
 
     def __call__(self) -> None:
         return None
 
 
-def body_limit(budget_for: BudgetFor) -> DependsMarker:
+def body_limit(budget_for: BudgetFor, *, detail_for: DetailFor | None = None) -> DependsMarker:
     """Declare a route's body budget: ``dependencies=[body_limit(lambda settings: …)]``."""
-    marker: DependsMarker = Depends(BodyLimit(budget_for))
+    marker: DependsMarker = Depends(BodyLimit(budget_for, detail_for))
     return marker
 
 
@@ -62,41 +65,56 @@ class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, settings: ServiceSettings) -> None:
         self.app = app
         self._settings = settings
-        self._budgets: dict[int, int] = {}
+        self._budgets: dict[int, tuple[int, str]] = {}
 
-    def _budget(self, route: object) -> int:
-        if not isinstance(route, APIRoute):
-            return self._settings.max_request_body_bytes
-        if id(route) not in self._budgets:
-            self._budgets[id(route)] = next(
-                (
-                    dependency.dependency.budget_for(self._settings)
-                    for dependency in route.dependencies
-                    if isinstance(dependency.dependency, BodyLimit)
-                ),
-                self._settings.max_request_body_bytes,
+    def _budget(self, route: object) -> tuple[int, str]:
+        """The route's budget in bytes, and what a 413 says about it."""
+        key = id(route)
+        if key not in self._budgets:
+            declared = (
+                next(
+                    (
+                        dependency.dependency
+                        for dependency in getattr(route, "dependencies", ())
+                        if isinstance(dependency.dependency, BodyLimit)
+                    ),
+                    None,
+                )
+                if isinstance(route, APIRoute)
+                else None
             )
-        return self._budgets[id(route)]
+            budget = (
+                declared.budget_for(self._settings)
+                if declared is not None
+                else self._settings.max_request_body_bytes
+            )
+            detail = (
+                declared.detail_for(self._settings)
+                if declared is not None and declared.detail_for is not None
+                else f"The request body is larger than this route's limit of {budget} bytes."
+            )
+            self._budgets[key] = (budget, detail)
+        return self._budgets[key]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        budget: int | None = None
+        budget: tuple[int, str] | None = None
         received = 0
 
         async def counting_receive() -> Message:
             nonlocal budget, received
             if budget is None:
                 budget = self._budget(scope.get("route"))
-                if declared is not None and declared.isdigit() and int(declared) > budget:
-                    raise BodyTooLarge(budget)
+                if declared is not None and declared.isdigit() and int(declared) > budget[0]:
+                    raise BodyTooLarge(budget[1])
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > budget:
-                    raise BodyTooLarge(budget)
+                if received > budget[0]:
+                    raise BodyTooLarge(budget[1])
             return message
 
         await self.app(scope, counting_receive, send)

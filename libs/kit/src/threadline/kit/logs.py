@@ -113,6 +113,7 @@ def _logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | None = None) -> None:
     """JSON lines on ``stream`` (stdout) from every logger, with service, level, timestamp
     and context."""
+
     def add_service(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         event_dict.setdefault("service", service)
         return event_dict

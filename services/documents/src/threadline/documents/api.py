@@ -87,7 +87,14 @@ FolderQuery = Annotated[str, Query(max_length=MAX_FOLDER_BYTES)]
     "/accounts/{account_id}/documents",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a file (multipart/form-data, field `file`); zips are extracted (M4).",
-    dependencies=[body_limit(upload_body_budget)],
+    dependencies=[
+        body_limit(
+            upload_body_budget,
+            detail_for=lambda settings: (
+                f"The file is larger than the upload limit of {settings.max_upload_bytes} bytes."
+            ),
+        )
+    ],
 )
 async def upload(
     *,
