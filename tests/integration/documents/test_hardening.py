@@ -63,15 +63,18 @@ async def test_m6_raster_images_stay_inline_but_sandboxed(docs: Docs) -> None:
     content_policy(response)
 
 
-async def test_m6_messaging_does_not_mark_an_svg_attachment_inline(
+async def test_m6_an_svg_attachment_message_is_not_inline_and_escapes_its_name(
     both: tuple[Docs, Firm],  # noqa: F811 - the fixture
 ) -> None:
     docs, firm = both
     thread = await firm.new_thread()
     await known_thread(docs, thread["id"])
-    svg = await docs.uploaded("client", SVG, filename="invoice.svg", thread_id=thread["id"])
+    name = "<img src=x onerror=alert(1)>.svg"
+    svg = await docs.uploaded("client", SVG, filename=name, thread_id=thread["id"])
     message = await attachment_in(firm, "assigned member", thread["id"], svg["id"])
     assert message["attachments"][0]["inline"] is False
+    assert message["attachments"][0]["filename"] == name, "plain text, kept as typed"
+    assert "<img" not in message["html"] and "&lt;img" in message["html"], "escaped in HTML"
     assert message["author"]["account_name"] == "Lee Family", "R3: the client's account"
 
 
