@@ -51,10 +51,8 @@ def body_limit(budget_for: BudgetFor, *, detail_for: DetailFor | None = None) ->
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` when a body streams past its budget (rendered as 413)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            413, f"The request body is larger than this route's limit of {limit} bytes."
-        )
+    def __init__(self, detail: str) -> None:
+        super().__init__(413, detail)
 
 
 class BodyLimitMiddleware:
