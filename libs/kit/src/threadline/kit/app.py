@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ _log = structlog.get_logger(__name__)
 
 def periodic(
     job: Callable[[], Awaitable[int]], *, every_seconds: float, what: str
-) -> Callable[[], Awaitable[None]]:
+) -> Callable[[], Coroutine[Any, Any, None]]:
     """A ``background`` coroutine running ``job`` every ``every_seconds`` for the app's
     lifetime. ``job`` returns how many things it handled (logged when not zero); a failure
     is logged and the job runs again next time."""
@@ -112,7 +112,7 @@ class Wiring:
 
     state: Mapping[str, object] = field(default_factory=dict)
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
-    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
 
 
