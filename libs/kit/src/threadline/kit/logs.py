@@ -60,6 +60,7 @@ _SECRET_IN_TEXT = re.compile(
     r"(?i)\b(" + "|".join(re.escape(key) for key in sorted(SECRET_QUERY_KEYS)) + r")=[^&\s\"']*"
 )
 REDACTED = "[redacted]"
+_LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi", "faststream")
 _log = structlog.get_logger(__name__)
 
 
@@ -77,6 +78,7 @@ def _redact_query(query: str) -> str:
 
 def _uvicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """uvicorn's access line → structured fields, with secrets taken out of the query."""
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     args = event_dict.pop("positional_args", ())
     record = event_dict.get("_record")
     if record is None or record.name != "uvicorn.access" or len(args) != 5:
@@ -103,13 +105,6 @@ def _redact_strings(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDi
     return event_dict
 
 
-def _logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    record = event_dict.get("_record")
-    if record is not None:
-        event_dict.setdefault("logger", record.name)
-    return event_dict
-
-
 def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | None = None) -> None:
     """JSON lines on ``stream`` (stdout) from every logger, with service, level, timestamp
     and context."""
@@ -121,11 +116,16 @@ def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | No
     shared: list[Any] = [
         add_service,
         structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, _logger_name, _uvicorn_access_fields],
+        foreign_pre_chain=[
+            *shared,
+            structlog.stdlib.ExtraAdder(),  # e.g. FastStream's topic and message id
+            _uvicorn_access_fields,
+        ],
         pass_foreign_args=True,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -142,8 +142,14 @@ def configure_logging(*, service: str, level: str = "INFO", stream: IO[str] | No
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.captureWarnings(True)  # warnings too, as JSON through the py.warnings logger
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
-        named = logging.getLogger(name)
+    # Libraries that set up their own text handlers (uvicorn, FastStream) log through the
+    # root's JSON handler instead.
+    named_loggers = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    for named in [*named_loggers, *map(logging.getLogger, _LIBRARY_LOGGERS)]:
         for existing in list(named.handlers):
             named.removeHandler(existing)
         named.propagate = True
