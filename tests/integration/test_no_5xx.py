@@ -84,11 +84,14 @@ class Operation:
     body_fields: tuple[str, ...]
     has_body: bool
 
-    def url(self, segment: str) -> str:
+    def url(self, segment: str | None, existing: dict[str, str]) -> str:
+        """The path with every parameter replaced by ``segment``, or (``None``) by the id
+        of a resource that exists, so the request reaches the code behind the lookups."""
         url = self.path
         while "{" in url:
             start, end = url.index("{"), url.index("}")
-            url = url[:start] + segment + url[end + 1 :]
+            value = segment if segment is not None else existing.get(url[start + 1 : end], "x")
+            url = url[:start] + value + url[end + 1 :]
         return url
 
 
@@ -111,7 +114,7 @@ class Probe:
     """One malformed request."""
 
     caller: str
-    segment: str = "x"
+    segment: str | None = None
     params: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
     content_type: str | None = None
@@ -143,12 +146,44 @@ def probes(operation: Operation) -> Iterator[Probe]:
             )
 
 
+async def existing_resources(
+    running: dict[str, tuple[FastAPI, httpx.AsyncClient]], firm: str
+) -> dict[str, str]:
+    """A thread with a message and a document, by path parameter name."""
+    owner = caller_headers("owner", firm)
+    messaging, documents = running["messaging"][1], running["documents"][1]
+    thread = await messaging.post(
+        "/v1/threads",
+        json={"account_id": LEE, "subject": "Fuzz", "message": {"html": "<p>Hi</p>"}},
+        headers=owner,
+    )
+    assert thread.status_code == 201, thread.text
+    messages = await messaging.get(f"/v1/threads/{thread.json()['id']}/messages", headers=owner)
+    document = await documents.post(
+        f"/v1/accounts/{LEE}/documents",
+        files={"file": ("w2.pdf", b"%PDF-1.7\n%%EOF\n", "application/pdf")},
+        headers=owner,
+    )
+    assert document.status_code == 201, document.text
+    return {
+        "thread_id": thread.json()["id"],
+        "message_id": messages.json()["messages"][0]["id"],
+        "document_id": document.json()["documents"][0]["id"],
+        "account_id": LEE,
+    }
+
+
 @pytest.fixture
 async def running(
     start_service: ServiceFactory, run_id: str
 ) -> dict[str, tuple[FastAPI, httpx.AsyncClient]]:
-    started = {name: await start_service(name) for name in SERVICES}
-    await seed_directory([started["messaging"][0], started["documents"][0]], f"firm_{run_id}")
+    """Every service; messaging and documents hold the demo directory (seeded before the
+    others start, so fewer consumers compete while it is projected)."""
+    started = {name: await start_service(name) for name in ("messaging", "documents")}
+    await seed_directory([app for app, _ in started.values()], f"firm_{run_id}")
+    for name in SERVICES:
+        if name not in started:
+            started[name] = await start_service(name)
     return started
 
 
@@ -172,6 +207,7 @@ async def test_no_route_of_any_service_answers_5xx_to_malformed_input(
     running: dict[str, tuple[FastAPI, httpx.AsyncClient]], run_id: str
 ) -> None:
     firm = f"firm_{run_id}"
+    existing = await existing_resources(running, firm)
     failures: list[str] = []
     count = 0
     for service, (app, http) in running.items():
@@ -183,7 +219,7 @@ async def test_no_route_of_any_service_answers_5xx_to_malformed_input(
                 try:
                     response = await http.request(
                         operation.method,
-                        operation.url(probe.segment),
+                        operation.url(probe.segment, existing),
                         params=list(probe.params),
                         content=probe.body,
                         headers=headers,
