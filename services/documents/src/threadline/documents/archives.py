@@ -110,9 +110,10 @@ def check_directory(archive: BinaryIO, limits: ArchiveLimits) -> None:
     actually there are checked, reading one fixed-size header at a time and stopping as
     soon as the limit is passed."""
     start, size, declared = _central_directory(archive)
-    too_many = UnsafeArchive(f"The archive has more than {limits.max_entries} entries.")
+    at_most = f"at most {limits.max_entries} are extracted"
+    too_many = UnsafeArchive(f"The archive has more than {limits.max_entries} entries; {at_most}.")
     if declared > limits.max_entries:
-        raise too_many
+        raise UnsafeArchive(f"The archive has {declared} entries; {at_most}.")
     if size > limits.max_entries * DIRECTORY_BYTES_PER_ENTRY:
         raise UnsafeArchive(
             f"The archive's directory is larger than {limits.max_entries} entries need."
