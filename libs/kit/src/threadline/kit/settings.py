@@ -65,8 +65,47 @@ class ServiceSettings(BaseSettings):
             "topics to build projections (production); `latest` suits throwaway groups (tests)."
         ),
     )
-    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, description="Tries of a handler failing for an unknown reason."
+    )
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+    consumer_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    consumer_transient_retry_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a transient failure (dependency down) is retried in place before the "
+            "record is redelivered (it is never skipped)."
+        ),
+    )
+    thread_projection_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long a service projecting threads waits for a thread id it does not know yet "
+            "(just created in messaging) before answering 404."
+        ),
+    )
+    processed_events_retention_hours: float = Field(
+        default=336.0,
+        gt=0,
+        description=(
+            "How long consumed event ids are kept for deduplication. MUST exceed the Kafka "
+            "topics' retention (168 h by default), or a redelivered old event would be "
+            "applied again."
+        ),
+    )
+    shutdown_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description=(
+            "After SIGTERM and the last request: time to stop consuming and drain the outbox. "
+            "Give uvicorn `--timeout-graceful-shutdown` for the requests, and the container "
+            "manager a stop grace period above both."
+        ),
+    )
     log_level: str = "INFO"
     max_request_body_bytes: int = Field(
         default=64 * 1024,

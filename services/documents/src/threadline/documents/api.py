@@ -14,7 +14,7 @@ from threadline.documents.domain import MAX_FOLDER_BYTES, MAX_NAME_BYTES, Permis
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.kit.inputs import RequestModel
 from threadline.kit.limits import body_limit
 
@@ -26,16 +26,11 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
 """On every file served: nothing it references loads, and it runs in an opaque origin."""
 
 
-def _service(request: Request) -> DocumentService:
-    service: DocumentService = request.app.state.documents
-    return service
-
-
 def _max_upload_bytes(request: Request) -> int:
     return int(request.app.state.runtime.settings.max_upload_bytes)
 
 
-DocumentServiceDep = Annotated[DocumentService, Depends(_service)]
+DocumentServiceDep = Annotated[DocumentService, Depends(from_state("documents", DocumentService))]
 MaxUploadBytes = Annotated[int, Depends(_max_upload_bytes)]
 
 

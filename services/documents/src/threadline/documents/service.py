@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
 from threadline.documents.archives import (
@@ -45,16 +45,17 @@ from threadline.documents.domain import (
 from threadline.documents.sniff import SNIFF_BYTES, ZIP, sniff_content_type
 from threadline.documents.store import (
     MongoDocumentStore,
-    MongoThreadDirectory,
     MongoUploadLedger,
 )
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.events import EventFactory
 from threadline.kit.policy import can_see_internal, can_view_thread
+from threadline.kit.threads import ThreadProjection
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 
-PRODUCER = "documents"
+EVENTS = EventFactory("documents")
 Document = dict[str, Any]
 _SPOOL_WRITE_BYTES = 1024 * 1024
 _CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
@@ -138,7 +139,7 @@ class DocumentService:
         self,
         *,
         documents: MongoDocumentStore,
-        threads: MongoThreadDirectory,
+        threads: ThreadProjection,
         uploads: MongoUploadLedger,
         directory: MongoDirectory,
         blobs: MinioBlobStore,
@@ -282,7 +283,7 @@ class DocumentService:
 
     @staticmethod
     def _uploaded_event(document: Document) -> Envelope[DocumentUploaded]:
-        return new_event(
+        return EVENTS(
             DocumentUploaded(
                 document_id=document["_id"],
                 account_id=document["account_id"],
@@ -297,7 +298,6 @@ class DocumentService:
                 uploaded_by=Actor(**document["uploaded_by"]),
             ),
             firm=document["firm"],
-            producer=PRODUCER,
         )
 
     async def get(self, principal: Principal, document_id: str) -> Document:
@@ -377,11 +377,6 @@ class DocumentService:
             raise DocumentNotFound(f"Document {document_id} does not exist.")
         return document | changes
 
-    async def add_thread_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
-        """T7: staff mentioned in a thread may read its documents."""
-        if staff_ids:
-            await self._threads.add_mentions(firm, thread_id, staff_ids)
-
     async def delete(self, principal: Principal, document_id: str) -> None:
         document = await self.get(principal, document_id)
         check_can_modify(principal, document)
@@ -415,7 +410,7 @@ class DocumentService:
         return deleted
 
     async def _delete(self, document: Document, *, deleted_by: Actor | None, reason: str) -> bool:
-        event = new_event(
+        event = EVENTS(
             DocumentDeleted(
                 document_id=document["_id"],
                 account_id=document["account_id"],
@@ -424,13 +419,9 @@ class DocumentService:
                 reason=reason,  # type: ignore[arg-type]
             ),
             firm=document["firm"],
-            producer=PRODUCER,
         )
         if not await self._documents.mark_deleted(document, event=event):
             return False
         await self._blobs.remove(document["object_key"])
         await self._documents.mark_object_removed(document["_id"])
         return True
-
-    async def remember_thread(self, firm: str, thread_id: str, account_id: str) -> None:
-        await self._threads.remember(firm, thread_id, account_id)
