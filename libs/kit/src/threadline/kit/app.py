@@ -186,9 +186,9 @@ def create_service_app(
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
+    install_body_limits(app, settings)  # innermost: the routes read through its receive
     app.middleware("http")(runtime.metrics.http_middleware)
     install_problem_handlers(app)
-    install_body_limits(app, settings)
     app.add_middleware(RequestContextMiddleware)  # added last: outermost, catches everything
     app.include_router(_health_router(runtime, wired.readiness_checks))
     app.include_router(metrics_router(runtime.metrics))
