@@ -707,15 +707,17 @@ async def _get_settings(w: World, who: str) -> httpx.Response:
 
 @probe("PATCH /firm/chat-settings")
 async def _change_settings(w: World, who: str) -> httpx.Response:
-    async def revision() -> int:
-        return int((await w.call(OWNER, "GET", "/v1/firm/chat-settings")).json()["revision"])
+    async def current() -> dict[str, Any]:
+        settings: dict[str, Any] = (await w.call(OWNER, "GET", "/v1/firm/chat-settings")).json()
+        return settings
 
-    before = await revision()
+    before = await current()
+    flipped = not before["clients_can_create_threads"]  # a real change (no-ops keep revision)
     response = await w.call(
-        who, "PATCH", "/v1/firm/chat-settings", json={"clients_can_create_threads": True}
+        who, "PATCH", "/v1/firm/chat-settings", json={"clients_can_create_threads": flipped}
     )
     changed_here = response.status_code == 200 and who != OTHER_FIRM
-    assert await revision() == before + (1 if changed_here else 0)
+    assert (await current())["revision"] == before["revision"] + (1 if changed_here else 0)
     return response
 
 
