@@ -1,0 +1,138 @@
+"""Delivering queued e-mails: claim, render, send, then mark sent — each mail once.
+
+A mail is claimed with a lease before any SMTP traffic and marked sent (by the claim's
+holder only) right after the relay accepted it. A transient failure (relay down, 4xx)
+puts the mail back with exponential backoff for up to ``retry_for``; a permanent one (5xx,
+or a mail that cannot be rendered) gives it up, logged with its reason. Message-ID is
+derived from the mail id, so even the one unavoidable window (accepted by the relay, then a
+crash before the mark) yields a duplicate the receiving side can recognise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import structlog
+
+from threadline.reminders.domain import retry_delay
+from threadline.reminders.mail import (
+    MailTemplates,
+    PermanentMailError,
+    TransientMailError,
+    render,
+)
+from threadline.reminders.store import MongoFirmSettingsProjection, MongoMailQueue, MongoThreadStore
+
+__all__ = ["MailDelivery", "Mailer"]
+
+_log = structlog.get_logger(__name__)
+Document = dict[str, Any]
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+NotificationSent = Callable[[str, str, Collection[str], datetime], Awaitable[None]]
+
+
+class MailDelivery:
+    def __init__(
+        self,
+        *,
+        mails: MongoMailQueue,
+        mailer: Mailer,
+        templates: MailTemplates,
+        firm_settings: MongoFirmSettingsProjection,
+        threads: MongoThreadStore,
+        notification_sent: NotificationSent,
+        lease: timedelta,
+        retry_for: timedelta,
+        backoff_max_seconds: float,
+        batch_size: int,
+        concurrency: int,
+        claim_token: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._mails = mails
+        self._mailer = mailer
+        self._templates = templates
+        self._firm_settings = firm_settings
+        self._threads = threads
+        self._notification_sent = notification_sent
+        self._lease = lease
+        self._retry_for = retry_for
+        self._backoff_max = backoff_max_seconds
+        self._batch = batch_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._token = claim_token
+        self._clock = clock
+
+    async def run_due(self) -> int:
+        """Deliver every due mail (a few at a time); returns how many were sent."""
+        now = self._clock()
+        entries = await self._mails.due(now, limit=self._batch)
+        results = await asyncio.gather(*(self._deliver_one(entry, now) for entry in entries))
+        return sum(results)
+
+    async def _deliver_one(self, entry: Document, now: datetime) -> int:
+        async with self._slots:
+            mail = await self._mails.claim(entry, now=now, lease=self._lease, token=self._token)
+            if mail is None:
+                return 0  # another replica has it
+            try:
+                message = await self._render(mail)
+                await self._mailer.send(message)
+            except TransientMailError as exc:
+                await self._retry_or_give_up(mail, str(exc))
+                return 0
+            except (PermanentMailError, ValueError, KeyError, TypeError) as exc:
+                # refused for good, or a mail that cannot be rendered: retrying cannot help
+                _log.error("e-mail given up", mail_id=mail["_id"], error=str(exc)[:300])
+                await self._mails.give_up(
+                    mail["_id"], token=self._token, error=str(exc), now=self._clock()
+                )
+                return 0
+            sent_at = self._clock()
+            if not await self._mails.mark_sent(mail["_id"], token=self._token, now=sent_at):
+                _log.warning("e-mail sent after its claim lapsed", mail_id=mail["_id"])
+            if mail["kind"] == "client_message":
+                await self._notification_sent(
+                    str(mail["firm"]),
+                    str(mail["thread"]["thread_id"]),
+                    list(mail.get("message_ids") or []),
+                    sent_at,
+                )
+            return 1
+
+    async def _render(self, mail: Document) -> EmailMessage:
+        firm = str(mail["firm"])
+        settings = await self._firm_settings.get(firm) or {}
+        thread = await self._threads.get(firm, str(mail["thread"]["thread_id"])) or {}
+        return render(
+            mail,
+            templates=self._templates,
+            show_context=bool(settings.get("show_message_context_in_notifications", False)),
+            tasks=((thread.get("tasks") or {}).get("items") or []),
+        )
+
+    async def _retry_or_give_up(self, mail: Document, error: str) -> None:
+        now = self._clock()
+        first_failure: datetime = mail.get("first_failure_at") or now
+        if now - first_failure >= self._retry_for:
+            _log.error("e-mail given up after retrying", mail_id=mail["_id"], error=error[:300])
+            await self._mails.give_up(mail["_id"], token=self._token, error=error, now=now)
+            return
+        delay = retry_delay(int(mail.get("attempts", 0)) + 1, max_seconds=self._backoff_max)
+        _log.warning("e-mail delayed", mail_id=mail["_id"], retry_in=delay, error=error[:300])
+        await self._mails.retry_later(
+            mail["_id"],
+            token=self._token,
+            due_at=now + timedelta(seconds=delay),
+            error=error,
+            first_failure=first_failure,
+        )
