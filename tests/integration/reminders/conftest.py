@@ -31,6 +31,8 @@ from ..conftest import FirmClient, ServiceFactory, eventually, seed_directory, t
 LEE = "acc_lee_family"  # ct_ann_lee (Notify on), ct_ben_lee (Notify off); assigned st_mia
 PATEL = "acc_patel_llc"  # assigned st_noah
 ANN, BEN = "ann@lee.example", "ben@lee.example"
+MIA = Actor(user_id="st_mia", kind="staff")
+ANN_ACTOR = Actor(user_id="ct_ann_lee", kind="client")
 
 
 def _free_port() -> int:
@@ -144,6 +146,12 @@ class Firm(FirmClient):
     ) -> dict[str, Any]:
         return await eventually(lambda: self.reminder_state(thread_id), until=until, within=within)
 
+    async def armed_for(self, thread_id: str, message_id: str) -> dict[str, Any]:
+        """Wait until reminders has seen ``message_id`` (the shared Kafka may lag)."""
+        return await self.wait_reminder_state(
+            thread_id, until=lambda s: s["about_message_id"] == message_id
+        )
+
     async def inbox(self, who: str, **params: Any) -> dict[str, Any]:
         response = await self.on_reminders(who, "GET", "/v1/inbox", params=params)
         assert response.status_code == 200, response.text
@@ -158,7 +166,7 @@ class Firm(FirmClient):
         *,
         done: list[bool],
         change: str = "created",
-        by: Actor = Actor(user_id="st_mia", kind="staff"),
+        by: Actor = MIA,
     ) -> Envelope[Any]:
         tasks = [
             TaskItem(task_id=f"task_{i}", text=f"Task <{i}>", done=is_done)

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from threadline.contracts import new_event
+from threadline.contracts import Envelope, new_event
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     NewClientTask,
@@ -200,7 +200,7 @@ class ThreadService:
         document = await self._message_service.visible_thread(principal, thread_id)
         return (await self._views(principal, [document]))[0]
 
-    async def list(
+    async def page(
         self,
         principal: Principal,
         *,
@@ -254,6 +254,7 @@ class ThreadService:
         document = await self._message_service.visible_thread(principal, thread_id)
         check_can_manage_thread(principal, thread_of(document))
         actor = Actor(user_id=principal.sub, kind=principal.kind)
+        event: Envelope[Any]
         if archived:
             event = new_event(
                 ThreadArchived(

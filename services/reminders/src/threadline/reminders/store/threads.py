@@ -20,7 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
-from threadline.kit.outbox import OUTBOX_FIELD, Outbox, outbox_entry, outbox_push
+from threadline.kit.outbox import OUTBOX_FIELD, Outbox
 
 __all__ = ["MongoThreadStore"]
 
@@ -63,8 +63,7 @@ def _on_insert(update: Document) -> Document:
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._threads = database["threads"]
-        self._outbox = outbox
-        outbox.watch(self._threads)
+        self._writer = outbox.writer(self._threads)
 
     @staticmethod
     def key(firm: str, thread_id: str) -> str:
@@ -115,19 +114,9 @@ class MongoThreadStore:
     ) -> Document | None:
         """Apply ``update`` and write ``events`` with it, only if the thread still matches
         ``conditions`` (flat equality fields); the thread afterwards, or None."""
-        key = self.key(firm, thread_id)
-        entries = [outbox_entry(event) for event in events]
-        if entries:
-            update = {**update, "$push": {**update.get("$push", {}), **outbox_push(entries)}}
-        document = await self._threads.find_one_and_update(
-            {"_id": key, **conditions}, update, return_document=ReturnDocument.AFTER
+        return await self._writer.find_one_and_update(
+            {"_id": self.key(firm, thread_id), **conditions}, update, events=events
         )
-        if document is None:
-            return None
-        if entries:
-            self._outbox.schedule(self._threads, key, entries)
-        document.pop(OUTBOX_FIELD, None)
-        return document
 
     async def apply_tasks(
         self, firm: str, thread_id: str, account_id: str, snapshot: Document, *, inclusive: bool
