@@ -208,6 +208,7 @@ FAST = {
     "day_seconds": 1.0,
     "claim_lease_seconds": 5.0,
     "mail_backoff_max_seconds": 0.5,
+    "thread_projection_wait_seconds": 30.0,  # the shared test Kafka can lag under load
 }
 
 

@@ -13,7 +13,8 @@ from threadline.contracts.events.reminders import StopReason
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Forbidden, NotFound
 from threadline.kit.http import CurrentPrincipal
-from threadline.kit.policy import ThreadFacts, can_view_thread
+from threadline.kit.policy import can_view_thread
+from threadline.kit.threads import ThreadProjection
 from threadline.reminders.domain import InboxItemType, ReminderPolicy, Schedule
 from threadline.reminders.schedule import ReminderService, policy_of
 from threadline.reminders.store import MongoFirmSettingsProjection, MongoInbox, MongoThreadStore
@@ -23,6 +24,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1")
 
 MAX_ID_CHARS = 200
+THREAD_SETTLE_SECONDS = 2.0
 ThreadIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 
 
@@ -34,6 +36,11 @@ def _projection(request: Request) -> MongoFirmSettingsProjection:
 def _reminders(request: Request) -> ReminderService:
     service: ReminderService = request.app.state.reminders
     return service
+
+
+def _projection_of_threads(request: Request) -> ThreadProjection:
+    projection: ThreadProjection = request.app.state.thread_projection
+    return projection
 
 
 def _threads(request: Request) -> MongoThreadStore:
@@ -49,6 +56,7 @@ def _inbox(request: Request) -> MongoInbox:
 FirmSettingsDep = Annotated[MongoFirmSettingsProjection, Depends(_projection)]
 RemindersDep = Annotated[ReminderService, Depends(_reminders)]
 ThreadsDep = Annotated[MongoThreadStore, Depends(_threads)]
+ThreadProjectionDep = Annotated[ThreadProjection, Depends(_projection_of_threads)]
 InboxDep = Annotated[MongoInbox, Depends(_inbox)]
 
 
@@ -116,34 +124,34 @@ def _reminders_out(thread: dict[str, Any]) -> RemindersOut:
 
 
 async def _thread_for_staff(
-    principal: Principal, threads: MongoThreadStore, thread_id: str, wait_seconds: float
+    principal: Principal,
+    projection: ThreadProjection,
+    threads: MongoThreadStore,
+    thread_id: str,
 ) -> dict[str, Any]:
     """The thread if the caller may manage its reminders: staff who see it (T7). Others who
     see it (its clients) get 403; everyone else 404, as if it did not exist."""
-    thread = await threads.wait_for(principal.firm, thread_id, seconds=wait_seconds)
-    facts = (
-        ThreadFacts(
-            firm=principal.firm,
-            account_id=str(thread["account_id"]),
-            mentioned_staff=frozenset(thread.get("mentioned_staff") or ()),
-        )
-        if thread is not None
-        else None
-    )
-    if thread is None or facts is None or not can_view_thread(principal, facts):
+    facts = await projection.facts(principal.firm, thread_id)
+    if facts is None or not can_view_thread(principal, facts):
         raise NotFound(f"Thread {thread_id} was not found.")
     if not principal.is_staff:
         raise Forbidden("Only firm staff can see or change a thread's reminders.")
+    # the projection and reminders' own thread are written by one event's two handlers
+    thread = await threads.wait_for(principal.firm, thread_id, seconds=THREAD_SETTLE_SECONDS)
+    if thread is None:
+        raise NotFound(f"Thread {thread_id} was not found.")
     return thread
 
 
 @router.get("/threads/{thread_id}/reminders", tags=["reminders"])
 async def get_reminders(
-    thread_id: ThreadIdPath, principal: CurrentPrincipal, threads: ThreadsDep, request: Request
+    thread_id: ThreadIdPath,
+    principal: CurrentPrincipal,
+    projection: ThreadProjectionDep,
+    threads: ThreadsDep,
 ) -> RemindersOut:
     """A thread's reminder settings and state (Q1-Q3)."""
-    wait = request.app.state.runtime.settings.thread_wait_seconds
-    return _reminders_out(await _thread_for_staff(principal, threads, thread_id, wait))
+    return _reminders_out(await _thread_for_staff(principal, projection, threads, thread_id))
 
 
 @router.put("/threads/{thread_id}/reminders", tags=["reminders"])
@@ -152,13 +160,12 @@ async def put_reminders(
     thread_id: ThreadIdPath,
     body: RemindersIn,
     principal: CurrentPrincipal,
+    projection: ThreadProjectionDep,
     threads: ThreadsDep,
     reminders: RemindersDep,
-    request: Request,
 ) -> RemindersOut:
     """Change a thread's reminder settings (Q1): off stops them, on (re-)arms them."""
-    wait = request.app.state.runtime.settings.thread_wait_seconds
-    thread = await _thread_for_staff(principal, threads, thread_id, wait)
+    thread = await _thread_for_staff(principal, projection, threads, thread_id)
     policy = ReminderPolicy(
         enabled=body.enabled, days_between=body.days_between, max_reminders=body.max_reminders
     )

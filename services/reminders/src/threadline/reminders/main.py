@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from threadline.contracts.envelope import utc_now
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import DIRECTORY_INDEXES, MongoDirectory, subscribe_directory
+from threadline.kit.threads import ThreadProjection, subscribe_threads
 from threadline.reminders.api import router
 from threadline.reminders.delivery import MailDelivery
 from threadline.reminders.handlers import subscribe
@@ -38,6 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         directory = MongoDirectory(database)
         subscribe_directory(runtime.events, directory)
         firm_settings = MongoFirmSettingsProjection(database)
+        thread_projection = ThreadProjection(
+            database, wait_seconds=settings.thread_projection_wait_seconds
+        )
+        subscribe_threads(runtime.events, thread_projection)
         threads = MongoThreadStore(database, outbox=runtime.outbox)
         mails = MongoMailQueue(database)
         inbox = MongoInbox(database)
@@ -103,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "firm_settings": firm_settings,
                 "reminders": reminders,
                 "threads": threads,
+                "thread_projection": thread_projection,
                 "inbox": inbox,
                 "mails": mails,
             },

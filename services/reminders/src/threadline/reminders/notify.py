@@ -58,7 +58,9 @@ class Notifier:
         """N1 client e-mails for a firm message; N2/M2 inbox items and staff e-mails."""
         data = event.data
         firm = event.firm
-        account = await self._directory.account(firm, data.account_id) or {}
+        account = await self._directory.account(firm, data.account_id)
+        if account is None:
+            return  # an account the directory does not know (or removed): nobody to tell
         card = _thread_card(thread, account)
         message = {
             "message_id": data.message_id,
@@ -67,7 +69,7 @@ class Notifier:
             "text": data.text[:10_000],
             "posted_at": data.posted_at,
         }
-        if data.author.kind == "staff" and not data.internal:
+        if data.author.kind == "staff" and not data.internal and thread.get("to_contact_ids"):
             recipients = client_mail_recipients(
                 to_contact_ids=thread.get("to_contact_ids") or [],
                 contacts=account.get("contacts") or [],

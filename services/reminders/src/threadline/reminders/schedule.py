@@ -124,8 +124,6 @@ class ReminderService:
             update["$max"] = {"last_client_seq": data.seq}
         else:
             to_add["repliers"] = data.author.user_id
-        if data.mentions:
-            to_add["mentioned_staff"] = {"$each": list(data.mentions)}
         if to_add:
             update["$addToSet"] = to_add
         thread = await self._threads.upsert(event.firm, data.thread_id, update)

@@ -55,8 +55,3 @@ class Settings(ServiceSettings):
     )
     mail_backoff_max_seconds: float = Field(default=60.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=5000, description="Due items per scan.")
-    thread_wait_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        description="How long a request waits for a just-created thread to reach reminders.",
-    )

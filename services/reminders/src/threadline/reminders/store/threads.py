@@ -1,7 +1,8 @@
-"""Threads as reminders sees them: one document per thread, ``<firm>:<thread id>``.
+"""Threads as reminders sees them: one document per thread, ``<firm>:<thread id>`` (access
+facts — account, status, mentions — come from the kit's ``ThreadProjection`` beside it).
 
 Built from messaging and tasks events: account, subject, addressees, creator and the staff
-who replied, mentions, the last firm message, the client's reply and read positions, the
+who replied, the last firm message, the client's reply and read positions, the
 task checklist, the reminder settings (Q1) and the current schedule. Every event is applied
 with an upsert guarded so that a redelivery or an older event changes nothing (``$max`` on
 positions, ``as_of`` on task snapshots). Events about reminders (sent, stopped) are written
@@ -34,7 +35,6 @@ _DEFAULTS: Document = {
     "to_contact_ids": [],
     "settings": {"enabled": False, "days_between": 3, "max_reminders": 1},
     "archived": False,
-    "mentioned_staff": [],
     "repliers": [],
     "tasks": {"total": 0, "done": 0, "items": [], "as_of": _EPOCH},
     "last_firm": None,
@@ -62,7 +62,7 @@ def _on_insert(update: Document) -> Document:
 
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
-        self._threads = database["threads"]
+        self._threads = database["reminder_threads"]
         self._writer = outbox.writer(self._threads)
 
     @staticmethod
