@@ -114,6 +114,7 @@ MATRIX: dict[str, tuple[int | None, ...]] = {
     "GET /firm/chat-settings":               (200,  200,  200,  200,  200,  200,  200,  200,  200),
     "PATCH /firm/chat-settings":             (200,  200,  403,  403,  403,  403,  403,  403,  200),
     "GET /me":                               (200,  200,  200,  200,  200,  200,  200,  200,  200),
+    "GET /me/summary":                       (403,  403,  403,  403,  403,  403,  200,  200,  403),
 }
 # fmt: on
 
@@ -727,6 +728,20 @@ async def _me(w: World, who: str) -> httpx.Response:
         me = response.json()
         assert me["kind"] == ("client" if who in CLIENTS else "staff")
         assert me["firm"] == (f"{w.firm.firm}_other" if who == OTHER_FIRM else w.firm.firm)
+    return response
+
+
+@probe("GET /me/summary")
+async def _summary(w: World, who: str) -> httpx.Response:
+    """N3: a client's own counts; numbers only, nothing of any thread."""
+    response = await w.call(who, "GET", "/v1/me/summary")
+    if response.status_code == 200:
+        assert set(response.json()) == {
+            "threads_with_unread",
+            "unread_messages",
+            "threads_with_open_tasks",
+            "open_tasks",
+        }
     return response
 
 

@@ -67,7 +67,7 @@ async def test_k7_content_hidden_by_default_then_shown_once_the_owner_enables_it
     await firm.publish(firm.tasks_event(thread["id"], done=[True, False]))
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
-        until=lambda t: t["tasks"]["total"] == 2,
+        until=lambda t: t is not None and t["tasks"]["total"] == 2,
     )
     await firm.post("assigned member", thread["id"], html="<p>Now visible 0815</p>")
     shown = body_text((await client_mails(smtp, thread["id"], 2))[-1])

@@ -79,7 +79,7 @@ async def _value(value: Any) -> Any:
 
 
 async def test_q3_without_tasks_a_client_reply_stops_reminders(firm: Firm, smtp: SmtpSink) -> None:
-    thread = await firm.new_thread(reminders=reminders(days=2, count=5))
+    thread = await firm.new_thread(reminders=reminders(days=4, count=10))
     await firm.wait_reminder_state(thread["id"], until=lambda s: s["reminders_sent"] >= 1)
     await firm.post("client", thread["id"], html="<p>Done, uploaded.</p>")
     state = await firm.wait_reminder_state(
@@ -99,7 +99,7 @@ async def test_q3_with_open_tasks_reply_and_read_do_not_stop_until_tasks_done_an
     await firm.publish(firm.tasks_event(thread["id"], done=[False, False]))
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
-        until=lambda t: t["tasks"]["total"] == 2,
+        until=lambda t: t is not None and t["tasks"]["total"] == 2,
     )
     await firm.post("client", thread["id"], html="<p>Working on it</p>")
     read = await firm.call("client", "POST", f"/v1/threads/{thread['id']}/read", json={})
@@ -121,7 +121,7 @@ async def test_q3_with_tasks_done_a_new_message_stops_once_read(firm: Firm) -> N
     await firm.publish(firm.tasks_event(thread["id"], done=[True]))
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
-        until=lambda t: t["tasks"]["done"] == 1,
+        until=lambda t: t is not None and t["tasks"]["done"] == 1,
     )
     message = await firm.post("assigned member", thread["id"], html="<p>Thanks! One more.</p>")
     await firm.wait_reminder_state(

@@ -11,6 +11,7 @@ crash before the mark) yields a duplicate the receiving side can recognise.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -73,19 +74,39 @@ class MailDelivery:
         self._clock = clock
 
     async def run_due(self) -> int:
-        """Deliver every due mail (a few at a time); returns how many were sent."""
+        """Claim the due mails as one batch, then send them a few at a time; returns how
+        many were sent."""
         now = self._clock()
-        entries = await self._mails.due(now, limit=self._batch)
-        results = await asyncio.gather(*(self._deliver_one(entry, now) for entry in entries))
+        claimed = await self._mails.claim_due(
+            now, limit=self._batch, lease=self._lease, token=f"{self._token}:{uuid.uuid4().hex}"
+        )
+        if not claimed:
+            return 0
+        firms = sorted({str(mail["firm"]) for mail in claimed})
+        show_context = await self._firm_settings.show_context(firms)
+        tasks = await self._threads.tasks_of(
+            sorted(
+                {self._threads.key(str(m["firm"]), str(m["thread"]["thread_id"])) for m in claimed}
+            )
+        )
+        results = await asyncio.gather(
+            *(self._deliver_one(mail, show_context=show_context, tasks=tasks) for mail in claimed)
+        )
         return sum(results)
 
-    async def _deliver_one(self, entry: Document, now: datetime) -> int:
+    async def _deliver_one(
+        self, mail: Document, *, show_context: dict[str, bool], tasks: dict[str, list[Document]]
+    ) -> int:
+        firm, thread_id = str(mail["firm"]), str(mail["thread"]["thread_id"])
+        token = str(mail["claim"])
         async with self._slots:
-            mail = await self._mails.claim(entry, now=now, lease=self._lease, token=self._token)
-            if mail is None:
-                return 0  # another replica has it
             try:
-                message = await self._render(mail)
+                message = render(
+                    mail,
+                    templates=self._templates,
+                    show_context=show_context.get(firm, False),
+                    tasks=tasks.get(self._threads.key(firm, thread_id), []),
+                )
                 await self._mailer.send(message)
             except TransientMailError as exc:
                 await self._retry_or_give_up(mail, str(exc))
@@ -94,44 +115,30 @@ class MailDelivery:
                 # refused for good, or a mail that cannot be rendered: retrying cannot help
                 _log.error("e-mail given up", mail_id=mail["_id"], error=str(exc)[:300])
                 await self._mails.give_up(
-                    mail["_id"], token=self._token, error=str(exc), now=self._clock()
+                    mail["_id"], token=token, error=str(exc), now=self._clock()
                 )
                 return 0
             sent_at = self._clock()
-            if not await self._mails.mark_sent(mail["_id"], token=self._token, now=sent_at):
+            if not await self._mails.mark_sent(mail["_id"], token=token, now=sent_at):
                 _log.warning("e-mail sent after its claim lapsed", mail_id=mail["_id"])
-            if mail["kind"] == "client_message":
-                await self._notification_sent(
-                    str(mail["firm"]),
-                    str(mail["thread"]["thread_id"]),
-                    list(mail.get("message_ids") or []),
-                    sent_at,
-                )
-            return 1
-
-    async def _render(self, mail: Document) -> EmailMessage:
-        firm = str(mail["firm"])
-        settings = await self._firm_settings.get(firm) or {}
-        thread = await self._threads.get(firm, str(mail["thread"]["thread_id"])) or {}
-        return render(
-            mail,
-            templates=self._templates,
-            show_context=bool(settings.get("show_message_context_in_notifications", False)),
-            tasks=((thread.get("tasks") or {}).get("items") or []),
-        )
+        if mail["kind"] == "client_message":
+            await self._notification_sent(
+                firm, thread_id, list(mail.get("message_ids") or []), sent_at
+            )
+        return 1
 
     async def _retry_or_give_up(self, mail: Document, error: str) -> None:
         now = self._clock()
         first_failure: datetime = mail.get("first_failure_at") or now
         if now - first_failure >= self._retry_for:
             _log.error("e-mail given up after retrying", mail_id=mail["_id"], error=error[:300])
-            await self._mails.give_up(mail["_id"], token=self._token, error=error, now=now)
+            await self._mails.give_up(mail["_id"], token=mail["claim"], error=error, now=now)
             return
         delay = retry_delay(int(mail.get("attempts", 0)) + 1, max_seconds=self._backoff_max)
         _log.warning("e-mail delayed", mail_id=mail["_id"], retry_in=delay, error=error[:300])
         await self._mails.retry_later(
             mail["_id"],
-            token=self._token,
+            token=mail["claim"],
             due_at=now + timedelta(seconds=delay),
             error=error,
             first_failure=first_failure,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -81,16 +80,25 @@ class MongoMailQueue:
         )
         return await cursor.sort("due_at", 1).limit(limit).to_list()
 
-    async def claim(
-        self, entry: Document, *, now: datetime, lease: timedelta, token: str
-    ) -> Document | None:
-        """Own the mail until ``now + lease`` and close it to coalescing; the mail as
-        claimed, or None if someone else claimed it first."""
-        return await self._mails.find_one_and_update(
-            {"_id": entry["_id"], "pending": True, "due_at": entry["due_at"]},
+    async def claim_due(
+        self, now: datetime, *, limit: int, lease: timedelta, token: str
+    ) -> list[Document]:
+        """Own up to ``limit`` due mails until ``now + lease`` and close them to coalescing;
+        the mails this claim (``token``, unique per call) won, as claimed. Two round trips
+        for the whole batch: a claim races other replicas per mail, and only the mails
+        carrying this token afterwards are this caller's."""
+        due = await self.due(now, limit=limit)
+        if not due:
+            return []
+        await self._mails.update_many(
+            {
+                "_id": {"$in": [entry["_id"] for entry in due]},
+                "pending": True,
+                "due_at": {"$lte": now},
+            },
             {"$set": {"open": False, "due_at": now + lease, "claim": token}},
-            return_document=ReturnDocument.AFTER,
         )
+        return await self._mails.find({"claim": token}).to_list()
 
     async def mark_sent(self, mail_id: str, *, token: str, now: datetime) -> bool:
         result = await self._mails.update_one(
