@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -23,12 +27,13 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.kit.auth import TokenVerifier
-from threadline.kit.consumer import EventRouter, MongoProcessedEvents
+from threadline.kit.consumer import PROCESSED_EVENTS_INDEXES, EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 from threadline.kit.leases import Leases, periodic
 from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.metrics import ServiceMetrics, metrics_router
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
@@ -36,6 +41,8 @@ from threadline.kit.settings import ServiceSettings
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
 _log = structlog.get_logger(__name__)
+
+PROCESSED_PURGE_INTERVAL_SECONDS = 3600
 
 
 @dataclass
@@ -48,8 +55,11 @@ class ServiceRuntime:
     broker: KafkaBroker
     outbox: Outbox
     events: EventRouter
+    processed: MongoProcessedEvents
     verifier: TokenVerifier
     leases: Leases
+    metrics: ServiceMetrics
+    draining: bool = False
     """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
     across replicas)."""
 
@@ -61,9 +71,11 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
     )
     publisher = KafkaRecordPublisher(broker)
+    processed = MongoProcessedEvents(database)
+    metrics = ServiceMetrics(settings.service_name)
     events = EventRouter(
         service=settings.service_name,
-        processed=MongoProcessedEvents(database),
+        processed=processed,
         dead_letters=publisher,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
@@ -77,6 +89,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         public_key=settings.jwt_public_key,
         jwks_url=settings.jwt_jwks_url,
     )
+    events.observe = metrics.event_outcome
     return ServiceRuntime(
         settings=settings,
         mongo=mongo,
@@ -84,8 +97,10 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         broker=broker,
         outbox=Outbox(publisher),
         events=events,
+        processed=processed,
         verifier=verifier,
         leases=Leases(database),
+        metrics=metrics,
     )
 
 
@@ -100,6 +115,9 @@ class Wiring:
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    """Run first when SIGTERM arrives, before the server stops taking requests (e.g. close
+    open streams with 1001)."""
 
 
 def create_service_app(
@@ -118,9 +136,32 @@ def create_service_app(
         runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
     )
 
+    async def refresh_gauges() -> None:
+        runtime.metrics.consumer_lag.clear()
+        for (topic, partition), lag in (await runtime.events.lag()).items():
+            runtime.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+        count, oldest_age = await runtime.outbox.pending()
+        runtime.metrics.outbox_pending.set(count)
+        runtime.metrics.outbox_oldest_age.set(oldest_age)
+
+    runtime.metrics.on_scrape(refresh_gauges)
+
+    async def purge_processed_ids() -> int:
+        retention = timedelta(hours=settings.processed_events_retention_hours)
+        return await runtime.processed.purge(older_than=retention)
+
+    kit_jobs = [
+        periodic(
+            purge_processed_ids,
+            every_seconds=PROCESSED_PURGE_INTERVAL_SECONDS,
+            what="purged processed event ids",
+            leases=runtime.leases,
+        )
+    ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_indexes(runtime.database, indexes)
+        await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
         await runtime.broker.start()
@@ -131,29 +172,90 @@ def create_service_app(
                     relay_grace_seconds=settings.outbox_relay_grace_seconds,
                 )
             ),
-            *(asyncio.create_task(job()) for job in wired.background),
+            *(asyncio.create_task(job()) for job in [*kit_jobs, *wired.background]),
         ]
+        restore_signal = _on_sigterm(lambda: _going_away(runtime, wired.on_shutdown))
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await runtime.broker.stop()
-            await runtime.mongo.close()
+            restore_signal()
+            await _shut_down(runtime, tasks)
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
+    app.middleware("http")(runtime.metrics.http_middleware)
     app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
     app.include_router(_health_router(runtime, wired.readiness_checks))
+    app.include_router(metrics_router(runtime.metrics))
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _on_sigterm(going_away: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run ``going_away`` when SIGTERM arrives, then hand the signal to the server's own
+    handler (uvicorn then stops listening, finishes in-flight requests within
+    ``--timeout-graceful-shutdown`` and runs the lifespan shutdown). Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        async def then_stop() -> None:
+            try:
+                await going_away()
+            finally:
+                if callable(previous):
+                    previous(signum, frame)
+                else:
+                    raise SystemExit(0)
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(then_stop()))
+
+    signal.signal(signal.SIGTERM, handle)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+async def _going_away(
+    runtime: ServiceRuntime, steps: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
+    runtime.draining = True  # /readyz answers 503: load balancers stop sending requests
+    _log.info("SIGTERM: shutting down", deadline_seconds=runtime.settings.shutdown_deadline_seconds)
+    for step in steps:
+        with contextlib.suppress(Exception):
+            await step()
+
+
+async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
+    """After the last request: stop consuming (the record in hand is finished and committed,
+    or redelivered later), publish what the outbox still holds, then stop — all within the
+    configured deadline (what is left stays pending for the relay of the next start)."""
+    deadline = runtime.settings.shutdown_deadline_seconds
+    try:
+        async with asyncio.timeout(deadline):
+            await runtime.events.stop()
+            await runtime.outbox.drain()
+            await runtime.outbox.relay_once(grace_seconds=0)
+    except TimeoutError:
+        _log.warning("shutdown deadline reached; pending events stay for the relay")
+    except Exception:  # broker or storage down: the outbox relay publishes after restart
+        _log.warning("draining at shutdown failed", exc_info=True)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await runtime.broker.stop()
+    await runtime.mongo.close()
+    _log.info("shut down")
 
 
 def _health_router(
@@ -168,6 +270,7 @@ def _health_router(
     @router.get("/readyz", summary="Readiness: MongoDB and Kafka reachable, partitions assigned.")
     async def readyz() -> JSONResponse:
         checks = {
+            "accepting": not runtime.draining,
             "mongodb": await ping(runtime.database),
             "kafka": await runtime.broker.ping(timeout=2.0),
             "consumer": await runtime.events.positioned(),

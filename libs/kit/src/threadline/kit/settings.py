@@ -87,6 +87,25 @@ class ServiceSettings(BaseSettings):
             "(just created in messaging) before answering 404."
         ),
     )
+    processed_events_retention_hours: float = Field(
+        default=336.0,
+        gt=0,
+        description=(
+            "How long consumed event ids are kept for deduplication. MUST exceed the Kafka "
+            "topics' retention (168 h by default), or a redelivered old event would be "
+            "applied again."
+        ),
+    )
+    shutdown_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description=(
+            "After SIGTERM and the last request: time to stop consuming and drain the outbox. "
+            "Give uvicorn `--timeout-graceful-shutdown` for the requests, and the container "
+            "manager a stop grace period above both."
+        ),
+    )
     log_level: str = "INFO"
 
     @classmethod

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.events.reminders import StopReason
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Forbidden, NotFound
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.kit.policy import can_view_thread
 from threadline.kit.threads import ThreadProjection
 from threadline.reminders.domain import InboxItemType, ReminderPolicy, Schedule
@@ -28,29 +28,11 @@ THREAD_SETTLE_SECONDS = 2.0
 ThreadIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 
 
-def _projection(request: Request) -> MongoFirmSettingsProjection:
-    projection: MongoFirmSettingsProjection = request.app.state.firm_settings
-    return projection
-
-
-def _reminders(request: Request) -> ReminderService:
-    service: ReminderService = request.app.state.reminders
-    return service
-
-
-def _projection_of_threads(request: Request) -> ThreadProjection:
-    projection: ThreadProjection = request.app.state.thread_projection
-    return projection
-
-
-def _threads(request: Request) -> MongoThreadStore:
-    threads: MongoThreadStore = request.app.state.threads
-    return threads
-
-
-def _inbox(request: Request) -> MongoInbox:
-    inbox: MongoInbox = request.app.state.inbox
-    return inbox
+_projection = from_state("firm_settings", MongoFirmSettingsProjection)
+_reminders = from_state("reminders", ReminderService)
+_projection_of_threads = from_state("thread_projection", ThreadProjection)
+_threads = from_state("threads", MongoThreadStore)
+_inbox = from_state("inbox", MongoInbox)
 
 
 FirmSettingsDep = Annotated[MongoFirmSettingsProjection, Depends(_projection)]

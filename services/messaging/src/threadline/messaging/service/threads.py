@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     NewClientTask,
@@ -27,7 +27,7 @@ from threadline.messaging.domain import (
     check_can_manage_thread,
     utc_now,
 )
-from threadline.messaging.service.compose import PRODUCER, MessageDraft, new_id
+from threadline.messaging.service.compose import EVENTS, MessageDraft, new_id
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.views import thread_view
 from threadline.messaging.store import (
@@ -151,7 +151,7 @@ class ThreadService:
         first, mentions = await self._message_service.prepare(
             principal, document, request.first_message
         )
-        created = new_event(
+        created = EVENTS(
             ThreadCreated(
                 thread_id=thread_id,
                 account_id=request.account_id,
@@ -164,7 +164,6 @@ class ThreadService:
                 job_ids=document["job_ids"],
             ),
             firm=principal.firm,
-            producer=PRODUCER,
         )
         # Two writes without a transaction: the thread carries its first message until the
         # message is stored, so a crash between them is repaired (complete_interrupted).
@@ -293,20 +292,18 @@ class ThreadService:
         actor = Actor(user_id=principal.sub, kind=principal.kind)
         event: Envelope[Any]
         if archived:
-            event = new_event(
+            event = EVENTS(
                 ThreadArchived(
                     thread_id=thread_id, account_id=document["account_id"], archived_by=actor
                 ),
                 firm=principal.firm,
-                producer=PRODUCER,
             )
         else:
-            event = new_event(
+            event = EVENTS(
                 ThreadReopened(
                     thread_id=thread_id, account_id=document["account_id"], reopened_by=actor
                 ),
                 firm=principal.firm,
-                producer=PRODUCER,
             )
         wanted, expected = ("archived", "active") if archived else ("active", "archived")
         await self._threads.set_status(thread_id, status=wanted, expected=expected, event=event)
