@@ -142,7 +142,7 @@ class Firm(FirmClient):
         return dict(response.json())
 
     async def wait_reminder_state(
-        self, thread_id: str, until: Callable[[dict[str, Any]], bool], within: float = 45.0
+        self, thread_id: str, until: Callable[[dict[str, Any]], bool], within: float = 90.0
     ) -> dict[str, Any]:
         return await eventually(lambda: self.reminder_state(thread_id), until=until, within=within)
 

@@ -19,7 +19,7 @@ import pytest
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import StaffMemberUpserted
 
-from ..conftest import ServiceFactory, eventually, seed_directory, token_for
+from ..conftest import ServiceFactory, eventually, token_for
 from .conftest import Firm, SmtpSink, start_firm
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,14 @@ async def test_access_matrix_of_reminders_routes(
         key=firm.firm,
         producer="directory-seed",
     )
-    await seed_directory([firm.app, firm.reminders_app], firm.firm, extra=[liam])
+    await firm.publish(liam)
+    for app in (firm.app, firm.reminders_app):
+        staff = app.state.runtime.database["directory_staff"]
+        await eventually(
+            lambda staff=staff: staff.count_documents({"firm": firm.firm}),
+            until=lambda count: count == 5,
+            within=120,
+        )
     thread = await firm.new_thread(subject=SUBJECT)
     await firm.post("assigned member", thread["id"], html="<p>Liam?</p>", mentions=["st_liam"])
     await firm.post("client", thread["id"], html="<p>reply</p>")  # an inbox item for Mia
@@ -84,10 +91,11 @@ async def test_access_matrix_of_reminders_routes(
     async def mias_items() -> list[dict[str, Any]]:
         return list((await firm.inbox("assigned member"))["items"])
 
-    [item, *_] = await eventually(mias_items, until=lambda items: len(items) >= 1)
+    [item, *_] = await eventually(mias_items, until=lambda items: len(items) >= 1, within=120)
     await eventually(
         lambda: firm.on_reminders("owner", "GET", f"/v1/threads/{thread['id']}/reminders"),
         until=lambda r: r.status_code == 200,
+        within=120,
     )
     body = {"enabled": True, "days_between": 3, "max_reminders": 1}
     failures: list[str] = []

@@ -25,7 +25,7 @@ async def items_of(firm: Firm, who: str, count: int, thread_id: str) -> list[dic
         page = await firm.inbox(who, limit=100)
         return [i for i in reversed(page["items"]) if i["thread_id"] == thread_id]
 
-    return await eventually(found, until=lambda items: len(items) >= count)
+    return await eventually(found, until=lambda items: len(items) >= count, within=120)
 
 
 async def test_n2_k5_k6_inbox_items_per_action_and_none_for_ones_own(
