@@ -98,7 +98,7 @@ class ReminderService:
 
     async def thread_created(self, event: Envelope[ThreadCreated]) -> Document:
         data = event.data
-        return await self._threads.upsert(
+        thread = await self._threads.upsert(
             event.firm,
             data.thread_id,
             {
@@ -108,12 +108,18 @@ class ReminderService:
                     "created_by": data.created_by.model_dump(),
                     "to_contact_ids": list(data.to_contact_ids),
                     "first_message_id": data.first_message_id,
-                    "known": True,
-                },
-                # settings chosen at creation (Q1), unless staff changed them already
-                "$setOnInsert": {"settings": data.reminders.model_dump()},
+                }
             },
         )
+        # the settings chosen at creation (Q1) apply once: a redelivered creation must not
+        # undo a change staff made since (they can only change a known thread)
+        known = await self._threads.update_if(
+            event.firm,
+            data.thread_id,
+            {"known": False},
+            {"$set": {"settings": data.reminders.model_dump(), "known": True}},
+        )
+        return known or thread
 
     async def message_posted(self, event: Envelope[MessagePosted]) -> Document:
         """Record the message; a firm message re-arms reminders about itself (Q2)."""
