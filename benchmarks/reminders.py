@@ -219,6 +219,17 @@ async def mails(database: AsyncDatabase[Document], *, count: int, connections: i
     print(f"service / raw: {100 * raw / service:6.1f} %  (target >= 50 %)")
 
 
+async def round_trip(database: AsyncDatabase[Document]) -> None:
+    """The server's latency for one trivial command, to read the figures against."""
+    samples = []
+    for _ in range(20):
+        started = time.perf_counter()
+        await database["mails"].find_one({"_id": "absent"})
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    print(f"database round trip (find_one by _id): median {samples[10] * 1000:.1f} ms")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=100_000)
@@ -234,6 +245,7 @@ async def main() -> None:
     try:
         await ensure_indexes(database, STORE_INDEXES)
         print(f"server: {url}")
+        await round_trip(database)
         await due_scan(
             database,
             threads=args.threads,
@@ -242,6 +254,7 @@ async def main() -> None:
             runs=args.runs,
         )
         await mails(database, count=args.mails, connections=args.connections)
+        await round_trip(database)
     finally:
         await client.drop_database(database.name)
         await client.close()
