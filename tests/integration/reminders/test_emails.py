@@ -22,7 +22,7 @@ async def client_mails(
     async def found() -> list[EmailMessage]:
         return [m for m in smtp.mails(to, thread=thread) if not is_reminder(m)]
 
-    return await eventually(found, until=lambda mails: len(mails) >= count)
+    return await eventually(found, until=lambda mails: len(mails) >= count, within=120)
 
 
 async def show_context(firm: Firm) -> None:
@@ -36,6 +36,7 @@ async def show_context(firm: Firm) -> None:
     await eventually(
         lambda: firm.on_reminders("owner", "GET", "/v1/firm/notification-settings"),
         until=lambda r: r.json()["show_message_context_in_notifications"] is True,
+        within=120,
     )
 
 
@@ -68,6 +69,7 @@ async def test_k7_content_hidden_by_default_then_shown_once_the_owner_enables_it
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
         until=lambda t: t is not None and t["tasks"]["total"] == 2,
+        within=120,
     )
     await firm.post("assigned member", thread["id"], html="<p>Now visible 0815</p>")
     shown = body_text((await client_mails(smtp, thread["id"], 2))[-1])
@@ -116,7 +118,9 @@ async def test_n1_smtp_outage_delays_then_delivers_each_mail_exactly_once(
         ]
         return [int(mail.get("attempts", 0)) for mail in queued]
 
-    await eventually(attempts, until=lambda counts: len(counts) == 2 and min(counts) >= 2)
+    await eventually(
+        attempts, until=lambda counts: len(counts) == 2 and min(counts) >= 2, within=120
+    )
     assert smtp.mails(thread=first["id"]) == [] and smtp.mails(thread=second["id"]) == []
     await smtp.start()
     await client_mails(smtp, first["id"], 1)

@@ -59,7 +59,7 @@ async def test_q2_q3_three_reminders_a_day_apart_then_limit_reached(
     assert state["reminders_sent"] == 3 and state["next_reminder_at"] is None
     assert state["about_message_id"] == thread["last_message"]["message_id"]
     await eventually(
-        lambda: _value(len(reminder_mails(smtp, thread["id"]))), until=lambda n: n == 3
+        lambda: _value(len(reminder_mails(smtp, thread["id"]))), until=lambda n: n == 3, within=120
     )
     await asyncio.sleep(2.5)  # a fourth would be due by now
     assert len(reminder_mails(smtp, thread["id"])) == 3
@@ -100,6 +100,7 @@ async def test_q3_with_open_tasks_reply_and_read_do_not_stop_until_tasks_done_an
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
         until=lambda t: t is not None and t["tasks"]["total"] == 2,
+        within=120,
     )
     await firm.post("client", thread["id"], html="<p>Working on it</p>")
     read = await firm.call("client", "POST", f"/v1/threads/{thread['id']}/read", json={})
@@ -122,6 +123,7 @@ async def test_q3_with_tasks_done_a_new_message_stops_once_read(firm: Firm) -> N
     await eventually(
         lambda: firm.reminders_app.state.threads.get(firm.firm, thread["id"]),
         until=lambda t: t is not None and t["tasks"]["done"] == 1,
+        within=120,
     )
     message = await firm.post("assigned member", thread["id"], html="<p>Thanks! One more.</p>")
     await firm.wait_reminder_state(
