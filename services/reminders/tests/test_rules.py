@@ -182,6 +182,7 @@ def test_n2_client_reply_goes_to_creator_and_staff_who_replied_not_the_rest() ->
         author_id="ct_ann",
         author_kind="client",
         is_first_message=False,
+        carries_documents=False,
         creator_id="st_mia",
         creator_kind="staff",
         repliers={"st_noah"},
@@ -199,6 +200,7 @@ def test_n2_a_new_client_thread_reaches_the_assigned_staff() -> None:
         author_id="ct_ann",
         author_kind="client",
         is_first_message=True,
+        carries_documents=False,
         creator_id="ct_ann",
         creator_kind="client",
         repliers=(),
@@ -213,6 +215,7 @@ def test_n2_staff_reply_goes_to_other_staff_and_never_to_oneself() -> None:
         author_id="st_noah",
         author_kind="staff",
         is_first_message=False,
+        carries_documents=False,
         creator_id="st_mia",
         creator_kind="staff",
         repliers={"st_noah"},
@@ -227,6 +230,7 @@ def test_m2_mention_wins_over_reply_for_the_same_member() -> None:
         author_id="st_mia",
         author_kind="staff",
         is_first_message=False,
+        carries_documents=False,
         creator_id="st_mia",
         creator_kind="staff",
         repliers={"st_noah"},
@@ -309,3 +313,18 @@ def test_every_mail_kind_renders_a_subject_and_a_link(kind: str) -> None:
     assert "threads/th%2F1" in text and str(message["Subject"])
     if kind.startswith("staff_"):
         assert "https://app.example/threads/" in text and "Secret" in text
+
+
+def test_n2_a_clients_upload_posted_as_a_message_adds_no_second_item() -> None:
+    recipients = message_inbox_recipients(
+        author_id="ct_ann",
+        author_kind="client",
+        is_first_message=False,
+        carries_documents=True,
+        creator_id="st_mia",
+        creator_kind="staff",
+        repliers=(),
+        mentions=(),
+        assigned_staff=(),
+    )
+    assert recipients == {}

@@ -814,7 +814,7 @@ def route_of(row: str) -> str:
     endpoint = row.partition(" [")[0].partition("?")[0]
     method, _, path = endpoint.partition(" ")
     path = path.replace("{id}", "{thread_id}").replace("{m}", "{message_id}")
-    if path != "/me" and not path.startswith(("/threads", "/firm/")):
+    if path != "/me" and not path.startswith(("/threads", "/firm/", "/me/")):
         path = "/threads/{thread_id}" + path
     return f"{method} /v1{path}"
 

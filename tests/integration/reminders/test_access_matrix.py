@@ -120,7 +120,9 @@ async def test_reminder_settings_reject_bad_input_with_problem_details(firm: Fir
     thread = await firm.new_thread()
     url = f"/v1/threads/{thread['id']}/reminders"
     await eventually(
-        lambda: firm.on_reminders("owner", "GET", url), until=lambda r: r.status_code == 200
+        lambda: firm.on_reminders("owner", "GET", url),
+        until=lambda r: r.status_code == 200,
+        within=120,
     )
     for body in (
         {"enabled": True, "days_between": 0},

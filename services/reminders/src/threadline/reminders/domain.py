@@ -181,6 +181,7 @@ def message_inbox_recipients(
     author_id: str,
     author_kind: str,
     is_first_message: bool,
+    carries_documents: bool,
     creator_id: str | None,
     creator_kind: str | None,
     repliers: Collection[str],
@@ -192,13 +193,17 @@ def message_inbox_recipients(
     A client's message goes to the thread's creator and the staff who replied in it (when a
     client started the thread and no staff replied yet: the staff assigned to the account);
     a staff reply goes to the other staff in the thread; a mention goes to the mentioned
-    member. Nobody gets an item for their own message.
+    member. Nobody gets an item for their own message. A client message that carries
+    documents is messaging's post of a client upload: its ``documents_uploaded`` item
+    already tells the same people, so it adds no second item.
     """
     participants = set(repliers)
     if creator_kind == "staff" and creator_id:
         participants.add(creator_id)
     recipients: dict[str, InboxItemType] = {}
-    if author_kind == "client":
+    if author_kind == "client" and carries_documents:
+        pass
+    elif author_kind == "client":
         kind = InboxItemType.CLIENT_NEW_THREAD if is_first_message else InboxItemType.CLIENT_REPLY
         for user_id in participants or set(assigned_staff):
             recipients[user_id] = kind

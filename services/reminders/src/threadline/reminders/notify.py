@@ -93,6 +93,7 @@ class Notifier:
             author_id=data.author.user_id,
             author_kind=data.author.kind,
             is_first_message=data.message_id == thread.get("first_message_id"),
+            carries_documents=bool(data.document_ids),
             creator_id=creator.get("user_id"),
             creator_kind=creator.get("kind"),
             repliers=thread.get("repliers") or [],
