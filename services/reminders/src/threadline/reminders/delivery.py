@@ -1,11 +1,13 @@
 """Delivering queued e-mails: claim, render, send, then mark sent — each mail once.
 
 A mail is claimed with a lease before any SMTP traffic and marked sent (by the claim's
-holder only) right after the relay accepted it. A transient failure (relay down, 4xx)
-puts the mail back with exponential backoff for up to ``retry_for``; a permanent one (5xx,
-or a mail that cannot be rendered) gives it up, logged with its reason. Message-ID is
-derived from the mail id, so even the one unavoidable window (accepted by the relay, then a
-crash before the mark) yields a duplicate the receiving side can recognise.
+holder only) by its id right after the relay accepted it (mails go out in groups of
+``concurrency``, one per kept-open connection, and are marked as their group ends). A transient
+failure (relay down, 4xx) puts the mail back with exponential backoff for up to
+``retry_for``; a permanent one (5xx, or a mail that cannot be rendered) gives it up,
+logged with its reason. Message-ID is derived from the mail id, so even the one
+unavoidable window (accepted by the relay, then a crash before the mark) yields a
+duplicate the receiving side can recognise.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from threadline.reminders.domain import retry_delay
+from threadline.reminders.domain import Schedule, retry_delay
 from threadline.reminders.mail import (
     MailTemplates,
     PermanentMailError,
@@ -69,7 +71,7 @@ class MailDelivery:
         self._retry_for = retry_for
         self._backoff_max = backoff_max_seconds
         self._batch = batch_size
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
         self._token = claim_token
         self._clock = clock
 
@@ -84,48 +86,83 @@ class MailDelivery:
             return 0
         firms = sorted({str(mail["firm"]) for mail in claimed})
         show_context = await self._firm_settings.show_context(firms)
-        tasks = await self._threads.tasks_of(
+        threads = await self._threads.for_mails(
             sorted(
                 {self._threads.key(str(m["firm"]), str(m["thread"]["thread_id"])) for m in claimed}
             )
         )
-        results = await asyncio.gather(
-            *(self._deliver_one(mail, show_context=show_context, tasks=tasks) for mail in claimed)
-        )
-        return sum(results)
-
-    async def _deliver_one(
-        self, mail: Document, *, show_context: dict[str, bool], tasks: dict[str, list[Document]]
-    ) -> int:
-        firm, thread_id = str(mail["firm"]), str(mail["thread"]["thread_id"])
-        token = str(mail["claim"])
-        async with self._slots:
-            try:
-                message = render(
-                    mail,
-                    templates=self._templates,
-                    show_context=show_context.get(firm, False),
-                    tasks=tasks.get(self._threads.key(firm, thread_id), []),
+        sent = 0
+        for start in range(0, len(claimed), self._concurrency):
+            group = claimed[start : start + self._concurrency]
+            results = await asyncio.gather(
+                *(
+                    self._send_one(mail, show_context=show_context, threads=threads)
+                    for mail in group
                 )
-                await self._mailer.send(message)
-            except TransientMailError as exc:
-                await self._retry_or_give_up(mail, str(exc))
-                return 0
-            except (PermanentMailError, ValueError, KeyError, TypeError) as exc:
-                # refused for good, or a mail that cannot be rendered: retrying cannot help
-                _log.error("e-mail given up", mail_id=mail["_id"], error=str(exc)[:300])
-                await self._mails.give_up(
-                    mail["_id"], token=token, error=str(exc), now=self._clock()
-                )
-                return 0
-            sent_at = self._clock()
-            if not await self._mails.mark_sent(mail["_id"], token=token, now=sent_at):
-                _log.warning("e-mail sent after its claim lapsed", mail_id=mail["_id"])
-        if mail["kind"] == "client_message":
-            await self._notification_sent(
-                firm, thread_id, list(mail.get("message_ids") or []), sent_at
             )
-        return 1
+            delivered = [mail for mail, ok in zip(group, results, strict=True) if ok]
+            sent += await self._record_sent(delivered, threads=threads)
+        return sent
+
+    async def _send_one(
+        self, mail: Document, *, show_context: dict[str, bool], threads: dict[str, Document]
+    ) -> bool:
+        """Send one claimed mail; on failure re-queue or give it up. True when sent."""
+        firm, thread_id = str(mail["firm"]), str(mail["thread"]["thread_id"])
+        try:
+            message = render(
+                mail,
+                templates=self._templates,
+                show_context=show_context.get(firm, False),
+                tasks=(threads.get(self._threads.key(firm, thread_id), {}).get("tasks") or {}).get(
+                    "items", []
+                ),
+            )
+            await self._mailer.send(message)
+        except TransientMailError as exc:
+            await self._retry_or_give_up(mail, str(exc))
+            return False
+        except (PermanentMailError, ValueError, KeyError, TypeError) as exc:
+            # refused for good, or a mail that cannot be rendered: retrying cannot help
+            _log.error("e-mail given up", mail_id=mail["_id"], error=str(exc)[:300])
+            await self._mails.give_up(
+                mail["_id"], token=str(mail["claim"]), error=str(exc), now=self._clock()
+            )
+            return False
+        return True
+
+    async def _record_sent(self, delivered: list[Document], *, threads: dict[str, Document]) -> int:
+        """Mark the mails of one group (sent in parallel) sent, each by its id, then let
+        reminders count from their notification (Q2). A crash before the marks re-sends at
+        most the group — the mails that were in flight anyway."""
+        if not delivered:
+            return 0
+        sent_at = self._clock()
+        marks = await asyncio.gather(
+            *(
+                self._mails.mark_sent(str(mail["_id"]), token=str(mail["claim"]), now=sent_at)
+                for mail in delivered
+            )
+        )
+        marked = sum(marks)
+        if marked != len(delivered):
+            _log.warning("e-mails sent after their claim lapsed", count=len(delivered) - marked)
+        for mail in delivered:
+            key = self._threads.key(str(mail["firm"]), str(mail["thread"]["thread_id"]))
+            schedule = Schedule.from_document(threads.get(key, {}).get("schedule"))
+            if (
+                mail["kind"] == "client_message"
+                and schedule is not None
+                and schedule.number == 1
+                and schedule.message_id in (mail.get("message_ids") or [])
+            ):  # the first reminder about this message counts from now (Q2)
+                await self._notification_sent(
+                    str(mail["firm"]),
+                    str(mail["thread"]["thread_id"]),
+                    list(mail.get("message_ids") or []),
+                    sent_at,
+                )
+        return len(delivered)
 
     async def _retry_or_give_up(self, mail: Document, error: str) -> None:
         now = self._clock()

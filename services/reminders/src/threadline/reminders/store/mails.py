@@ -101,6 +101,7 @@ class MongoMailQueue:
         return await self._mails.find({"claim": token}).to_list()
 
     async def mark_sent(self, mail_id: str, *, token: str, now: datetime) -> bool:
+        """Mark one mail sent, by id, only while ``token``'s claim holds."""
         result = await self._mails.update_one(
             {"_id": mail_id, "claim": token},
             {"$set": {"pending": False, "status": "sent", "sent_at": now, "claim": None}},

@@ -72,10 +72,10 @@ class MongoThreadStore:
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": self.key(firm, thread_id)}, {OUTBOX_FIELD: 0})
 
-    async def tasks_of(self, keys: list[str]) -> dict[str, list[Document]]:
-        """The task checklists of several threads (by key), for rendering a batch of mails."""
-        cursor = self._threads.find({"_id": {"$in": keys}}, {"tasks.items": 1})
-        return {doc["_id"]: (doc.get("tasks") or {}).get("items", []) async for doc in cursor}
+    async def for_mails(self, keys: list[str]) -> dict[str, Document]:
+        """Task checklists and schedules of several threads (by key), for a batch of mails."""
+        cursor = self._threads.find({"_id": {"$in": keys}}, {"tasks.items": 1, "schedule": 1})
+        return {doc["_id"]: doc async for doc in cursor}
 
     async def wait_for(self, firm: str, thread_id: str, *, seconds: float) -> Document | None:
         """The thread once ``messaging.thread.created`` reached reminders, waiting up to
