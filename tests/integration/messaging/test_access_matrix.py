@@ -114,6 +114,7 @@ MATRIX: dict[str, tuple[int | None, ...]] = {
     "GET /firm/chat-settings":               (200,  200,  200,  200,  200,  200,  200,  200,  200),
     "PATCH /firm/chat-settings":             (200,  200,  403,  403,  403,  403,  403,  403,  200),
     "GET /me":                               (200,  200,  200,  200,  200,  200,  200,  200,  200),
+    "GET /me/summary":                       (403,  403,  403,  403,  403,  403,  200,  200,  403),
 }
 # fmt: on
 
@@ -732,6 +733,20 @@ async def _me(w: World, who: str) -> httpx.Response:
     return response
 
 
+@probe("GET /me/summary")
+async def _summary(w: World, who: str) -> httpx.Response:
+    """N3: a client's own counts; numbers only, nothing of any thread."""
+    response = await w.call(who, "GET", "/v1/me/summary")
+    if response.status_code == 200:
+        assert set(response.json()) == {
+            "threads_with_unread",
+            "unread_messages",
+            "threads_with_open_tasks",
+            "open_tasks",
+        }
+    return response
+
+
 # --- what no response may contain ----------------------------------------------------------
 
 
@@ -801,7 +816,7 @@ def route_of(row: str) -> str:
     endpoint = row.partition(" [")[0].partition("?")[0]
     method, _, path = endpoint.partition(" ")
     path = path.replace("{id}", "{thread_id}").replace("{m}", "{message_id}")
-    if path != "/me" and not path.startswith(("/threads", "/firm/")):
+    if path != "/me" and not path.startswith(("/threads", "/firm/", "/me/")):
         path = "/threads/{thread_id}" + path
     return f"{method} /v1{path}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from threadline.contracts.events.messaging import ReminderSettings
 from threadline.kit.http import CurrentPrincipal
@@ -114,6 +114,23 @@ async def list_threads(
         cursor=cursor,
         limit=limit,
     )
+
+
+class ClientSummaryOut(BaseModel):
+    """N3: what waits for the calling client across their active threads."""
+
+    threads_with_unread: int = Field(description="Active threads with messages they did not read.")
+    unread_messages: int = Field(description="Messages they did not read, in those threads.")
+    threads_with_open_tasks: int = Field(description="Active threads with tasks still open.")
+    open_tasks: int = Field(description="Client tasks still open in those threads.")
+
+
+@router.get("/me/summary")
+async def client_summary(
+    principal: CurrentPrincipal, threads: ThreadServiceDep
+) -> ClientSummaryOut:
+    """N3: for clients, the number of threads waiting for them and their open tasks."""
+    return ClientSummaryOut(**await threads.client_summary(principal))
 
 
 @router.get("/threads/{thread_id}")
