@@ -13,6 +13,7 @@ from threadline.tasks.service import TaskService
 from threadline.tasks.settings import Settings
 from threadline.tasks.store import (
     TASKS_INDEXES,
+    FreshThreadFacts,
     MongoListStore,
     MongoRequestStore,
     MongoThreadSubjects,
@@ -32,7 +33,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         subscribe_directory(runtime.events, directory)
         tasks = TaskService(
             accounts=directory,
-            threads=threads,
+            threads=FreshThreadFacts(
+                threads,
+                ThreadProjection(runtime.database, wait_seconds=0),
+                window=settings.thread_projection_wait_seconds,
+            ),
             subjects=MongoThreadSubjects(runtime.database),
             lists=MongoListStore(runtime.database, outbox=runtime.outbox),
             requests=MongoRequestStore(runtime.database, outbox=runtime.outbox),

@@ -8,6 +8,8 @@ which FerretDB lacks); a list holds at most ``MAX_TASKS`` tasks, so that stays s
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -22,6 +24,8 @@ from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.ids import Document
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, OutboxWriter
+from threadline.kit.policy import ThreadFacts
+from threadline.kit.threads import ThreadProjection
 from threadline.tasks.domain import (
     ClientRequest,
     RequestStatus,
@@ -30,7 +34,13 @@ from threadline.tasks.domain import (
     utc_now,
 )
 
-__all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadSubjects"]
+__all__ = [
+    "TASKS_INDEXES",
+    "FreshThreadFacts",
+    "MongoListStore",
+    "MongoRequestStore",
+    "MongoThreadSubjects",
+]
 
 _HIDDEN = {"_outbox": 0}
 
@@ -254,3 +264,34 @@ class MongoThreadSubjects:
         await self._subjects.update_one(
             {"_id": f"{firm}:{thread_id}"}, {"$set": {"subject": subject}}, upsert=True
         )
+
+
+class FreshThreadFacts:
+    """The kit's thread projection, waiting only for ids that can be new.
+
+    Messaging's thread ids are UUIDv7s, which carry their creation time: only an id created
+    within the wait window can belong to a thread the projection has not heard of yet.
+    Anything else (another format, an old id) is answered at once — so a 404 for a made-up
+    or long-gone id costs one read, not the whole wait.
+    """
+
+    def __init__(self, waiting: ThreadProjection, at_once: ThreadProjection, *, window: float):
+        self._waiting = waiting
+        self._at_once = at_once
+        self._window = window
+
+    def _may_be_new(self, thread_id: str) -> bool:
+        try:
+            value = uuid.UUID(thread_id)
+        except ValueError:
+            return False
+        if value.version != 7:
+            return False
+        created_ms = value.int >> 80
+        age = time.time() - created_ms / 1000
+        return -self._window <= age <= self._window + 60
+
+    async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
+        if self._may_be_new(thread_id):
+            return await self._waiting.facts(firm, thread_id)
+        return await self._at_once.facts(firm, thread_id)
