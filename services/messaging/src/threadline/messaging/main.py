@@ -18,6 +18,7 @@ from threadline.messaging.service import (
     MessageService,
     ThreadService,
 )
+from threadline.messaging.service.templates import TemplateService
 from threadline.messaging.settings import Settings
 from threadline.messaging.store import (
     MESSAGING_INDEXES,
@@ -27,6 +28,7 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
+from threadline.messaging.store.templates import MongoTemplateStore
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
 from threadline.messaging.stream import router as stream_router
 
@@ -65,6 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=f"threadline-{settings.service_name}-stream",
         )
+        templates = TemplateService(
+            store=MongoTemplateStore(database),
+            directory=directory,
+            max_body_bytes=settings.max_message_bytes,
+        )
         thread_service = ThreadService(
             threads=threads,
             messages=messages,
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=firm_settings,
             directory=directory,
             message_service=message_service,
+            templates=templates,
         )
 
         async def purge_expired_drafts() -> int:
@@ -94,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     max_body_bytes=settings.max_message_bytes,
                 ),
                 "firm_settings": FirmSettingsService(store=firm_settings),
+                "templates": templates,
             },
             background=[
                 periodic(

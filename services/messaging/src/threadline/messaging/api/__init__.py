@@ -2,8 +2,9 @@
 
 from threadline.messaging.api.messages import router as messages_router
 from threadline.messaging.api.settings import router as settings_router
+from threadline.messaging.api.templates import router as templates_router
 from threadline.messaging.api.threads import router as threads_router
 
-ROUTERS = (threads_router, messages_router, settings_router)
+ROUTERS = (threads_router, messages_router, settings_router, templates_router)
 
 __all__ = ["ROUTERS"]
