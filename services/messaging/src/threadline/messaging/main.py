@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -18,6 +19,7 @@ from threadline.messaging.service import (
     MessageService,
     ThreadService,
 )
+from threadline.messaging.service.bulk import BulkService, BulkWorker, WorkerSettings
 from threadline.messaging.service.templates import TemplateService
 from threadline.messaging.settings import Settings
 from threadline.messaging.store import (
@@ -28,6 +30,7 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
+from threadline.messaging.store.bulk import MongoBulkStore
 from threadline.messaging.store.templates import MongoTemplateStore
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
 from threadline.messaging.stream import router as stream_router
@@ -83,6 +86,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             templates=templates,
         )
 
+        bulk_store, bulk_wake = MongoBulkStore(database), asyncio.Event()
+        bulk_worker = BulkWorker(
+            store=bulk_store,
+            threads=threads,
+            messages=messages,
+            directory=directory,
+            wake=bulk_wake,
+            settings=WorkerSettings(
+                batch_size=settings.bulk_batch_size,
+                pause_seconds=settings.bulk_pause_seconds,
+                lease_seconds=settings.bulk_lease_seconds,
+                poll_seconds=settings.bulk_poll_seconds,
+                max_body_bytes=settings.max_message_bytes,
+            ),
+        )
+
         async def purge_expired_drafts() -> int:
             """D3: drafts expire after 90 days (queries already hide them; this frees space)."""
             return await drafts.purge_expired(now=utc_now())
@@ -103,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ),
                 "firm_settings": FirmSettingsService(store=firm_settings),
                 "templates": templates,
+                "bulk": BulkService(store=bulk_store, templates=templates, wake=bulk_wake),
             },
             background=[
                 periodic(
@@ -116,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     what="completed interrupted thread creations",
                 ),
                 feed.run,
+                bulk_worker.run,
             ],
             readiness_checks={"stream": feed.ready},
         )
