@@ -63,8 +63,11 @@ class ThreadCreatedWatch:
 
     async def __aenter__(self) -> ThreadCreatedWatch:
         await self._consumer.start()
-        while not self._consumer.assignment():
-            await asyncio.sleep(0.05)
+
+        async def assigned() -> set[Any]:
+            return set(self._consumer.assignment())
+
+        await eventually(assigned, until=bool, within=30.0)
         await self._consumer.seek_to_end()
         for partition in self._consumer.assignment():
             await self._consumer.position(partition)

@@ -150,7 +150,7 @@ async def test_p1_m1_q1_thread_from_template_is_rendered_per_addressed_contact(
 
     ben_first = await firm.call("owner", "GET", f"/v1/threads/{ben['id']}/messages")
     assert ben_first.json()["messages"][0]["text"].startswith("Dear Ben,\n")
-    assert [t.text for t in events[ben["id"]].data.client_tasks][0].endswith("W-2 of Ben Lee")
+    assert events[ben["id"]].data.client_tasks[0].text.endswith("W-2 of Ben Lee")
 
     assert override["subject"] == "Only for Ann, Ben"
     assert events[override["id"]].data.reminders.enabled is False
