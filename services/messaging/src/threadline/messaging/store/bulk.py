@@ -15,7 +15,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from threadline.messaging.store.threads import insert_new
+from threadline.kit.mongo import insert_new
 
 __all__ = ["MongoBulkStore"]
 
