@@ -193,7 +193,14 @@ fragments = st.one_of(
     st.sampled_from(['<a href="https://x.example/?q=', '">link</a>', "<img src=x>", "&amp;"]),
 )
 templates = st.lists(fragments, min_size=1, max_size=12).map("".join)
-values = st.text(max_size=40)
+values = st.lists(
+    st.text(max_size=12)
+    | st.sampled_from(
+        ["<b>x</b>", "<img src=x onerror=alert(1)>", "<script>x()</script>", '"><p>', "a & b"]
+    )
+    | st.sampled_from(["[[firm.name]]", "[", "]]", "<a href='https://e.example'>l</a>"]),
+    max_size=4,
+).map("".join)
 
 
 def render_for(template: str, name: str, contact: str, firm: str, sender: str) -> Rendered:
