@@ -10,7 +10,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,8 +18,10 @@ from pymongo import AsyncMongoClient
 
 from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.leases import Leases
 from threadline.messaging.domain import utc_now
-from threadline.messaging.service.bulk import thread_id_for
+from threadline.messaging.service.bulk import BulkWorker, WorkerSettings, thread_id_for
+from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
 from ..conftest import eventually, token_for
@@ -146,30 +147,52 @@ async def test_p2_bulk_requests_are_bounded_and_checked(firm: TemplateFirm) -> N
     assert done["created"] == 1
 
 
-async def test_p2_a_job_lease_is_held_by_one_replica_and_taken_over_when_it_expires(
+async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
     firm: TemplateFirm,
 ) -> None:
-    """The store's lease on real storage: one holder; a stale holder can neither renew nor
-    record progress once another replica took the job over."""
-    store = MongoBulkStore(firm.app.state.runtime.database)
-    now = utc_now()
-    job = {"_id": f"lease-{firm.firm}", "firm": firm.firm, "status": "running", "cursor": 0,
-           "created": 0, "skipped": 0, "failed": 0, "created_at": now,
-           "lease_owner": None, "lease_until": now - timedelta(seconds=1)}  # fmt: skip
-    assert await store.insert(job)
-    assert await store.claim(job["_id"], owner="a", now=now, until=now + timedelta(seconds=30))
-    assert (
-        await store.claim(job["_id"], owner="b", now=now, until=now + timedelta(seconds=30)) is None
+    """While another replica holds a job's lease, a worker leaves the job alone; once the
+    lease is free it completes it; a batch recorded twice (a redo) is counted once."""
+    runtime = firm.app.state.runtime
+    database = runtime.database
+    store = MongoBulkStore(database)
+    worker = BulkWorker(
+        store=store,
+        threads=MongoThreadStore(database, outbox=runtime.outbox),
+        messages=MongoMessageStore(database, outbox=runtime.outbox),
+        directory=MongoDirectory(database),
+        leases=Leases(database, holder="replica-b"),
+        wake=asyncio.Event(),
+        settings=WorkerSettings(batch_size=1),
     )
-    later = now + timedelta(seconds=31)
-    assert await store.claim(job["_id"], owner="b", now=later, until=later + timedelta(seconds=30))
-    assert not await store.renew(job["_id"], owner="a", until=later + timedelta(seconds=60))
-    counts = {"created": 5, "skipped": 0, "failed": 0}
-    assert not await store.record_batch(job["_id"], owner="a", start=0, end=5, counts=counts)
-    assert await store.record_batch(job["_id"], owner="b", start=0, end=5, counts=counts)
-    assert not await store.record_batch(job["_id"], owner="b", start=0, end=5, counts=counts)
-    stored = await store.summary(firm.firm, job["_id"])
-    assert stored is not None and (stored["cursor"], stored["created"]) == (5, 5)
+    other_replica = Leases(database, holder="replica-a")
+    job_id = f"lease-{firm.firm}"
+    assert await other_replica.claim(f"bulk:{job_id}", seconds=600)
+    assert await store.insert(
+        {"_id": job_id, "firm": firm.firm, "status": "running", "total": 2, "cursor": 0,
+         "created": 0, "skipped": 0, "failed": 0, "created_at": utc_now(), "finished_at": None,
+         "account_ids": [LEE, DORMANT], "template_id": None, "today": "2026-01-05",
+         "created_by": {"sub": "st_olivia", "kind": "staff", "role": "owner", "perms": [],
+                        "accounts": [], "name": "Olivia"},
+         "sender": {"firm_name": "F", "sender_name": "Olivia"},
+         "content": {"subject": "s [[date.year]]", "html": "<p>h</p>", "client_tasks": [],
+                     "reminders": {"enabled": False, "days_between": 3, "max_reminders": 1}}}
+    )  # fmt: skip
+    assert not await worker.work_once()
+    held = await store.summary(firm.firm, job_id)
+    assert held is not None and held["cursor"] == 0
+    assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 0
+
+    await other_replica.release(f"bulk:{job_id}")
+    job = await eventually(
+        lambda: store.summary(firm.firm, job_id),
+        until=lambda found: found is not None and found["status"] == "done",
+    )
+    assert (job["cursor"], job["created"], job["skipped"]) == (2, 1, 1)
+    counts = {"created": 1, "skipped": 0, "failed": 0}
+    assert not await store.record_batch(job_id, start=0, end=1, counts=counts)
+    assert (await store.summary(firm.firm, job_id) or {})["created"] == 1
+    threads = await database["threads"].find({"bulk_job_id": job_id}).to_list()
+    assert [t["subject"] for t in threads] == ["s 2026"]
 
 
 # --- a real process, killed mid-job -------------------------------------------------------

@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads=threads,
             messages=messages,
             directory=directory,
+            leases=runtime.leases,
             wake=bulk_wake,
             settings=WorkerSettings(
                 batch_size=settings.bulk_batch_size,
