@@ -127,6 +127,31 @@ class Outbox:
         if not self._degraded:
             self._queue.put_nowait((collection, document_id, list(entries)))
 
+    async def pending(self) -> tuple[int, float]:
+        """How many events wait to be published, and the oldest one's age in seconds."""
+        count, oldest_ms = 0, None
+        for collection in self._collections:
+            rows = await collection.aggregate(
+                [
+                    {"$match": {f"{OUTBOX_FIELD}.0": {"$exists": True}}},
+                    {"$unwind": f"${OUTBOX_FIELD}"},
+                    {"$group": {"_id": None, "count": {"$sum": 1}}},
+                ]
+            )
+            async for row in rows:
+                count += int(row["count"])
+            first = (
+                await collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {_CREATED: 1})
+                .sort(_CREATED, 1)
+                .limit(1)
+                .to_list()
+            )
+            for document in first:
+                created = min(entry["created_ms"] for entry in document[OUTBOX_FIELD])
+                oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+        age = 0.0 if oldest_ms is None else max(time.time() - oldest_ms / 1000, 0.0)
+        return count, age
+
     async def drain(self) -> None:
         """Wait until everything scheduled so far was published or left to the relay."""
         await self._queue.join()
