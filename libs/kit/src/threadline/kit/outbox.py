@@ -13,7 +13,8 @@ relay (``relay_once``, run periodically) republishes everything older than a gra
 oldest first. Delivery is therefore at-least-once; consumers deduplicate on the event id.
 
 Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
-back (FerretDB supports ``$pull`` of an exact element, not of a query).
+back (FerretDB supports ``$pull`` of an exact element, not of a query); a publishing round
+clears all it published with one ``$pullAll`` of exact elements per collection.
 """
 
 from __future__ import annotations
@@ -179,11 +180,20 @@ class Outbox:
             for entry in entries:
                 by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
+        # One write per collection clears the round: every entry is unique (it holds its
+        # event id), so pulling all of them from each document removes only its own.
+        cleared: dict[str, tuple[AsyncCollection[Document], dict[Any, None], list[Document]]] = {}
+        for run in published:
+            for collection, document_id, entry in run:
+                _, ids, entries = cleared.setdefault(collection.name, (collection, {}, []))
+                ids[document_id] = None
+                entries.append(entry)
         await asyncio.gather(
             *(
-                collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
-                for run in published
-                for collection, document_id, entry in run
+                collection.update_many(
+                    {"_id": {"$in": list(ids)}}, {"$pullAll": {OUTBOX_FIELD: entries}}
+                )
+                for collection, ids, entries in cleared.values()
             )
         )
 
