@@ -166,7 +166,7 @@ async def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> TemplatePageOut:
     """Every staff member lists the firm's templates, oldest first."""
-    page, next_cursor = await templates.list(principal, cursor=cursor, limit=limit)
+    page, next_cursor = await templates.page(principal, cursor=cursor, limit=limit)
     return TemplatePageOut(
         templates=[TemplateOut.of(document) for document in page], next_cursor=next_cursor
     )
