@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,7 +127,7 @@ def periodic(
     leases: Leases | None = None,
     name: str | None = None,
     lease_seconds: float = 30.0,
-) -> Callable[[], Awaitable[None]]:
+) -> Callable[[], Coroutine[Any, Any, None]]:
     """A ``background`` coroutine running ``job`` every ``every_seconds`` for the app's
     lifetime. ``job`` returns how many things it handled (logged when not zero); a failure
     is logged and the job runs again next time.

@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "templates": templates,
                 "bulk": BulkService(store=bulk_store, templates=templates, wake=bulk_wake),
             },
+            on_shutdown=[hub.close_all],
             background=[
                 periodic(
                     purge_expired_drafts,
