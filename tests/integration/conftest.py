@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
@@ -139,6 +141,31 @@ async def start_service(run_id: str) -> AsyncIterator[ServiceFactory]:
         yield start
 
 
+ModuleServices = Callable[..., Awaitable[tuple[FastAPI, httpx.AsyncClient]]]
+
+
+@pytest.fixture(scope="module")
+async def module_services() -> AsyncIterator[ModuleServices]:
+    """``await module_services(name, replica=1)``: a service shared by the tests of one module,
+    started on first use (replicas of one name share its database and group). Starting a
+    service and waiting for its consumer group is most of an integration test's cost.
+
+    Only for tests that seed nothing through Kafka: a long-lived service consumes every
+    directory event other runs publish on a shared Kafka, and on the shared FerretDB it
+    fell minutes behind with four suites running, so a test seeding its own firm waited
+    behind that backlog; a service started per test begins at the topics' end instead."""
+    run_id = uuid.uuid4().hex[:10]
+    started: dict[tuple[str, int], tuple[FastAPI, httpx.AsyncClient]] = {}
+    async with AsyncExitStack() as stack:
+
+        async def start(name: str, *, replica: int = 1) -> tuple[FastAPI, httpx.AsyncClient]:
+            if (name, replica) not in started:
+                started[name, replica] = await start_app(stack, name, run_id)
+            return started[name, replica]
+
+        yield start
+
+
 @pytest.fixture
 async def serve_http() -> AsyncIterator[Callable[[FastAPI], Awaitable[str]]]:
     """Serve an already started app on a real loopback port (for WebSockets); returns its URL."""
@@ -193,6 +220,54 @@ class FirmClient:
         return await self.http.request(
             method, url, headers=self.auth(who) | (headers or {}), **kwargs
         )
+
+
+@dataclass
+class TopicMark:
+    """Where a topic ended at some moment: reading from here finds what came after, without
+    scanning everything a long-lived Kafka has accumulated."""
+
+    bootstrap: str
+    offsets: dict[TopicPartition, int]
+
+
+async def mark_topic(bootstrap: str, topic: str) -> TopicMark:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # All topics' metadata (naming the topic could auto-create it).
+        [described] = [t for t in await admin.describe_topics() if t["topic"] == topic]
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        offsets = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return TopicMark(bootstrap=bootstrap, offsets=dict(offsets))
+
+
+async def find_record(
+    mark: TopicMark, matches: Callable[[ConsumerRecord[bytes, bytes]], bool], *, within: float = 60
+) -> ConsumerRecord[bytes, bytes]:
+    """The first record after ``mark`` (in each partition's order) that ``matches``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=mark.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(list(mark.offsets))
+        for partition, offset in mark.offsets.items():
+            consumer.seek(partition, offset)
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    if matches(record):
+                        return record
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no matching record after {mark.offsets} within {within}s")
 
 
 async def seed_directory(

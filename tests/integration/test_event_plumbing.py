@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from threadline.contracts import Envelope, decode
 from threadline.contracts.events.messaging import FirmChatSettingsChanged
@@ -18,7 +18,7 @@ from threadline.contracts.topics import Topic
 from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.consumer import dead_letter_topic
 
-from .conftest import ServiceFactory, eventually, token_for
+from .conftest import ServiceFactory, TopicMark, eventually, find_record, mark_topic, token_for
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     reminders, reminders_http = await start_service("reminders")
     firm = f"firm_{run_id}"
     applied = Applied(reminders, firm)
+    published_from = await mark_topic(_bootstrap(messaging), Topic.MESSAGING)
 
     first = await change_settings(
         messaging_http,
@@ -97,7 +98,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     # A redelivery of an already applied event (same id) is recognised and has no effect.
     router = reminders.state.runtime.events
     duplicates_before = router.stats["duplicates"]
-    raw = await _read_event(messaging, event_ids[0])
+    raw = await _read_event(published_from, event_ids[0])
     assert decode(raw).correlation_id == f"corr-{run_id}", "the request's id travels with its event"
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
     await producer.start()
@@ -146,6 +147,7 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
     firm = f"firm_{run_id}"
     applied = Applied(reminders, firm)
     poison = f'{{"type": "messaging.firm_chat_settings.changed", "poison": "{uuid.uuid4()}"}}'
+    parked_from = await mark_topic(_bootstrap(messaging), dead_letter_topic("reminders"))
 
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
     await producer.start()
@@ -156,9 +158,8 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
     await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
 
     await eventually(applied.revisions, until=lambda h: h == [1])
-    parked = await _find_on_topic(
-        _bootstrap(messaging), dead_letter_topic("reminders"), poison.encode()
-    )
+    parked_record = await find_record(parked_from, lambda record: record.value == poison.encode())
+    parked = {key: value.decode() for key, value in parked_record.headers}
     assert parked["dlq-source-topic"] == Topic.MESSAGING
     assert "schema_version" in parked["dlq-reason"]
 
@@ -184,35 +185,10 @@ def _bootstrap(app: Any) -> str:
     return app.state.runtime.settings.kafka_bootstrap_servers
 
 
-async def _read_event(messaging: Any, event_id: str) -> bytes:
-    """The exact bytes of an event messaging published, re-read from its topic."""
-    consumer = AIOKafkaConsumer(
-        Topic.MESSAGING, bootstrap_servers=_bootstrap(messaging), auto_offset_reset="earliest"
+async def _read_event(mark: TopicMark, event_id: str) -> bytes:
+    """The exact bytes of an event messaging published after ``mark``, re-read from its topic."""
+    record = await find_record(
+        mark, lambda record: dict(record.headers).get("event-id") == event_id.encode()
     )
-    await consumer.start()
-    try:
-        async for record in consumer:
-            if record.value and dict(record.headers).get("event-id") == event_id.encode():
-                assert str(decode(record.value).id) == event_id
-                return record.value
-    finally:
-        await consumer.stop()
-    raise AssertionError("unreachable")
-
-
-async def _find_on_topic(bootstrap: str, topic: str, value: bytes) -> dict[str, str]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000
-    )
-    await consumer.start()
-    try:
-        batches = 0
-        while batches < 60:
-            batches += 1
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    if record.value == value:
-                        return {k: v.decode() for k, v in record.headers}
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"{value!r} never appeared on {topic}")
+    assert record.value is not None and str(decode(record.value).id) == event_id
+    return record.value

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .conftest import ServiceFactory, eventually, token_for
+from .conftest import ModuleServices, eventually, token_for
 
 pytestmark = pytest.mark.integration
 
@@ -12,8 +12,8 @@ SERVICES = ["messaging", "tasks", "reminders", "pipeline", "documents"]
 
 
 @pytest.mark.parametrize("name", SERVICES)
-async def test_service_is_ready_on_real_servers(start_service: ServiceFactory, name: str) -> None:
-    _, client = await start_service(name)
+async def test_service_is_ready_on_real_servers(module_services: ModuleServices, name: str) -> None:
+    _, client = await module_services(name)
     assert (await client.get("/healthz")).json()["status"] == "ok"
     ready = await eventually(lambda: client.get("/readyz"), until=lambda r: r.status_code == 200)
     checks = ready.json()["checks"]
@@ -26,9 +26,9 @@ async def test_service_is_ready_on_real_servers(start_service: ServiceFactory, n
 
 @pytest.mark.parametrize("name", SERVICES)
 async def test_service_authenticates_bearer_tokens(
-    start_service: ServiceFactory, name: str
+    module_services: ModuleServices, name: str
 ) -> None:
-    _, client = await start_service(name)
+    _, client = await module_services(name)
     token = token_for("firm_it", kind="client", sub="ct_ann", accounts=["acc_1"])
     me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200

@@ -1,5 +1,6 @@
 """EventRouter: decode, deduplicate, retry with backoff, dead-letter, then mark processed."""
 
+import json
 from typing import Any
 
 import httpx
@@ -93,6 +94,15 @@ async def test_events_without_handler_are_ignored_not_dead_lettered(parts) -> No
     router, _processed, dead, calls = parts
     other = new_event(StaffMemberRemoved(user_id="st_1"), firm="f", key="f", producer="test")
     await router.process(other.to_bytes(), headers={}, source=SOURCE)
+    assert calls == [] and dead.records == [] and router.stats["ignored"] == 1
+
+
+async def test_event_type_newer_than_the_contracts_is_ignored_not_dead_lettered(parts) -> None:
+    router, _processed, dead, calls = parts
+    newer = new_event(StaffMemberRemoved(user_id="st_1"), firm="f", key="f", producer="test")
+    record = json.loads(newer.to_bytes())
+    record["type"] = "directory.something_new.happened"
+    await router.process(json.dumps(record).encode(), headers={}, source=SOURCE)
     assert calls == [] and dead.records == [] and router.stats["ignored"] == 1
 
 

@@ -316,4 +316,5 @@ async def test_uploads_cut_short_by_a_crash_are_swept_and_finished_ones_kept(doc
     assert len(await docs.staged_objects()) == 2
     assert await service.sweep_abandoned_uploads(older_than=timedelta(hours=1)) == 1
     assert await docs.staged_objects() == [kept_object]
-    assert [u["_id"] async for u in ledger.find({})] == [f"{docs.firm}/in-flight/"]
+    ours = [u["_id"] async for u in ledger.find({}) if u["_id"].startswith(f"{docs.firm}/")]
+    assert ours == [f"{docs.firm}/in-flight/"]

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
 
 from threadline.contracts import decode
 from threadline.contracts.topics import Topic
 
-from ..conftest import FirmClient, ServiceFactory, seed_directory, token_for
+from ..conftest import (
+    FirmClient,
+    ServiceFactory,
+    TopicMark,
+    find_record,
+    mark_topic,
+    seed_directory,
+    token_for,
+)
 
 LEE = "acc_lee_family"  # contacts: ct_ann_lee (notify), ct_ben_lee; assigned: st_mia
 PATEL = "acc_patel_llc"  # ct_raj_patel activated, ct_priya_patel not
 DORMANT = "acc_dormant_co"  # no contact with portal access
 
 
+@dataclass
 class Firm(FirmClient):
-    """A seeded firm on a running messaging service, with a token for each kind of user."""
+    """A seeded firm on a running messaging service, with a token for each kind of user.
+    ``events_from`` marks the messaging topic's end when the firm was set up."""
+
+    events_from: TopicMark | None = None
 
     def token(self, who: str) -> str:
         tokens: dict[str, Callable[[], str]] = {
@@ -60,31 +73,31 @@ class Firm(FirmClient):
         return await self.call(who, "POST", f"/v1/threads/{thread_id}/messages", json=message)
 
 
+async def firm_on(app: FastAPI, http: httpx.AsyncClient, name: str) -> Firm:
+    """Firm ``name`` seeded on a running messaging service, its topic position marked."""
+    await seed_directory([app], name)
+    bootstrap = app.state.runtime.settings.kafka_bootstrap_servers
+    return Firm(
+        firm=name, http=http, app=app, events_from=await mark_topic(bootstrap, Topic.MESSAGING)
+    )
+
+
 @pytest.fixture
 async def firm(start_service: ServiceFactory, run_id: str) -> Firm:
+    """A firm on a messaging service of this test's own (see ``module_services`` for why
+    seeded services are not shared)."""
     app, http = await start_service("messaging")
-    name = f"firm_{run_id}"
-    await seed_directory([app], name)
-    return Firm(firm=name, http=http, app=app)
+    return await firm_on(app, http, f"firm_{run_id}")
 
 
 async def find_event(firm: Firm, event_type: str, message_id: str) -> Any:
-    """The first event of ``event_type`` about ``message_id`` on the messaging topic."""
-    consumer = AIOKafkaConsumer(
-        Topic.MESSAGING,
-        bootstrap_servers=firm.app.state.runtime.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        for _ in range(60):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    if dict(record.headers).get("event-type") != event_type.encode():
-                        continue
-                    event = decode(record.value)
-                    if event.data.message_id == message_id:
-                        return event
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"no {event_type} for {message_id}")
+    """The first event of ``event_type`` about ``message_id`` on the messaging topic since
+    the firm was set up."""
+    assert firm.events_from is not None
+
+    def matches(record: Any) -> bool:
+        if dict(record.headers).get("event-type") != event_type.encode():
+            return False
+        return bool(decode(record.value).data.message_id == message_id)
+
+    return decode((await find_record(firm.events_from, matches)).value)

@@ -2,7 +2,13 @@
 
 from threadline.contracts import events
 from threadline.contracts.envelope import Envelope, EventData, new_event, utc_now
-from threadline.contracts.registry import EventDecodeError, all_event_models, decode, model_for
+from threadline.contracts.registry import (
+    EventDecodeError,
+    all_event_models,
+    decode,
+    decode_wanted,
+    model_for,
+)
 from threadline.contracts.topics import Topic, topic_for
 
 __all__ = [
@@ -12,6 +18,7 @@ __all__ = [
     "Topic",
     "all_event_models",
     "decode",
+    "decode_wanted",
     "events",
     "model_for",
     "new_event",

@@ -3,7 +3,9 @@
 Events stay in Kafka for their retention period and consumers upgrade one at a time, so
 within one schema version an event must stay readable both ways: new consumers read old
 events and old consumers read new ones. That allows adding optional properties and enum
-values (house policy: consumers tolerate unknown values and fields); it forbids
+values, because the decoder tolerates both: models ignore unknown fields, and every enum
+field is ``Extensible`` so ``decode`` keeps a value its model does not list (a test checks
+that no event model has a closed enum); it forbids
 
 - removing a property,
 - changing a property's type (including making it nullable, or changing its format),

@@ -7,13 +7,22 @@ module in ``threadline.contracts.events`` is imported (``events/__init__`` impor
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from threadline.contracts.envelope import Envelope, EventData, envelope_of
+from threadline.contracts.extensible import DECODING
 
-__all__ = ["EventDecodeError", "all_event_models", "decode", "model_for", "register"]
+__all__ = [
+    "EventDecodeError",
+    "all_event_models",
+    "decode",
+    "decode_wanted",
+    "model_for",
+    "register",
+]
 
 ModelT = TypeVar("ModelT", bound=EventData)
 
@@ -61,8 +70,25 @@ def decode(raw: bytes | str) -> Envelope[Any]:
     """Parse one Kafka message value into an envelope whose ``data`` is the right model.
 
     Raises EventDecodeError naming the type and version when the bytes are not JSON, the
-    envelope is incomplete, the type is unknown, or ``data`` does not match its model.
+    envelope is incomplete, the type is unknown, or ``data`` does not match its model. An
+    enum value the model does not list is kept, not rejected (see ``extensible``).
     """
+    return _validate(*_parse(raw))
+
+
+def decode_wanted(raw: bytes | str, *, wanted: Container[str]) -> Envelope[Any] | None:
+    """``decode``, but None for a well-formed envelope whose type is not in ``wanted``.
+
+    A consumer passes the types it handles, so an event type newer than its contracts
+    (or one it does not care about) is skipped rather than refused as unknown.
+    """
+    document, event_type, version = _parse(raw)
+    if event_type not in wanted:
+        return None
+    return _validate(document, event_type, version)
+
+
+def _parse(raw: bytes | str) -> tuple[dict[str, Any], str, int]:
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -73,9 +99,13 @@ def decode(raw: bytes | str) -> Envelope[Any]:
     version = document.get("schema_version")
     if not isinstance(event_type, str) or not isinstance(version, int):
         raise EventDecodeError("event has no string `type` and integer `schema_version`")
+    return document, event_type, version
+
+
+def _validate(document: dict[str, Any], event_type: str, version: int) -> Envelope[Any]:
     model = model_for(event_type, version)
     try:
-        return envelope_of(model).model_validate(document)
+        return envelope_of(model).model_validate(document, context={DECODING: True})
     except ValidationError as exc:
         raise EventDecodeError(
             f"event {event_type} v{version} does not match its schema: {exc}"

@@ -17,17 +17,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import structlog
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, Response
 from faststream.kafka import KafkaBroker
+from pydantic import with_config
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from typing_extensions import TypedDict
 
-from threadline.kit.auth import TokenVerifier
-from threadline.kit.consumer import PROCESSED_EVENTS_INDEXES, EventRouter, MongoProcessedEvents
+from threadline.contracts import Topic
+from threadline.kit.auth import Principal, TokenVerifier
+from threadline.kit.consumer import (
+    PROCESSED_EVENTS_INDEXES,
+    EventRouter,
+    MongoProcessedEvents,
+    dead_letter_topic,
+)
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
@@ -36,13 +43,27 @@ from threadline.kit.logs import configure_logging, correlation_middleware
 from threadline.kit.metrics import ServiceMetrics, metrics_router
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
+from threadline.kit.responses import RESPONSE_CONFIG
 from threadline.kit.settings import ServiceSettings
+from threadline.kit.topics import provision_topics
 
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
 _log = structlog.get_logger(__name__)
 
 PROCESSED_PURGE_INTERVAL_SECONDS = 3600
+
+
+@with_config(RESPONSE_CONFIG)
+class Liveness(TypedDict):
+    status: Literal["ok"]
+    service: str
+
+
+@with_config(RESPONSE_CONFIG)
+class Readiness(TypedDict):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
 
 
 @dataclass
@@ -164,6 +185,13 @@ def create_service_app(
         await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
+        if settings.kafka_provision_topics:
+            await provision_topics(
+                settings.kafka_bootstrap_servers,
+                [*Topic, dead_letter_topic(settings.service_name)],
+                partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_topic_replication_factor,
+            )
         await runtime.broker.start()
         tasks = [
             asyncio.create_task(
@@ -264,11 +292,15 @@ def _health_router(
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Liveness: the process answers.")
-    async def healthz() -> dict[str, str]:
+    async def healthz() -> Liveness:
         return {"status": "ok", "service": runtime.settings.service_name}
 
-    @router.get("/readyz", summary="Readiness: MongoDB and Kafka reachable, partitions assigned.")
-    async def readyz() -> JSONResponse:
+    @router.get(
+        "/readyz",
+        summary="Readiness: MongoDB and Kafka reachable, partitions assigned.",
+        responses={503: {"model": Readiness, "description": "Some check failed."}},
+    )
+    async def readyz(response: Response) -> Readiness:
         checks = {
             "accepting": not runtime.draining,
             "mongodb": await ping(runtime.database),
@@ -278,11 +310,11 @@ def _health_router(
         for name, check in extra_checks.items():
             checks[name] = await check()
         ready = all(checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        response.status_code = 200 if ready else 503
+        return {"status": "ready" if ready else "not ready", "checks": checks}
 
     @router.get("/v1/me", summary="The caller's identity, as the token states it.")
-    async def me(principal: CurrentPrincipal) -> dict[str, Any]:
-        return principal.model_dump(mode="json")
+    async def me(principal: CurrentPrincipal) -> Principal:
+        return principal
 
     return router

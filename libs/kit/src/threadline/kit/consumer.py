@@ -35,7 +35,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from threadline.contracts import Envelope, EventData, EventDecodeError, decode, topic_for
+from threadline.contracts import Envelope, EventData, EventDecodeError, decode_wanted, topic_for
 from threadline.kit.failures import classify
 from threadline.kit.kafka import RecordPublisher
 from threadline.kit.logs import bind_correlation
@@ -220,15 +220,15 @@ class EventRouter:
         self, body: bytes, *, headers: dict[str, Any], source: str, key: bytes | None = None
     ) -> None:
         try:
-            event = decode(body)
+            event = decode_wanted(body, wanted=self._handlers)
         except EventDecodeError as exc:
             await self._dead_letter(body, headers, source=source, key=key, reason=str(exc))
             return
-        handlers = self._handlers.get(event.type)
-        if not handlers:
+        if event is None:  # a type this service does not handle, perhaps newer than its contracts
             self.stats["ignored"] += 1
-            self.observe(event.type, "ignored")
+            self.observe(_header_text(headers.get("event-type", "unknown")), "ignored")
             return
+        handlers = self._handlers[event.type]
         event_id = str(event.id)
         if await self._processed.seen(event_id):
             self.stats["duplicates"] += 1

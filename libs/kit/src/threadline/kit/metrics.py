@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -110,8 +111,13 @@ class ServiceMetrics:
 def metrics_router(metrics: ServiceMetrics) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/metrics", summary="Prometheus metrics (text exposition format).")
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics (text exposition format).",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    )
     async def scrape() -> Response:
-        return Response(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(await metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router

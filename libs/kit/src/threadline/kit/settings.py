@@ -44,6 +44,15 @@ class ServiceSettings(BaseSettings):
     )
     service_name: str = "threadline"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_provision_topics: bool = Field(
+        default=True,
+        description="Create the catalogue's topics and this service's dead-letter topic at "
+        "start-up, and grow any with fewer than `kafka_topic_partitions` partitions.",
+    )
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_topic_replication_factor: int | None = Field(
+        default=None, ge=1, description="For created topics; default: brokers, at most 3."
+    )
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = ""
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key (local use).")

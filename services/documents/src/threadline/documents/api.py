@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NotRequired
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict
 
 from threadline.documents.domain import Permission, is_inline_image
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
 from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.responses import RESPONSE_CONFIG, Timestamp
 
 __all__ = ["ROUTERS"]
 
@@ -29,8 +31,50 @@ DocumentServiceDep = Annotated[DocumentService, Depends(from_state("documents", 
 MaxUploadBytes = Annotated[int, Depends(_max_upload_bytes)]
 
 
-def document_view(document: Document, principal: Principal) -> Document:
-    view = {
+@with_config(RESPONSE_CONFIG)
+class Uploader(TypedDict):
+    user_id: str
+    kind: Literal["staff", "client"]
+
+
+@with_config(RESPONSE_CONFIG)
+class DocumentView(TypedDict):
+    """A document's metadata; ``internal`` only for staff (clients never see internal ones)."""
+
+    id: str
+    account_id: str
+    folder: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    permission: Permission
+    internal: NotRequired[bool]
+    thread_id: str | None
+    inline: bool
+    uploaded_by: Uploader
+    uploaded_at: Timestamp
+    download: str
+
+
+@with_config(RESPONSE_CONFIG)
+class DocumentList(TypedDict):
+    documents: list[DocumentView]
+
+
+@with_config(RESPONSE_CONFIG)
+class FolderList(TypedDict):
+    folders: list[str]
+
+
+@with_config(RESPONSE_CONFIG)
+class DownloadLink(TypedDict):
+    url: str
+    expires_at: Timestamp
+
+
+def document_view(document: Document, principal: Principal) -> DocumentView:
+    view: DocumentView = {
         "id": document["_id"],
         "account_id": document["account_id"],
         "folder": document["folder"],
@@ -75,7 +119,7 @@ async def upload(
     internal: bool = False,
     permission: Permission | None = None,
     extract: Annotated[bool, Query(description="Extract zip archives (default).")] = True,
-) -> dict[str, Any]:
+) -> DocumentList:
     plan = await service.authorize_upload(
         principal,
         UploadRequest(
@@ -101,7 +145,7 @@ async def list_folder(
     service: DocumentServiceDep,
     folder: str = "",
     recursive: bool = False,
-) -> dict[str, Any]:
+) -> DocumentList:
     documents = await service.list_folder(principal, account_id, folder=folder, recursive=recursive)
     return {"documents": [document_view(document, principal) for document in documents]}
 
@@ -109,14 +153,14 @@ async def list_folder(
 @router.get("/accounts/{account_id}/folders", summary="Folders holding documents you can see.")
 async def folders(
     account_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
-) -> dict[str, list[str]]:
+) -> FolderList:
     return {"folders": await service.folders(principal, account_id)}
 
 
 @router.get("/threads/{thread_id}/documents", summary="A thread's documents tab (M4).")
 async def thread_documents(
     thread_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
-) -> dict[str, Any]:
+) -> DocumentList:
     documents = await service.list_thread(principal, thread_id)
     return {"documents": [document_view(document, principal) for document in documents]}
 
@@ -124,11 +168,23 @@ async def thread_documents(
 @router.get("/documents/{document_id}", summary="A document's metadata.")
 async def get_document(
     document_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
-) -> Document:
+) -> DocumentView:
     return document_view(await service.get(principal, document_id), principal)
 
 
-@router.get("/documents/{document_id}/content", summary="Download, streamed.")
+@router.get(
+    "/documents/{document_id}/content",
+    summary="Download, streamed.",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file's bytes, with its own content type.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 async def download(
     document_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
 ) -> StreamingResponse:
@@ -146,8 +202,9 @@ async def download(
 @router.post("/documents/{document_id}/download-url", summary="A short-lived presigned link.")
 async def download_url(
     document_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
-) -> dict[str, Any]:
-    return await service.download_url(principal, document_id)
+) -> DownloadLink:
+    link = await service.download_url(principal, document_id)
+    return {"url": link["url"], "expires_at": link["expires_at"]}
 
 
 @router.patch("/documents/{document_id}", summary="Rename and/or move a document (M4).")
@@ -156,7 +213,7 @@ async def change(
     body: DocumentChange,
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
-) -> Document:
+) -> DocumentView:
     document = await service.change(
         principal, document_id, filename=body.filename, folder=body.folder
     )

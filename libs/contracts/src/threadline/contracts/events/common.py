@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from threadline.contracts.extensible import Extensible
+
 __all__ = ["AccountId", "Actor", "Id", "ThreadId", "UserKind"]
 
 Id = Annotated[str, StringConstraints(min_length=1)]
@@ -18,7 +20,7 @@ Id = Annotated[str, StringConstraints(min_length=1)]
 ThreadId = Annotated[Id, Field(description="Thread id.", examples=["th_lee_2025_docs"])]
 AccountId = Annotated[Id, Field(description="Client account id.", examples=["acc_lee_family"])]
 
-UserKind = Literal["staff", "client"]
+UserKind = Annotated[Literal["staff", "client"], Extensible]
 """Staff = firm owner, admins and team members; client = a contact user of an account."""
 
 

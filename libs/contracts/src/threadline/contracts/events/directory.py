@@ -7,11 +7,12 @@ Account events are keyed by account id, firm and staff events by firm id.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.envelope import EventData
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = [
@@ -107,7 +108,9 @@ class StaffMemberUpserted(EventData):
     user_id: str = Field(description="Staff user id.", examples=["st_mia"])
     name: str = Field(description="Display name.", examples=["Mia Chen"])
     email: str = Field(description="E-mail address.", examples=["mia@firm.example"])
-    role: Literal["owner", "admin", "member"] = Field(description="Firm role.", examples=["member"])
+    role: Annotated[Literal["owner", "admin", "member"], Extensible] = Field(
+        description="Firm role.", examples=["member"]
+    )
     permissions: list[str] = Field(
         default_factory=list,
         description="Extra permissions, e.g. `view_all_accounts`, `manage_documents`.",

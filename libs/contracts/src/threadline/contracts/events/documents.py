@@ -12,11 +12,12 @@ from pydantic import Field
 
 from threadline.contracts.envelope import EventData
 from threadline.contracts.events.common import AccountId, Actor, Id
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = ["DocumentDeleted", "DocumentUploaded", "Permission"]
 
-Permission = Literal["client_view", "client_view_edit"]
+Permission = Annotated[Literal["client_view", "client_view_edit"], Extensible]
 """What the client may do with a document: view it, or view and edit it (M4)."""
 
 _DocumentId = Annotated[Id, Field(description="Document id.", examples=["doc_w2_2025"])]
@@ -81,7 +82,9 @@ class DocumentDeleted(EventData):
         description="Who deleted it; null when the system did (e.g. its account was removed).",
         examples=[{"user_id": "st_mia", "kind": "staff"}],
     )
-    reason: Literal["deleted_by_user", "message_deleted", "account_removed"] = Field(
+    reason: Annotated[
+        Literal["deleted_by_user", "message_deleted", "account_removed"], Extensible
+    ] = Field(
         description=(
             "Why: deleted from the documents tab, its message was deleted (M11), "
             "or its account left the directory."

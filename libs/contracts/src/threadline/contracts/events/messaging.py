@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.envelope import EventData
 from threadline.contracts.events.common import AccountId, Actor, Id, ThreadId, UserKind
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = [
@@ -94,7 +95,7 @@ class Embed(BaseModel):
     url: str = Field(
         description="Link as pasted by the author.", examples=["https://www.loom.com/share/abc123"]
     )
-    provider: Literal["loom", "youtube", "vimeo", "google_drive"] = Field(
+    provider: Annotated[Literal["loom", "youtube", "vimeo", "google_drive"], Extensible] = Field(
         description="Video host the link was recognised as.", examples=["loom"]
     )
     embed_url: str | None = Field(

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from threadline.contracts.envelope import EventData
 from threadline.contracts.events.common import AccountId, Id
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = ["JobCreated", "JobMoved", "SendMessageRequested"]
@@ -53,7 +54,7 @@ class JobMoved(EventData):
     pipeline_id: _PipelineId
     from_stage_id: Id = Field(description="Stage the job left.", examples=["stg_request_docs"])
     to_stage_id: Id = Field(description="Stage the job entered.", examples=["stg_preparation"])
-    reason: Literal["manual", "automove"] = Field(
+    reason: Annotated[Literal["manual", "automove"], Extensible] = Field(
         description="By staff, or by automove once a linked thread's tasks were all done (J2).",
         examples=["automove"],
     )
@@ -90,7 +91,7 @@ class SendMessageRequested(EventData):
     template_id: Id = Field(
         description="Chat template to send (P1).", examples=["tpl_request_docs"]
     )
-    mode: Literal["new_thread", "reply_to_latest"] = Field(
+    mode: Annotated[Literal["new_thread", "reply_to_latest"], Extensible] = Field(
         description="Create a new thread, or reply to the latest thread linked to the job (J1).",
         examples=["new_thread"],
     )

@@ -8,12 +8,13 @@ so a consumer that missed or re-reads an event still converges on the current st
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.envelope import EventData
 from threadline.contracts.events.common import AccountId, Actor, Id, ThreadId
+from threadline.contracts.extensible import Extensible
 from threadline.contracts.registry import register
 
 __all__ = [
@@ -79,7 +80,9 @@ class TaskListChanged(EventData):
 
     thread_id: ThreadId
     account_id: AccountId
-    change: Literal["created", "added", "completed", "reopened", "reordered", "deleted"] = Field(
+    change: Annotated[
+        Literal["created", "added", "completed", "reopened", "reordered", "deleted"], Extensible
+    ] = Field(
         description="List created; tasks added, ticked, unticked, reordered or deleted.",
         examples=["completed"],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from threadline.kit.http import CurrentPrincipal
 from threadline.messaging.api.deps import MessageServiceDep
 from threadline.messaging.service import MessageDraft
+from threadline.messaging.service.views import (
+    EditHistory,
+    MessageContext,
+    MessagePage,
+    MessageView,
+    PinnedMessages,
+    ReadPosition,
+)
 
 __all__ = ["NewMessageIn", "router"]
 
@@ -57,7 +65,7 @@ Seq = Annotated[int | None, Query(ge=0)]
 @router.post("/messages", status_code=status.HTTP_201_CREATED)
 async def post_message(
     thread_id: str, body: NewMessageIn, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> MessageView:
     return await messages.post(principal, thread_id, body.draft())
 
 
@@ -69,7 +77,7 @@ async def list_messages(
     before: Seq = None,
     after: Seq = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
+) -> MessagePage:
     """Ascending by `seq`; `before`/`after` take the cursors of a previous page."""
     return await messages.page(principal, thread_id, before=before, after=after, limit=limit)
 
@@ -81,7 +89,7 @@ async def message_context(
     principal: CurrentPrincipal,
     messages: MessageServiceDep,
     radius: Annotated[int, Query(ge=0, le=100)] = 20,
-) -> dict[str, Any]:
+) -> MessageContext:
     """M9: what a permalink opens — the message with `radius` messages each side."""
     return await messages.context(principal, thread_id, message_id, radius=radius)
 
@@ -93,7 +101,7 @@ async def edit_message(
     body: EditIn,
     principal: CurrentPrincipal,
     messages: MessageServiceDep,
-) -> dict[str, Any]:
+) -> MessageView:
     """M8: staff edit their own message within 24 hours."""
     return await messages.edit(principal, thread_id, message_id, html=body.html)
 
@@ -101,7 +109,7 @@ async def edit_message(
 @router.get("/messages/{message_id}/history")
 async def message_history(
     thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> EditHistory:
     return {"versions": await messages.history(principal, thread_id, message_id)}
 
 
@@ -115,26 +123,26 @@ async def delete_message(
 @router.put("/messages/{message_id}/pin")
 async def pin_message(
     thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> MessageView:
     return await messages.set_pinned(principal, thread_id, message_id, pinned=True)
 
 
 @router.delete("/messages/{message_id}/pin")
 async def unpin_message(
     thread_id: str, message_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> MessageView:
     return await messages.set_pinned(principal, thread_id, message_id, pinned=False)
 
 
 @router.get("/pins")
 async def pinned_messages(
     thread_id: str, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> PinnedMessages:
     return {"messages": await messages.pins(principal, thread_id)}
 
 
 @router.post("/read")
 async def mark_read(
     thread_id: str, body: ReadIn, principal: CurrentPrincipal, messages: MessageServiceDep
-) -> dict[str, Any]:
+) -> ReadPosition:
     return await messages.mark_read(principal, thread_id, up_to_seq=body.up_to_seq)

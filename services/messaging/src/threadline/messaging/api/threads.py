@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,6 +12,7 @@ from threadline.kit.http import CurrentPrincipal
 from threadline.messaging.api.deps import DraftServiceDep, ThreadServiceDep
 from threadline.messaging.api.messages import NewMessageIn
 from threadline.messaging.service import NewThread
+from threadline.messaging.service.views import DraftView, ThreadPage, ThreadView
 
 __all__ = ["router"]
 
@@ -72,7 +73,7 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 @router.post("/threads", status_code=status.HTTP_201_CREATED)
 async def create_thread(
     body: NewThreadIn, principal: CurrentPrincipal, threads: ThreadServiceDep
-) -> dict[str, Any]:
+) -> ThreadView:
     return await threads.create(
         principal,
         NewThread(
@@ -99,7 +100,7 @@ async def list_threads(
     tasks: Literal["incomplete", "completed", "all"] = "all",
     cursor: str | None = None,
     limit: Limit = 25,
-) -> dict[str, Any]:
+) -> ThreadPage:
     """T6: newest activity first; firm-wide, or one account with `account_id`."""
     return await threads.page(
         principal,
@@ -114,35 +115,39 @@ async def list_threads(
 @router.get("/threads/{thread_id}")
 async def get_thread(
     thread_id: str, principal: CurrentPrincipal, threads: ThreadServiceDep
-) -> dict[str, Any]:
+) -> ThreadView:
     return await threads.get(principal, thread_id)
 
 
 @router.post("/threads/{thread_id}/archive")
 async def archive_thread(
     thread_id: str, principal: CurrentPrincipal, threads: ThreadServiceDep
-) -> dict[str, Any]:
+) -> ThreadView:
     return await threads.set_archived(principal, thread_id, archived=True)
 
 
 @router.post("/threads/{thread_id}/reopen")
 async def reopen_thread(
     thread_id: str, principal: CurrentPrincipal, threads: ThreadServiceDep
-) -> dict[str, Any]:
+) -> ThreadView:
     return await threads.set_archived(principal, thread_id, archived=False)
 
 
 @router.get("/threads/{thread_id}/draft")
 async def get_draft(
     thread_id: str, principal: CurrentPrincipal, drafts: DraftServiceDep
-) -> dict[str, Any]:
+) -> DraftView:
     return await drafts.get(principal, thread_id)
 
 
-@router.put("/threads/{thread_id}/draft", response_model=None)
+@router.put(
+    "/threads/{thread_id}/draft",
+    response_model=DraftView,
+    responses={status.HTTP_204_NO_CONTENT: {"description": "Empty text: the draft is discarded."}},
+)
 async def save_draft(
     thread_id: str, body: DraftIn, principal: CurrentPrincipal, drafts: DraftServiceDep
-) -> dict[str, Any] | Response:
+) -> DraftView | Response:
     saved = await drafts.save(principal, thread_id, html=body.html, internal=body.internal)
     return saved if saved is not None else Response(status_code=status.HTTP_204_NO_CONTENT)
 

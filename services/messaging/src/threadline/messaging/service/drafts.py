@@ -19,6 +19,7 @@ from threadline.messaging.domain import (
 )
 from threadline.messaging.richtext import MessageBody, sanitize_html
 from threadline.messaging.service.messages import MessageService
+from threadline.messaging.service.views import DraftView
 from threadline.messaging.store import MongoDraftStore
 
 __all__ = ["DraftNotFound", "DraftService"]
@@ -30,7 +31,7 @@ class DraftNotFound(MessagingError, NotFound):
     pass
 
 
-def _view(document: Document) -> Document:
+def _view(document: Document) -> DraftView:
     return {
         "thread_id": document["thread_id"],
         "html": document["html"],
@@ -48,7 +49,7 @@ class DraftService:
         self._messages = messages
         self._max_body_bytes = max_body_bytes
 
-    async def get(self, principal: Principal, thread_id: str) -> Document:
+    async def get(self, principal: Principal, thread_id: str) -> DraftView:
         await self._messages.visible_thread(principal, thread_id)
         document = await self._drafts.get(
             firm=principal.firm, thread_id=thread_id, user_id=principal.sub, now=utc_now()
@@ -59,7 +60,7 @@ class DraftService:
 
     async def save(
         self, principal: Principal, thread_id: str, *, html: str, internal: bool
-    ) -> Document | None:
+    ) -> DraftView | None:
         """Save (or, when the text is empty, discard) the caller's draft."""
         await self._messages.visible_thread(principal, thread_id)
         if internal and not principal.is_staff:

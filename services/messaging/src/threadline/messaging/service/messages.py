@@ -32,7 +32,15 @@ from threadline.messaging.service.compose import (
     posted_event,
     preview,
 )
-from threadline.messaging.service.views import message_view, seq_field
+from threadline.messaging.service.views import (
+    EditVersion,
+    MessageContext,
+    MessagePage,
+    MessageView,
+    ReadPosition,
+    message_view,
+    seq_field,
+)
 from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
 from threadline.messaging.store.threads import thread_of
 
@@ -71,14 +79,14 @@ class MessageService:
             raise MessageNotFound(f"Message {message_id} does not exist in this thread.")
         return message
 
-    async def post(self, principal: Principal, thread_id: str, draft: MessageDraft) -> Document:
+    async def post(self, principal: Principal, thread_id: str, draft: MessageDraft) -> MessageView:
         thread = await self.visible_thread(principal, thread_id)
         check_can_post(principal, thread_of(thread), internal=draft.internal)
         return await self.post_in(principal, thread, draft)
 
     async def post_in(
         self, principal: Principal, thread: Document, draft: MessageDraft
-    ) -> Document:
+    ) -> MessageView:
         """Post into a thread already checked for access."""
         document, mentions = await self.prepare(principal, thread, draft)
         return await self.store_prepared(principal, thread, document, mentions)
@@ -96,7 +104,7 @@ class MessageService:
 
     async def store_prepared(
         self, principal: Principal, thread: Document, document: Document, mentions: list[str]
-    ) -> Document:
+    ) -> MessageView:
         document["seq"], document["client_seq"] = await self._threads.allocate_seq(
             thread["_id"],
             at=document["posted_at"],
@@ -115,7 +123,7 @@ class MessageService:
         before: int | None,
         after: int | None,
         limit: int,
-    ) -> Document:
+    ) -> MessagePage:
         """Cursor pagination both ways by sequence number; latest page by default."""
         if before is not None and after is not None:
             raise InvalidMessage("Give either `before` or `after`, not both.")
@@ -144,7 +152,7 @@ class MessageService:
 
     async def context(
         self, principal: Principal, thread_id: str, message_id: str, *, radius: int
-    ) -> Document:
+    ) -> MessageContext:
         """M9: the page of messages around a permalink's message."""
         await self.visible_thread(principal, thread_id)
         target = await self._visible_message(principal, thread_id, message_id)
@@ -167,7 +175,7 @@ class MessageService:
 
     async def edit(
         self, principal: Principal, thread_id: str, message_id: str, *, html: str
-    ) -> Document:
+    ) -> MessageView:
         """M8: own messages, staff, within 24 h; history kept for staff."""
         thread = await self.visible_thread(principal, thread_id)
         message = await self._visible_message(principal, thread_id, message_id)
@@ -208,7 +216,9 @@ class MessageService:
             message | {"html": body.html, "text": body.text, "edited_at": now}, principal
         )
 
-    async def history(self, principal: Principal, thread_id: str, message_id: str) -> list[Any]:
+    async def history(
+        self, principal: Principal, thread_id: str, message_id: str
+    ) -> list[EditVersion]:
         """M8: earlier versions of an edited message, for staff only."""
         if not principal.is_staff:
             raise ActionForbidden("Only firm staff can see a message's edit history.")
@@ -251,7 +261,7 @@ class MessageService:
 
     async def set_pinned(
         self, principal: Principal, thread_id: str, message_id: str, *, pinned: bool
-    ) -> Document:
+    ) -> MessageView:
         """M10: anyone who can see the message pins or unpins it."""
         thread = await self.visible_thread(principal, thread_id)
         message = await self._visible_message(principal, thread_id, message_id)
@@ -279,7 +289,7 @@ class MessageService:
         )
         return message_view(message | changes, principal)
 
-    async def pins(self, principal: Principal, thread_id: str) -> list[Document]:
+    async def pins(self, principal: Principal, thread_id: str) -> list[MessageView]:
         await self.visible_thread(principal, thread_id)
         documents = await self._messages.pinned(
             thread_id, include_internal=can_see_internal(principal)
@@ -288,7 +298,7 @@ class MessageService:
 
     async def mark_read(
         self, principal: Principal, thread_id: str, *, up_to_seq: int | None
-    ) -> Document:
+    ) -> ReadPosition:
         """R1: move the caller's read cursor; a client's read stamps firm messages as read."""
         thread = await self.visible_thread(principal, thread_id)
         latest = int(thread.get("seq", 0))

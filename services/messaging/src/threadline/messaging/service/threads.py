@@ -33,7 +33,7 @@ from threadline.messaging.service.templates import (
     addressed_contacts,
     draft_of,
 )
-from threadline.messaging.service.views import thread_view
+from threadline.messaging.service.views import ThreadPage, ThreadView, thread_view
 from threadline.messaging.store import (
     MongoDraftStore,
     MongoFirmSettingsStore,
@@ -152,7 +152,7 @@ class ThreadService:
 
     async def create(
         self, principal: Principal, request: NewThread, *, thread_id: str | None = None
-    ) -> Document:
+    ) -> ThreadView:
         settings = await self._settings.get(principal.firm)
         check_can_create_thread(
             principal,
@@ -240,7 +240,7 @@ class ThreadService:
             await self._threads.first_message_stored(thread["_id"])
         return completed
 
-    async def get(self, principal: Principal, thread_id: str) -> Document:
+    async def get(self, principal: Principal, thread_id: str) -> ThreadView:
         document = await self._message_service.visible_thread(principal, thread_id)
         return (await self._views(principal, [document]))[0]
 
@@ -253,7 +253,7 @@ class ThreadService:
         tasks: TasksFilter,
         cursor: str | None,
         limit: int,
-    ) -> Document:
+    ) -> ThreadPage:
         page = await self._threads.list_visible(
             principal,
             account_id=account_id,
@@ -267,7 +267,7 @@ class ThreadService:
             "next_cursor": page.next_cursor,
         }
 
-    async def _views(self, principal: Principal, documents: list[Document]) -> list[Document]:
+    async def _views(self, principal: Principal, documents: list[Document]) -> list[ThreadView]:
         ids = [document["_id"] for document in documents]
         last_read = await self._reads.last_read(ids, principal.sub)
         drafts = await self._drafts.threads_with_draft(
@@ -294,7 +294,7 @@ class ThreadService:
 
     async def set_archived(
         self, principal: Principal, thread_id: str, *, archived: bool
-    ) -> Document:
+    ) -> ThreadView:
         document = await self._message_service.visible_thread(principal, thread_id)
         check_can_manage_thread(principal, thread_of(document))
         actor = Actor(user_id=principal.sub, kind=principal.kind)

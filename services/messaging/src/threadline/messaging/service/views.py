@@ -2,14 +2,181 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, NotRequired
+
+from pydantic import with_config
+from typing_extensions import TypedDict
 
 from threadline.kit.auth import Principal
+from threadline.kit.responses import RESPONSE_CONFIG, Timestamp
 from threadline.messaging.store.messages import SeqField
 
-__all__ = ["message_view", "permalink", "seq_field", "thread_view"]
+__all__ = [
+    "DraftView",
+    "EditHistory",
+    "MessageContext",
+    "MessagePage",
+    "MessageView",
+    "PinnedMessages",
+    "ReadPosition",
+    "ThreadPage",
+    "ThreadView",
+    "message_view",
+    "permalink",
+    "seq_field",
+    "thread_view",
+]
 
 Document = dict[str, Any]
+
+
+@with_config(RESPONSE_CONFIG)
+class AuthorView(TypedDict):
+    user_id: str
+    kind: Literal["staff", "client"]
+    name: str
+
+
+@with_config(RESPONSE_CONFIG)
+class EmbedView(TypedDict):
+    """M5: a video link and the player URL the app embeds."""
+
+    provider: str
+    url: str
+    embed_url: str
+
+
+@with_config(RESPONSE_CONFIG)
+class AttachmentView(TypedDict):
+    """M4: a document attached to the message; ``removed`` once the document is deleted."""
+
+    document_id: str
+    filename: str
+    content_type: str
+    size: int
+    inline: bool
+    removed: bool
+
+
+@with_config(RESPONSE_CONFIG)
+class MessageView(TypedDict):
+    """A message as its reader sees it; ``status``/``read_at`` only for staff, on staff
+    messages (R1/R2)."""
+
+    id: str
+    thread_id: str
+    seq: int
+    author: AuthorView
+    internal: bool
+    html: str
+    text: str
+    mentions: list[str]
+    reply_to: str | None
+    embeds: list[EmbedView]
+    document_ids: list[str]
+    attachments: list[AttachmentView]
+    posted_at: Timestamp
+    edited: bool
+    edited_at: Timestamp | None
+    pinned: bool
+    permalink: str
+    status: NotRequired[Literal["sent", "read"]]
+    read_at: NotRequired[Timestamp | None]
+
+
+@with_config(RESPONSE_CONFIG)
+class MessagePage(TypedDict):
+    messages: list[MessageView]
+    older_cursor: int | None
+    newer_cursor: int | None
+
+
+@with_config(RESPONSE_CONFIG)
+class MessageContext(TypedDict):
+    """M9: the messages around ``message_id``."""
+
+    message_id: str
+    messages: list[MessageView]
+    older_cursor: int | None
+    newer_cursor: int | None
+
+
+@with_config(RESPONSE_CONFIG)
+class EditVersion(TypedDict):
+    html: str
+    text: str
+    replaced_at: Timestamp
+
+
+@with_config(RESPONSE_CONFIG)
+class EditHistory(TypedDict):
+    """M8: earlier versions of a message, oldest first."""
+
+    versions: list[EditVersion]
+
+
+@with_config(RESPONSE_CONFIG)
+class PinnedMessages(TypedDict):
+    messages: list[MessageView]
+
+
+@with_config(RESPONSE_CONFIG)
+class ReadPosition(TypedDict):
+    thread_id: str
+    last_read_seq: int
+
+
+@with_config(RESPONSE_CONFIG)
+class MessagePreview(TypedDict):
+    """The thread list's snippet of the latest message the reader can see."""
+
+    message_id: str
+    author_name: str
+    author_kind: Literal["staff", "client"]
+    text: str
+    at: Timestamp
+
+
+@with_config(RESPONSE_CONFIG)
+class TaskProgress(TypedDict):
+    done: int
+    total: int
+
+
+@with_config(RESPONSE_CONFIG)
+class ThreadView(TypedDict):
+    """A thread list row or header (T6); ``mentioned_staff`` only for staff."""
+
+    id: str
+    account_id: str
+    subject: str
+    status: Literal["active", "archived"]
+    created_at: Timestamp
+    last_activity_at: Timestamp | None
+    last_message: MessagePreview | None
+    unread_count: int
+    has_draft: bool
+    tasks: TaskProgress
+    to_contact_ids: list[str]
+    job_ids: list[str]
+    mentioned_staff: NotRequired[list[str]]
+
+
+@with_config(RESPONSE_CONFIG)
+class ThreadPage(TypedDict):
+    threads: list[ThreadView]
+    next_cursor: str | None
+
+
+@with_config(RESPONSE_CONFIG)
+class DraftView(TypedDict):
+    """D4: the caller's unsent text in a thread."""
+
+    thread_id: str
+    html: str
+    internal: bool
+    updated_at: Timestamp
+    expires_at: Timestamp
 
 
 def seq_field(principal: Principal) -> SeqField:
@@ -22,9 +189,9 @@ def permalink(thread_id: str, message_id: str) -> str:
     return f"/threads/{thread_id}/messages/{message_id}"
 
 
-def message_view(document: Document, principal: Principal) -> Document:
+def message_view(document: Document, principal: Principal) -> MessageView:
     """A message for ``principal``. Clients never see read receipts (R2) or edit history."""
-    view: Document = {
+    view: MessageView = {
         "id": document["_id"],
         "thread_id": document["thread_id"],
         "seq": document[seq_field(principal)],
@@ -52,14 +219,14 @@ def message_view(document: Document, principal: Principal) -> Document:
 
 def thread_view(
     document: Document, principal: Principal, *, unread: int, has_draft: bool
-) -> Document:
+) -> ThreadView:
     """A thread list row or header for ``principal`` (T6): no internal preview for clients."""
     if principal.is_client:
         activity, last = document.get("client_activity_at"), document.get("last_client_message")
     else:
         activity, last = document.get("last_activity_at"), document.get("last_message")
     progress = document.get("tasks_progress") or {"done": 0, "total": 0}
-    view: Document = {
+    view: ThreadView = {
         "id": document["_id"],
         "account_id": document["account_id"],
         "subject": document["subject"],
