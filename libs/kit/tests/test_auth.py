@@ -91,3 +91,62 @@ def test_rs256_verifier_refuses_hs256_token_signed_with_the_public_key() -> None
     assert verifier.verify(jwt.encode(claims(), key, algorithm="RS256")).sub == "st_mia"
     with pytest.raises(Unauthenticated):
         verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
+
+
+def _raw_token(payload: str) -> str:
+    """A correctly HS256-signed token whose payload is ``payload`` verbatim (JSON that
+    PyJWT's encoder would not produce, e.g. ``Infinity``)."""
+    import base64  # noqa: PLC0415
+    import hashlib  # noqa: PLC0415
+    import hmac  # noqa: PLC0415
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(payload.encode())
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+@pytest.mark.parametrize(
+    "exp",
+    [str(int(time.time()) + 60), 10**20, 2**63, 1e300, True, [1], {"at": 1}, -5],
+)
+def test_a_validly_signed_token_with_an_unusable_exp_is_401(
+    verifier: TokenVerifier, exp: object
+) -> None:
+    """Issue 10: a string or 10**20 `exp` raised TypeError/OverflowError (a 500)."""
+    with pytest.raises(Unauthenticated):
+        verifier.verify(jwt.encode(claims(exp=exp), SECRET, algorithm="HS256"))
+
+
+@pytest.mark.parametrize("exp", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_a_token_with_a_non_finite_exp_is_401(verifier: TokenVerifier, exp: str) -> None:
+    payload = (
+        '{"sub":"st_mia","firm":"firm_a","kind":"staff","role":"member",'
+        f'"iss":"threadline","aud":"threadline","exp":{exp}}}'
+    )
+    with pytest.raises(Unauthenticated):
+        verifier.verify(_raw_token(payload))
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"perms": 5},
+        {"perms": "manage_documents"},
+        {"perms": [1, 2]},
+        {"accounts": {"acc_1": True}},
+        {"accounts": "acc_1"},
+        {"name": 7},
+        {"sub": 12},
+        {"firm": ["firm_a"]},
+        {"kind": 1},
+        {"role": True},
+    ],
+)
+def test_claims_of_the_wrong_type_are_401_not_coerced(
+    verifier: TokenVerifier, override: dict[str, object]
+) -> None:
+    with pytest.raises(Unauthenticated):
+        verifier.verify(jwt.encode(claims(**override), SECRET, algorithm="HS256"))

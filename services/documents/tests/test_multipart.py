@@ -82,3 +82,22 @@ def test_malformed_bodies_are_refused(data: bytes, reason: str) -> None:
     upload = MultipartFile(chunked(data, []), CONTENT_TYPE, max_bytes=1000)
     with pytest.raises(InvalidDocument, match=reason):
         asyncio.run(read(upload))
+
+
+@pytest.mark.parametrize("length", [201, 257, 300, 10_000])
+async def test_an_overlong_boundary_is_refused_not_a_crash(length: int) -> None:
+    """Issue 10: a boundary over 256 characters made the parser's constructor raise (500)."""
+    with pytest.raises(UnsupportedUpload):
+        MultipartFile(
+            chunked(b"", []), f"multipart/form-data; boundary={'b' * length}", max_bytes=100
+        )
+
+
+async def test_a_boundary_of_200_characters_still_works() -> None:
+    boundary = "b" * 200
+    data = body(b"hello").replace(BOUNDARY.encode(), boundary.encode())
+    file = MultipartFile(
+        chunked(data, [7, 300]), f"multipart/form-data; boundary={boundary}", max_bytes=100
+    )
+    assert await file.filename() == "a.pdf"
+    assert b"".join([chunk async for chunk in file.chunks()]) == b"hello"

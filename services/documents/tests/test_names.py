@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,3 +43,35 @@ def test_m4_a_valid_name_is_one_safe_segment(name: str) -> None:
     assert "/" not in stored and "\\" not in stored and stored not in {".", ".."}
     assert stored == stored.strip() and 0 < len(stored.encode()) <= 255
     assert valid_filename(stored) == stored
+
+
+MIB20 = 20 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("check", "piece", "repeat"),
+    [
+        (valid_filename, "a", MIB20),
+        (valid_folder, "a", MIB20),
+        (valid_folder, "a/", MIB20 // 2),
+        (valid_folder, "/", MIB20),
+        (valid_filename, "e\u0301", MIB20 // 2),
+    ],
+    ids=["filename", "folder", "deep folder", "slashes", "decomposed"],
+)
+def test_issue_10_lengths_are_checked_before_any_per_character_work(
+    monkeypatch: pytest.MonkeyPatch, check: Callable[[str], str], piece: str, repeat: int
+) -> None:
+    """A 20 MiB name blocked the event loop for seconds: the scans ran before the length
+    check. Nothing longer than a few times the limit may reach normalisation or the scans."""
+    scanned: list[int] = []
+    real_normalize = unicodedata.normalize
+
+    def recording_normalize(form: str, text: str) -> str:
+        scanned.append(len(text))
+        return real_normalize(form, text)
+
+    monkeypatch.setattr(unicodedata, "normalize", recording_normalize)
+    with pytest.raises(InvalidDocument):
+        check(piece * repeat + "a")
+    assert all(length <= 4 * 1024 for length in scanned), max(scanned)

@@ -433,3 +433,14 @@ def test_m1_property_any_input_becomes_a_body_or_a_422(raw: str) -> None:
     else:
         assert body.html == sanitize_html(raw)
         assert body.text == plain_text(body.html)
+
+
+@pytest.mark.parametrize("attribute", ["title", "lang", "class", "id", "dir", "data-x", "hidden"])
+@pytest.mark.parametrize("tag", ["p", "span", "a", "img", "strong", "li"])
+def test_m1_only_the_documented_attributes_survive(tag: str, attribute: str) -> None:
+    """Issue 10: `title` (nh3's default generic attribute) survived though the docstring
+    says only `style` (plus `href`, `src`, `alt`) does."""
+    extra = ' href="https://example.com"' if tag == "a" else ""
+    extra += ' src="https://example.com/x.png"' if tag == "img" else ""
+    body = MessageBody.from_user_html(f'<p>x<{tag}{extra} {attribute}="t">y</{tag}></p>')
+    assert f"{attribute}=" not in body.html

@@ -114,6 +114,7 @@ MATRIX: dict[str, tuple[int | None, ...]] = {
     "GET /firm/chat-settings":               (200,  200,  200,  200,  200,  200,  200,  200,  200),
     "PATCH /firm/chat-settings":             (200,  200,  403,  403,  403,  403,  403,  403,  200),
     "GET /me":                               (200,  200,  200,  200,  200,  200,  200,  200,  200),
+    "GET /me/summary":                       (403,  403,  403,  403,  403,  403,  200,  200,  403),
 }
 # fmt: on
 
@@ -707,15 +708,17 @@ async def _get_settings(w: World, who: str) -> httpx.Response:
 
 @probe("PATCH /firm/chat-settings")
 async def _change_settings(w: World, who: str) -> httpx.Response:
-    async def revision() -> int:
-        return int((await w.call(OWNER, "GET", "/v1/firm/chat-settings")).json()["revision"])
+    async def current() -> dict[str, Any]:
+        settings: dict[str, Any] = (await w.call(OWNER, "GET", "/v1/firm/chat-settings")).json()
+        return settings
 
-    before = await revision()
+    before = await current()
+    flipped = not before["clients_can_create_threads"]  # a real change (no-ops keep revision)
     response = await w.call(
-        who, "PATCH", "/v1/firm/chat-settings", json={"clients_can_create_threads": True}
+        who, "PATCH", "/v1/firm/chat-settings", json={"clients_can_create_threads": flipped}
     )
     changed_here = response.status_code == 200 and who != OTHER_FIRM
-    assert await revision() == before + (1 if changed_here else 0)
+    assert (await current())["revision"] == before["revision"] + (1 if changed_here else 0)
     return response
 
 
@@ -727,6 +730,20 @@ async def _me(w: World, who: str) -> httpx.Response:
         me = response.json()
         assert me["kind"] == ("client" if who in CLIENTS else "staff")
         assert me["firm"] == (f"{w.firm.firm}_other" if who == OTHER_FIRM else w.firm.firm)
+    return response
+
+
+@probe("GET /me/summary")
+async def _summary(w: World, who: str) -> httpx.Response:
+    """N3: a client's own counts; numbers only, nothing of any thread."""
+    response = await w.call(who, "GET", "/v1/me/summary")
+    if response.status_code == 200:
+        assert set(response.json()) == {
+            "threads_with_unread",
+            "unread_messages",
+            "threads_with_open_tasks",
+            "open_tasks",
+        }
     return response
 
 
@@ -800,7 +817,7 @@ def route_of(row: str) -> str:
     endpoint = row.partition(" [")[0].partition("?")[0]
     method, _, path = endpoint.partition(" ")
     path = path.replace("{id}", "{thread_id}").replace("{m}", "{message_id}")
-    if path != "/me" and not path.startswith(("/threads", "/firm/")):
+    if path != "/me" and not path.startswith(("/threads", "/firm/", "/me/")):
         path = "/threads/{thread_id}" + path
     return f"{method} /v1{path}"
 

@@ -255,7 +255,12 @@ async def test_r1_r2_read_receipts_for_staff_only(firm: Firm) -> None:
 async def test_r3_client_replies_show_the_contact_person(firm: Firm) -> None:
     thread = await firm.new_thread()
     reply = (await firm.post("client", thread["id"], html="hello")).json()
-    assert reply["author"] == {"user_id": "ct_ann_lee", "kind": "client", "name": "Ann Lee"}
+    assert reply["author"] == {
+        "user_id": "ct_ann_lee",
+        "kind": "client",
+        "name": "Ann Lee",
+        "account_name": "Lee Family",
+    }
 
 
 async def test_d1_d4_drafts_are_personal_and_carry_only_text(firm: Firm) -> None:

@@ -139,8 +139,9 @@ async def test_t1_a_creation_cut_short_between_its_writes_is_completed(
 
     monkeypatch.setattr(messages, "store_prepared", crash)
     body = {"account_id": LEE, "subject": "Interrupted", "message": {"html": "<p>First</p>"}}
-    with pytest.raises(RuntimeError):
-        await firm.call("assigned member", "POST", "/v1/threads", json=body)
+    crashed = await firm.call("assigned member", "POST", "/v1/threads", json=body)
+    assert crashed.status_code == 500, "a bug is a logged problem+json 500, not a dropped request"
+    assert crashed.headers["x-correlation-id"]
     monkeypatch.undo()
     listed = await firm.call("owner", "GET", "/v1/threads", params={"account_id": LEE})
     [thread] = [t for t in listed.json()["threads"] if t["subject"] == "Interrupted"]

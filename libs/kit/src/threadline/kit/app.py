@@ -39,7 +39,8 @@ from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 from threadline.kit.leases import Leases, periodic
-from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.limits import install_body_limits
+from threadline.kit.logs import RequestContextMiddleware, configure_logging
 from threadline.kit.metrics import ServiceMetrics, metrics_router
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
@@ -213,9 +214,10 @@ def create_service_app(
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
+    install_body_limits(app, settings)  # innermost: the routes read through its receive
     app.middleware("http")(runtime.metrics.http_middleware)
-    app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)  # added last: outermost, catches everything
     app.include_router(_health_router(runtime, wired.readiness_checks))
     app.include_router(metrics_router(runtime.metrics))
     for router in routers:

@@ -93,12 +93,36 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("The token has expired.") from None
-        except (jwt.PyJWTError, ValueError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError) as exc:
+            # PyJWT converts numeric claims with int(): Infinity overflows, odd types raise.
             raise Unauthenticated(f"The token is not valid: {exc}.") from None
         return _principal_from_claims(claims)
 
 
+_LATEST_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+_MAX_CLAIM_ITEMS = 10_000
+
+
+def _expiry(claims: dict[str, Any]) -> datetime:
+    """``exp`` as a datetime; PyJWT has checked it is in the future, not that it is a
+    representable number of seconds (a string, a bool or 10**20 would break later)."""
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 <= exp <= _LATEST_EXPIRY:
+        raise Unauthenticated("The token's exp claim is not a valid time.")
+    return datetime.fromtimestamp(exp, UTC)
+
+
+def _string_set(claims: dict[str, Any], name: str) -> frozenset[str]:
+    value = claims.get(name) or []
+    if not isinstance(value, list) or len(value) > _MAX_CLAIM_ITEMS:
+        raise Unauthenticated(f"The token's {name} claim must be a list of strings.")
+    if not all(isinstance(item, str) for item in value):
+        raise Unauthenticated(f"The token's {name} claim must be a list of strings.")
+    return frozenset(value)
+
+
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
+    expires_at = _expiry(claims)
     try:
         principal = Principal.model_validate(
             {
@@ -106,13 +130,12 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
                 "firm": claims.get("firm", ""),
                 "kind": claims.get("kind"),
                 "role": claims.get("role"),
-                "perms": frozenset(claims.get("perms") or ()),
-                "accounts": frozenset(claims.get("accounts") or ()),
+                "perms": _string_set(claims, "perms"),
+                "accounts": _string_set(claims, "accounts"),
                 "name": claims.get("name") or "",
-                "expires_at": (
-                    datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None
-                ),
-            }
+                "expires_at": expires_at,
+            },
+            strict=True,
         )
     except ValidationError as exc:
         fields = ", ".join(str(error["loc"][0]) for error in exc.errors())

@@ -15,6 +15,8 @@ a 500 problem without internal detail.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 import structlog
@@ -32,6 +34,7 @@ __all__ = [
     "ThreadlineError",
     "Unauthenticated",
     "install_problem_handlers",
+    "internal_error_response",
     "problem_response",
 ]
 
@@ -78,7 +81,13 @@ class InvalidRequest(ThreadlineError):
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, instance: str | None = None, **extensions: Any
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -89,8 +98,27 @@ def problem_response(
     if instance:
         body["instance"] = instance
     body.update(extensions)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
+
+
+def internal_error_response(path: str | None) -> JSONResponse:
+    """The 500 a bug becomes: no internal detail (the log has it, under the correlation id)."""
+    return problem_response(
+        500,
+        "Internal error",
+        "An unexpected error occurred; it has been logged.",
+        instance=path,
+    )
+
+
+def _status_title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
@@ -120,7 +148,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         return problem_response(
-            exc.status_code, str(exc.detail), str(exc.detail), instance=request.url.path
+            exc.status_code,
+            _status_title(exc.status_code),
+            str(exc.detail),
+            instance=request.url.path,
+            headers=exc.headers,
         )
 
     async def on_storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -137,13 +169,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         return response
 
     async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        """Only reached by apps without ``RequestContextMiddleware`` (which logs and answers
+        first, with the correlation id)."""
         _log.exception("unhandled error", path=request.url.path)
-        return problem_response(
-            500,
-            "Internal error",
-            "An unexpected error occurred; it has been logged.",
-            instance=request.url.path,
-        )
+        return internal_error_response(request.url.path)
 
     app.add_exception_handler(ThreadlineError, on_threadline_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -43,6 +43,9 @@ def make_broker(bootstrap_servers: str, *, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         request_timeout_ms=10_000,
         log_level=logging.DEBUG,
+        # A plain logger that propagates to the root's JSON handler (FastStream would make
+        # one with a text handler of its own that does not propagate).
+        logger=logging.getLogger("threadline.kafka"),
     )
 
 

@@ -116,6 +116,14 @@ class ServiceSettings(BaseSettings):
         ),
     )
     log_level: str = "INFO"
+    max_request_body_bytes: int = Field(
+        default=64 * 1024,
+        gt=0,
+        description=(
+            "Body limit of routes that declare none (413 beyond it, before parsing); message "
+            "and upload routes declare their own."
+        ),
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -7,20 +7,25 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import Field, with_config
 from typing_extensions import TypedDict
 
-from threadline.documents.domain import Permission, is_inline_image
+from threadline.contracts.media import is_inline_safe
+from threadline.documents.domain import MAX_FOLDER_BYTES, MAX_NAME_BYTES, Permission
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
 from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.inputs import RequestModel
+from threadline.kit.limits import body_limit
 from threadline.kit.responses import RESPONSE_CONFIG, Timestamp
 
 __all__ = ["ROUTERS"]
 
 Document = dict[str, Any]
 router = APIRouter(prefix="/v1", tags=["documents"])
+CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
+"""On every file served: nothing it references loads, and it runs in an opaque origin."""
 
 
 def _max_upload_bytes(request: Request) -> int:
@@ -85,7 +90,7 @@ def document_view(document: Document, principal: Principal) -> DocumentView:
         "permission": document["permission"],
         "internal": document["internal"],
         "thread_id": document["thread_id"],
-        "inline": is_inline_image(document["content_type"]),
+        "inline": is_inline_safe(document["content_type"]),
         "uploaded_by": document["uploaded_by"],
         "uploaded_at": document["uploaded_at"],
         "download": f"/v1/documents/{document['_id']}/content",
@@ -95,17 +100,40 @@ def document_view(document: Document, principal: Principal) -> DocumentView:
     return view
 
 
-class DocumentChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DocumentChange(RequestModel):
+    filename: str | None = Field(
+        default=None, max_length=MAX_NAME_BYTES, description="New file name (rename)."
+    )
+    folder: str | None = Field(
+        default=None,
+        max_length=MAX_FOLDER_BYTES,
+        description="New folder path (move); '' = root.",
+    )
 
-    filename: str | None = Field(default=None, description="New file name (rename).")
-    folder: str | None = Field(default=None, description="New folder path (move); '' = root.")
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Boundaries and part headers around the file, on top of the upload limit."""
+
+
+def upload_body_budget(settings: Any) -> int:
+    return int(settings.max_upload_bytes) + MULTIPART_OVERHEAD_BYTES
+
+
+FolderQuery = Annotated[str, Query(max_length=MAX_FOLDER_BYTES)]
 
 
 @router.post(
     "/accounts/{account_id}/documents",
     status_code=status.HTTP_201_CREATED,
     summary="Upload a file (multipart/form-data, field `file`); zips are extracted (M4).",
+    dependencies=[
+        body_limit(
+            upload_body_budget,
+            detail_for=lambda settings: (
+                f"The file is larger than the upload limit of {settings.max_upload_bytes} bytes."
+            ),
+        )
+    ],
 )
 async def upload(
     *,
@@ -114,8 +142,8 @@ async def upload(
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
     max_bytes: MaxUploadBytes,
-    folder: str = "",
-    thread_id: str | None = None,
+    folder: FolderQuery = "",
+    thread_id: Annotated[str | None, Query(max_length=200)] = None,
     internal: bool = False,
     permission: Permission | None = None,
     extract: Annotated[bool, Query(description="Extract zip archives (default).")] = True,
@@ -143,7 +171,7 @@ async def list_folder(
     account_id: str,
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
-    folder: str = "",
+    folder: FolderQuery = "",
     recursive: bool = False,
 ) -> DocumentList:
     documents = await service.list_folder(principal, account_id, folder=folder, recursive=recursive)
@@ -188,11 +216,15 @@ async def get_document(
 async def download(
     document_id: str, principal: CurrentPrincipal, service: DocumentServiceDep
 ) -> StreamingResponse:
+    """Only script-free raster images are served inline; every other type (SVG, HTML, XML,
+    PDF…) downloads as an attachment. The sandbox CSP and ``nosniff`` keep even a mislabelled
+    file from running in the service's origin."""
     document, blob = await service.open_download(principal, document_id)
-    disposition = "inline" if is_inline_image(document["content_type"]) else "attachment"
+    disposition = "inline" if is_inline_safe(document["content_type"]) else "attachment"
     headers = {
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(document['filename'])}",
         "Content-Length": str(blob.size),
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "private, no-store",
     }

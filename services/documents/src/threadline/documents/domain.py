@@ -23,6 +23,7 @@ import uuid_utils
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.inputs import has_control_characters
 from threadline.kit.policy import (
     MANAGE_DOCUMENTS,
     ThreadFacts,
@@ -32,6 +33,7 @@ from threadline.kit.policy import (
 )
 
 __all__ = [
+    "MAX_FOLDER_BYTES",
     "MAX_FOLDER_DEPTH",
     "MAX_NAME_BYTES",
     "ActionForbidden",
@@ -46,7 +48,6 @@ __all__ = [
     "check_can_upload",
     "check_can_view_account",
     "check_visible",
-    "is_inline_image",
     "new_id",
     "utc_now",
     "valid_filename",
@@ -98,8 +99,20 @@ class UnsupportedUpload(DocumentsError):
     title: ClassVar[str] = "Unsupported media type"
 
 
+_NORMALISATION_SLACK = 4
+"""Raw input longer than this many times a limit is refused before any scan: NFC can shorten
+decomposed text, never by that much, so the exact check after normalising still decides."""
+
+
+def _check_length_first(text: str, limit: int, *, what: str) -> None:
+    """Cheap, before any per-character work: a 20 MiB name never reaches the scans."""
+    if len(text) > _NORMALISATION_SLACK * limit:
+        raise InvalidDocument(f"The {what} is longer than {limit} bytes.")
+
+
 def _check_segment(segment: str, *, what: str) -> str:
     """One path segment: a file name or one folder of a folder path."""
+    _check_length_first(segment, MAX_NAME_BYTES, what=what)
     segment = unicodedata.normalize("NFC", segment.strip())
     if not segment:
         raise InvalidDocument(f"The {what} is empty.")
@@ -107,10 +120,10 @@ def _check_segment(segment: str, *, what: str) -> str:
         raise InvalidDocument(f"The {what} cannot be '{segment}'.")
     if "/" in segment or "\\" in segment:
         raise InvalidDocument(f"The {what} {segment!r} cannot contain '/' or '\\'.")
-    if any(unicodedata.category(char) in {"Cc", "Cf"} for char in segment):
-        raise InvalidDocument(f"The {what} {segment!r} contains control characters.")
     if len(segment.encode()) > MAX_NAME_BYTES:
         raise InvalidDocument(f"The {what} is longer than {MAX_NAME_BYTES} bytes.")
+    if has_control_characters(segment):
+        raise InvalidDocument(f"The {what} {segment!r} contains control characters.")
     return segment
 
 
@@ -125,9 +138,12 @@ def valid_folder(path: str) -> str:
     Empty inner segments (``a//b``), ``.``/``..`` and backslashes are refused rather than
     normalised away, so a path means exactly what the caller wrote.
     """
+    _check_length_first(path, MAX_FOLDER_BYTES, what="folder path")
     stripped = path.strip().strip("/")
     if not stripped:
         return ""
+    if stripped.count("/") >= MAX_FOLDER_DEPTH:
+        raise InvalidDocument(f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep.")
     segments = [_check_segment(segment, what="folder name") for segment in stripped.split("/")]
     if len(segments) > MAX_FOLDER_DEPTH:
         raise InvalidDocument(f"Folders nest at most {MAX_FOLDER_DEPTH} levels deep.")
@@ -135,11 +151,6 @@ def valid_folder(path: str) -> str:
     if len(folder.encode()) > MAX_FOLDER_BYTES:
         raise InvalidDocument(f"The folder path is longer than {MAX_FOLDER_BYTES} bytes.")
     return folder
-
-
-def is_inline_image(content_type: str) -> bool:
-    """M6: images show inline in their thread; other files show as attachments."""
-    return content_type.startswith("image/")
 
 
 def check_can_view_account(principal: Principal, account_id: str) -> None:

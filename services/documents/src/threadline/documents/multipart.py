@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from python_multipart import MultipartParser
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
 from threadline.documents.domain import InvalidDocument, UnsupportedUpload, UploadTooLarge
 
-__all__ = ["YIELD_BYTES", "MultipartFile"]
+__all__ = ["MAX_BOUNDARY_BYTES", "YIELD_BYTES", "MultipartFile"]
 
 YIELD_BYTES = 1024 * 1024
+MAX_BOUNDARY_BYTES = 200
+"""RFC 2046 allows 70 characters; a little slack for odd clients, and well under the 256 past
+which the parser's constructor fails."""
 
 
 class MultipartFile:
@@ -32,6 +35,10 @@ class MultipartFile:
         if media_type != b"multipart/form-data" or not boundary:
             raise UnsupportedUpload(
                 "Upload the file as multipart/form-data (a `file` part with a filename)."
+            )
+        if len(boundary) > MAX_BOUNDARY_BYTES:
+            raise UnsupportedUpload(
+                f"The multipart boundary is longer than {MAX_BOUNDARY_BYTES} characters."
             )
         self._body = body
         self._max_bytes = max_bytes
@@ -110,7 +117,7 @@ class MultipartFile:
             return False
         try:
             self._parser.write(chunk)
-        except MultipartParseError as exc:
+        except FormParserError as exc:
             raise InvalidDocument(f"The multipart body is malformed: {exc}.") from None
         return True
 

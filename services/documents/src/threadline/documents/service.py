@@ -161,8 +161,7 @@ class DocumentService:
         check_can_upload(
             principal, request.account_id, internal=request.internal, permission=request.permission
         )
-        if await self._directory.account(principal.firm, request.account_id) is None:
-            raise DocumentNotFound(f"Account {request.account_id} does not exist.")
+        await self._check_account_exists(principal, request.account_id)
         if request.thread_id is not None:
             thread = await self._threads.facts(principal.firm, request.thread_id)
             if thread is None or thread.account_id != request.account_id:
@@ -170,6 +169,12 @@ class DocumentService:
                     f"Thread {request.thread_id} does not exist in account {request.account_id}."
                 )
         return replace(request, folder=valid_folder(request.folder))
+
+    async def _check_account_exists(self, principal: Principal, account_id: str) -> None:
+        """An account of another firm (or none) does not exist for the caller: 404, whether
+        they upload, list or browse folders."""
+        if await self._directory.account(principal.firm, account_id) is None:
+            raise DocumentNotFound(f"Account {account_id} does not exist.")
 
     async def upload(
         self, principal: Principal, request: UploadRequest, file: IncomingFile
@@ -226,7 +231,7 @@ class DocumentService:
         with tempfile.TemporaryDirectory(dir=self._spool_dir, prefix="upload-") as spool:
             path = Path(spool) / "archive.zip"
             await _spool(chunks, path)
-            archive = await asyncio.to_thread(open_archive, path)
+            archive = await asyncio.to_thread(open_archive, path, self._limits)
             with archive:
                 entries = plan_extraction(archive.infolist(), self._limits)
                 return [
@@ -309,6 +314,7 @@ class DocumentService:
         self, principal: Principal, account_id: str, *, folder: str, recursive: bool
     ) -> list[Document]:
         check_can_view_account(principal, account_id)
+        await self._check_account_exists(principal, account_id)
         return await self._documents.list_folder(
             principal.firm,
             account_id,
@@ -319,6 +325,7 @@ class DocumentService:
 
     async def folders(self, principal: Principal, account_id: str) -> list[str]:
         check_can_view_account(principal, account_id)
+        await self._check_account_exists(principal, account_id)
         return await self._documents.folders(
             principal.firm, account_id, include_internal=can_see_internal(principal)
         )

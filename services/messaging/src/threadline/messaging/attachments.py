@@ -1,7 +1,8 @@
 """Thread attachments (M4, M6): documents uploaded into a thread become messages in it.
 
 ``documents.document.uploaded`` with a thread id → an attachment message authored by the
-uploader, internal when the upload was internal, images marked for inline display. It goes
+uploader, internal when the upload was internal, script-free raster images marked for inline display
+(``threadline.contracts.media``). It goes
 through the ordinary posting path (``MessageService.prepare`` / ``store_prepared``), so it
 gets its seq, previews, outbox and ``messaging.message.posted`` (with ``document_ids``) like
 any message; staff learn of client uploads from that event (N2).
@@ -23,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 from threadline.contracts import Envelope
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
 from threadline.contracts.events.messaging import AttachmentRemoved
+from threadline.contracts.media import is_inline_safe
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
 from threadline.messaging.domain import InvalidMessage
@@ -90,7 +92,7 @@ class AttachmentPoster:
                     "filename": data.filename,
                     "content_type": data.content_type,
                     "size": data.size,
-                    "inline": data.content_type.startswith("image/"),
+                    "inline": is_inline_safe(data.content_type),
                     "removed": False,
                 }
             ],

@@ -20,6 +20,8 @@ for ``script``, ``style``, ``iframe``, ``svg``, ``math`` and the other tags in
   ``rel="noopener noreferrer nofollow"``, replacing whatever the user sent.
 - images (M6): ``img`` with ``src`` and ``alt``; ``src`` must be an absolute ``https:``
   URL. The server never fetches it; the browser loads it from its host.
+- no other attribute on any tag: nh3's default ``title`` and ``lang`` everywhere are
+  switched off too (a ``title`` tooltip can dress a link up as something else).
 - colour and size (M1): a ``style`` attribute on any allowed tag, reduced to the
   declarations ``color``, ``background-color``, ``font-size``, ``font-weight``,
   ``font-style`` and ``text-decoration`` (nh3 ``filter_style_properties``). Values are
@@ -129,7 +131,8 @@ def _clean_once(html: str) -> str:
         html,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(_DROPPED_WITH_CONTENT),
-        attributes={tag: set(names) for tag, names in _ATTRIBUTES.items()},
+        # "*" empty: nh3 otherwise allows `lang` and `title` on every tag.
+        attributes={"*": set(), **{tag: set(names) for tag, names in _ATTRIBUTES.items()}},
         attribute_filter=_filter_attribute,
         strip_comments=True,
         link_rel=_LINK_REL,

@@ -49,6 +49,14 @@ TOO_SLOW = 4408
 """Close code for a subscriber whose queue overflowed: reconnect and resync."""
 GOING_AWAY = 1001
 """Closed because the server is shutting down (RFC 6455): reconnect to another replica."""
+POLICY_VIOLATION = 1008
+"""Close code for a first frame that is not a text frame of at most ``MAX_AUTH_FRAME`` bytes."""
+MAX_AUTH_FRAME = 16 * 1024
+
+
+class _BadFirstFrame(Exception):
+    """The first frame was binary or too large: the connection breaks the protocol."""
+
 
 MentionLookup = Callable[[str, str], Awaitable[frozenset[str]]]
 """(firm, thread_id) → staff ids mentioned in the thread, for access granted by a mention."""
@@ -270,6 +278,9 @@ async def stream(websocket: WebSocket) -> None:
     except Unauthenticated as exc:
         await websocket.close(code=UNAUTHORISED, reason=str(exc)[:120])
         return
+    except _BadFirstFrame as exc:
+        await websocket.close(code=POLICY_VIOLATION, reason=str(exc)[:120])
+        return
     except WebSocketDisconnect:
         return
     subscription = hub.subscribe(principal)
@@ -287,11 +298,18 @@ async def _authenticate(websocket: WebSocket, verifier: TokenVerifier) -> Princi
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
         return verifier.verify(token.strip())
-    first = await websocket.receive_text()
+    first = await websocket.receive()
+    if first["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(first.get("code", 1000))
+    text = first.get("text")
+    if text is None:
+        raise _BadFirstFrame('The first frame must be text: {"type": "auth", "token": "…"}.')
+    if len(text) > MAX_AUTH_FRAME:
+        raise _BadFirstFrame(f"The first frame is larger than {MAX_AUTH_FRAME} characters.")
     try:
-        message = json.loads(first)
+        message = json.loads(text)
         token = message["token"] if message.get("type") == "auth" else ""
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         token = ""
     if not isinstance(token, str) or not token:
         raise Unauthenticated('Send {"type": "auth", "token": "<JWT>"} first.')

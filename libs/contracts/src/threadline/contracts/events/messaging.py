@@ -56,6 +56,15 @@ class Author(BaseModel):
     user_id: Id = Field(description="User id of the author.", examples=["st_mia"])
     kind: UserKind = Field(description="Staff or client author.", examples=["staff"])
     name: str = Field(description="Display name at the time of posting.", examples=["Mia Chen"])
+    account_name: str | None = Field(
+        default=None,
+        description=(
+            "R3: for a client author, the name of the account (the client) they write for, "
+            "shown with the contact's name; null for staff and in events written before it "
+            "existed."
+        ),
+        examples=["Lee family"],
+    )
 
 
 class NewClientTask(BaseModel):

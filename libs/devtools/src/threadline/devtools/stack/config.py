@@ -26,6 +26,10 @@ DEFAULT_KAFKA_VERSION = "4.1.1"
 # MinIO has no semver tags; this pseudo-version is a commit the Go proxy serves.
 DEFAULT_MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
+#: The web portal's origin, the only one MinIO answers cross-origin requests for (presigned
+#: links are fetched by the portal); `THREADLINE_PORTAL_ORIGIN` overrides it.
+DEFAULT_PORTAL_ORIGIN = "http://localhost:3000"
+
 # Fixed development credentials: the stack only listens on loopback.
 JWT_SECRET = "local-dev-secret-not-for-production-use-0000"  # noqa: S105
 S3_ACCESS_KEY = "threadline"
@@ -100,7 +104,8 @@ class StackConfig:
 
     Ports come from `THREADLINE_<NAME>_PORT` (e.g. `THREADLINE_KAFKA_PORT`,
     `THREADLINE_MESSAGING_PORT`), versions from `THREADLINE_KAFKA_VERSION` and
-    `THREADLINE_MINIO_VERSION`.
+    `THREADLINE_MINIO_VERSION`, the portal origin MinIO allows from
+    `THREADLINE_PORTAL_ORIGIN`.
     """
 
     repo_root: Path | None
@@ -109,6 +114,7 @@ class StackConfig:
     ports: Mapping[str, int]
     kafka_version: str = DEFAULT_KAFKA_VERSION
     minio_version: str = DEFAULT_MINIO_VERSION
+    portal_origin: str = DEFAULT_PORTAL_ORIGIN
     host: str = "127.0.0.1"
 
     @classmethod
@@ -134,6 +140,7 @@ class StackConfig:
             ports={name: _port(env, name) for name in _DEFAULT_PORTS},
             kafka_version=env.get("THREADLINE_KAFKA_VERSION") or DEFAULT_KAFKA_VERSION,
             minio_version=env.get("THREADLINE_MINIO_VERSION") or DEFAULT_MINIO_VERSION,
+            portal_origin=env.get("THREADLINE_PORTAL_ORIGIN") or DEFAULT_PORTAL_ORIGIN,
         )
 
     # --- layout of the state directory -------------------------------------------------

@@ -357,6 +357,8 @@ def _minio_spec(cfg: StackConfig, binary: Path) -> Spec:
             "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
             "MINIO_UPDATE": "off",
             "MINIO_BROWSER": "off",
+            # CORS for the portal only (MinIO's default reflects any origin, credentials too).
+            "MINIO_API_CORS_ALLOW_ORIGIN": cfg.portal_origin,
         },
         prepare=prepare,
         start_timeout=60.0,

@@ -6,10 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.inputs import Identifier, Multiline, RequestModel, SingleLine
+from threadline.kit.limits import body_limit
 from threadline.messaging.api.templates import MAX_HTML_CHARS, MAX_TASKS, ReminderSettingsIn
+from threadline.messaging.api.threads import new_thread_budget
 from threadline.messaging.service.bulk import MAX_BULK_ACCOUNTS, BulkService
 from threadline.messaging.service.templates import MAX_SUBJECT_CHARS, MAX_TASK_CHARS, Content
 
@@ -17,26 +20,30 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
 
-AccountId = Annotated[str, Field(min_length=1, max_length=200)]
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 
 BulkServiceDep = Annotated[BulkService, Depends(from_state("bulk", BulkService))]
 
 
-class BulkIn(BaseModel):
+def bulk_budget(settings: Any) -> int:
+    """A thread's budget plus the account list (ids up to 200 characters, JSON-escaped)."""
+    return new_thread_budget(settings) + MAX_BULK_ACCOUNTS * (3 * 200 + 3)
+
+
+class BulkIn(RequestModel):
     """Either ``template_id``, or ``subject`` and ``html`` (with optional tasks and
     reminders). Shortcodes are filled for each account either way."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    account_ids: list[AccountId] = Field(min_length=1, max_length=MAX_BULK_ACCOUNTS)
-    template_id: str | None = Field(default=None, min_length=1, max_length=100)
-    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_CHARS)
+    account_ids: list[Identifier] = Field(min_length=1, max_length=MAX_BULK_ACCOUNTS)
+    template_id: Identifier | None = None
+    subject: (
+        Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS), SingleLine] | None
+    ) = None
     html: str | None = Field(default=None, min_length=1, max_length=MAX_HTML_CHARS)
-    client_tasks: list[Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]] | None = (
-        Field(default=None, max_length=MAX_TASKS)
-    )
+    client_tasks: (
+        list[Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS), Multiline]] | None
+    ) = Field(default=None, max_length=MAX_TASKS)
     reminders: ReminderSettingsIn | None = None
 
     @model_validator(mode="after")
@@ -105,7 +112,7 @@ class BulkJobDetailOut(BulkJobOut):
     next_cursor: int | None = Field(description="`after` for the next page of results.")
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, dependencies=[body_limit(bulk_budget)])
 async def start_bulk_message(
     body: BulkIn,
     principal: CurrentPrincipal,

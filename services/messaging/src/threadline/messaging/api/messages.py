@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from threadline.kit.http import CurrentPrincipal
+from threadline.kit.inputs import MAX_INT64, Identifier, NonNegativeInt64Query, RequestModel
+from threadline.kit.limits import body_limit
 from threadline.messaging.api.deps import MessageServiceDep
 from threadline.messaging.service import MessageDraft
 from threadline.messaging.service.views import (
@@ -23,18 +25,33 @@ __all__ = ["NewMessageIn", "router"]
 
 router = APIRouter(prefix="/v1/threads/{thread_id}", tags=["messages"])
 
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_HTML_CHARACTERS = 256 * 1024
+MAX_MENTIONS_IN_REQUEST = 100
+MAX_VIDEO_URLS = 20
 
 
-class NewMessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def message_body_budget(settings: Any) -> int:
+    """A message request's body limit: the configured message size, three times over (JSON
+    may escape a character into six bytes where UTF-8 needs two), plus room for the other
+    fields (mentions, links)."""
+    return 3 * int(settings.max_message_bytes) + 64 * 1024
 
-    html: str = Field(max_length=256 * 1024, description="M1: rich text; sanitised on receipt.")
+
+class NewMessageIn(RequestModel):
+    html: str = Field(
+        max_length=MAX_HTML_CHARACTERS, description="M1: rich text; sanitised on receipt."
+    )
     internal: bool = Field(default=False, description="M3: staff-only message.")
-    mentions: list[Id] = Field(default_factory=list, description="M2: staff user ids.")
-    reply_to: Id | None = Field(default=None, description="M7: id of the message replied to.")
+    mentions: list[Identifier] = Field(
+        default_factory=list, max_length=MAX_MENTIONS_IN_REQUEST, description="M2: staff user ids."
+    )
+    reply_to: Identifier | None = Field(
+        default=None, description="M7: id of the message replied to."
+    )
     video_urls: list[Annotated[str, Field(max_length=2000)]] = Field(
-        default_factory=list, description="M5: Loom, YouTube, Vimeo or Google Drive links."
+        default_factory=list,
+        max_length=MAX_VIDEO_URLS,
+        description="M5: Loom, YouTube, Vimeo or Google Drive links.",
     )
 
     def draft(self) -> MessageDraft:
@@ -47,22 +64,21 @@ class NewMessageIn(BaseModel):
         )
 
 
-class EditIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    html: str = Field(max_length=256 * 1024)
+class EditIn(RequestModel):
+    html: str = Field(max_length=MAX_HTML_CHARACTERS)
 
 
-class ReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    up_to_seq: int | None = Field(default=None, ge=1, description="Default: the latest message.")
-
-
-Seq = Annotated[int | None, Query(ge=0)]
+class ReadIn(RequestModel):
+    up_to_seq: int | None = Field(
+        default=None, ge=1, le=MAX_INT64, description="Default: the latest message."
+    )
 
 
-@router.post("/messages", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/messages",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[body_limit(message_body_budget)],
+)
 async def post_message(
     thread_id: str, body: NewMessageIn, principal: CurrentPrincipal, messages: MessageServiceDep
 ) -> MessageView:
@@ -74,8 +90,8 @@ async def list_messages(
     thread_id: str,
     principal: CurrentPrincipal,
     messages: MessageServiceDep,
-    before: Seq = None,
-    after: Seq = None,
+    before: NonNegativeInt64Query = None,
+    after: NonNegativeInt64Query = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> MessagePage:
     """Ascending by `seq`; `before`/`after` take the cursors of a previous page."""
@@ -94,7 +110,7 @@ async def message_context(
     return await messages.context(principal, thread_id, message_id, radius=radius)
 
 
-@router.patch("/messages/{message_id}")
+@router.patch("/messages/{message_id}", dependencies=[body_limit(message_body_budget)])
 async def edit_message(
     thread_id: str,
     message_id: str,

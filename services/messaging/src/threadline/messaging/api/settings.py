@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from threadline.kit.http import CurrentPrincipal
+from threadline.kit.inputs import MAX_INT64, RequestModel
 from threadline.messaging.api.deps import FirmSettingsServiceDep
 from threadline.messaging.domain import FirmChatSettings
 
@@ -30,14 +31,13 @@ class FirmChatSettingsOut(BaseModel):
         )
 
 
-class FirmChatSettingsChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FirmChatSettingsChange(RequestModel):
     clients_can_create_threads: bool | None = None
     show_message_context_in_notifications: bool | None = None
     expected_revision: int | None = Field(
         default=None,
         ge=0,
+        le=MAX_INT64,
         description="Reject the change (409) unless this is the current revision.",
     )
 

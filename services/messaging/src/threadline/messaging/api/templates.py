@@ -6,10 +6,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from threadline.contracts.events.messaging import ReminderSettings
 from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.inputs import Multiline, RequestModel, SingleLine
+from threadline.kit.limits import body_limit
+from threadline.messaging.api.threads import new_thread_budget
 from threadline.messaging.service.templates import (
     MAX_NAME_CHARS,
     MAX_SUBJECT_CHARS,
@@ -27,16 +30,16 @@ router = APIRouter(prefix="/v1/templates", tags=["templates"])
 MAX_TASKS = 100
 MAX_HTML_CHARS = 256 * 1024
 TemplateId = Annotated[str, Path(min_length=1, max_length=100)]
-Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]
+Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS), Multiline]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), SingleLine]
+Subject = Annotated[str, Field(min_length=1, max_length=MAX_SUBJECT_CHARS), SingleLine]
 
 
 TemplateServiceDep = Annotated[TemplateService, Depends(from_state("templates", TemplateService))]
 
 
-class ReminderSettingsIn(BaseModel):
+class ReminderSettingsIn(RequestModel):
     """Q1: reminders on or off, days between them, how many."""
-
-    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = False
     days_between: int = Field(default=3, ge=1, le=365)
@@ -52,13 +55,9 @@ class ReminderSettingsOut(BaseModel):
     max_reminders: int
 
 
-class TemplateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
-    subject: str = Field(
-        min_length=1, max_length=MAX_SUBJECT_CHARS, description="Plain text; may hold shortcodes."
-    )
+class TemplateIn(RequestModel):
+    name: Name
+    subject: Subject = Field(description="Plain text; may hold shortcodes.")
     html: str = Field(
         min_length=1,
         max_length=MAX_HTML_CHARS,
@@ -68,13 +67,11 @@ class TemplateIn(BaseModel):
     reminders: ReminderSettingsIn = Field(default_factory=ReminderSettingsIn)
 
 
-class TemplateChange(BaseModel):
+class TemplateChange(RequestModel):
     """Fields to change; those left out keep their value."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
-    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_CHARS)
+    name: Name | None = None
+    subject: Subject | None = None
     html: str | None = Field(default=None, min_length=1, max_length=MAX_HTML_CHARS)
     client_tasks: list[Task] | None = Field(default=None, max_length=MAX_TASKS)
     reminders: ReminderSettingsIn | None = None
@@ -167,7 +164,7 @@ async def list_templates(
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[body_limit(new_thread_budget)])
 async def create_template(
     body: TemplateIn, principal: CurrentPrincipal, templates: TemplateServiceDep
 ) -> TemplateOut:
@@ -191,7 +188,7 @@ async def get_template(
     return TemplateOut.of(await templates.get(principal, template_id))
 
 
-@router.patch("/{template_id}")
+@router.patch("/{template_id}", dependencies=[body_limit(new_thread_budget)])
 async def change_template(
     template_id: TemplateId,
     body: TemplateChange,

@@ -51,18 +51,25 @@ class Composer:
         self.max_body_bytes = max_body_bytes
 
     async def author(self, principal: Principal, account_id: str) -> Author:
-        """R3: a client is shown as the contact person of the account."""
+        """R3: a client is shown as the contact person of the account, with the account."""
         name = principal.name
+        account_name = None
         if principal.is_client:
             account = await self._directory.account(principal.firm, account_id) or {}
             contact: dict[str, Any] = next(
                 (c for c in account.get("contacts", []) if c["contact_id"] == principal.sub), {}
             )
             name = contact.get("name") or name
+            account_name = account.get("name") or account_id
         else:
             staff = await self._directory.staff_member(principal.firm, principal.sub) or {}
             name = staff.get("name") or name
-        return Author(user_id=principal.sub, kind=principal.kind, name=name or principal.sub)
+        return Author(
+            user_id=principal.sub,
+            kind=principal.kind,
+            name=name or principal.sub,
+            account_name=account_name,
+        )
 
     async def check_mentions(self, principal: Principal, mentions: tuple[str, ...]) -> list[str]:
         """M2: mentions are staff of the firm, made by staff."""

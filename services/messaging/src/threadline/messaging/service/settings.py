@@ -27,7 +27,9 @@ class FirmSettingsService:
         show_message_context_in_notifications: bool | None,
         expected_revision: int | None = None,
     ) -> FirmChatSettings:
-        """Owners and admins change firm chat settings; emits ``firm_chat_settings.changed``.
+        """Owners and admins change firm chat settings; emits ``firm_chat_settings.changed``
+        when a value actually changes (an empty or same-value change is answered with the
+        current settings, unchanged).
 
         Raises SettingsForbidden for anyone else, SettingsConflict when ``expected_revision``
         is stale or a concurrent change won.
@@ -44,6 +46,11 @@ class FirmSettingsService:
             clients_can_create_threads=clients_can_create_threads,
             show_message_context_in_notifications=show_message_context_in_notifications,
         )
+        if (updated.clients_can_create_threads, updated.show_message_context_in_notifications) == (
+            current.clients_can_create_threads,
+            current.show_message_context_in_notifications,
+        ):
+            return current  # nothing changes: no new revision, no event
         event = EVENTS(
             FirmChatSettingsChanged(
                 clients_can_create_threads=updated.clients_can_create_threads,

@@ -20,6 +20,7 @@ from threadline.contracts.events.messaging import (
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.messaging.domain import (
+    ActionForbidden,
     InvalidMessage,
     check_can_create_thread,
     check_can_manage_thread,
@@ -49,6 +50,9 @@ from threadline.messaging.store.threads import (
 )
 
 __all__ = ["NewThread", "ThreadService", "new_thread_document", "thread_created_event"]
+
+SUMMARY_MAX_THREADS = 1000
+"""Threads the client summary (N3) counts at most, newest activity first."""
 
 _log = structlog.get_logger(__name__)
 
@@ -265,6 +269,39 @@ class ThreadService:
         return {
             "threads": await self._views(principal, page.threads),
             "next_cursor": page.next_cursor,
+        }
+
+    async def client_summary(self, principal: Principal) -> Document:
+        """N3: what waits for a client — active threads with unread messages, open tasks.
+
+        Counts at most ``SUMMARY_MAX_THREADS`` active threads (newest activity first)."""
+        if not principal.is_client:
+            raise ActionForbidden("The summary is for clients; staff have the inbox.")
+        documents: list[Document] = []
+        cursor: str | None = None
+        while len(documents) < SUMMARY_MAX_THREADS:
+            page = await self._threads.list_visible(
+                principal, account_id=None, status="active", tasks="all", cursor=cursor, limit=100
+            )
+            documents += page.threads
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        last_read = await self._reads.last_read([d["_id"] for d in documents], principal.sub)
+        behind = {
+            d["_id"]: last_read.get(d["_id"], 0)
+            for d in documents
+            if last_read.get(d["_id"], 0) < d.get("seq", 0)
+        }
+        unread = await self._messages.count_unread(
+            behind, reader_id=principal.sub, include_internal=False
+        )
+        open_tasks = [int((d.get("tasks_progress") or {}).get("open", 0)) for d in documents]
+        return {
+            "threads_with_unread": sum(1 for count in unread.values() if count > 0),
+            "unread_messages": sum(unread.values()),
+            "threads_with_open_tasks": sum(1 for count in open_tasks if count > 0),
+            "open_tasks": sum(open_tasks),
         }
 
     async def _views(self, principal: Principal, documents: list[Document]) -> list[ThreadView]:

@@ -35,6 +35,8 @@ class AuthorView(TypedDict):
     user_id: str
     kind: Literal["staff", "client"]
     name: str
+    account_name: NotRequired[str | None]
+    """R3: a client author's account, shown with the contact's name; null for staff."""
 
 
 @with_config(RESPONSE_CONFIG)

@@ -24,6 +24,16 @@ class MongoFirmSettingsProjection:
     async def get(self, firm: str) -> dict[str, Any] | None:
         return await self._collection.find_one({"_id": firm})
 
+    async def show_context(self, firms: list[str]) -> dict[str, bool]:
+        """K7 per firm: may client e-mails show message and task content?"""
+        cursor = self._collection.find(
+            {"_id": {"$in": firms}}, {"show_message_context_in_notifications": 1}
+        )
+        return {
+            doc["_id"]: bool(doc.get("show_message_context_in_notifications"))
+            async for doc in cursor
+        }
+
     async def apply(self, event: Envelope[FirmChatSettingsChanged]) -> None:
         data = event.data
         try:
