@@ -27,10 +27,17 @@ class CountingCollection(InMemoryOutboxCollection):
         return super().find(query, projection)
 
     async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        self._fail_once()
+        await super().update_one(query, update)
+
+    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        self._fail_once()
+        await super().update_many(query, update)
+
+    def _fail_once(self) -> None:
         if self.failing_clears:
             self.failing_clears -= 1
             raise ConnectionError("storage hiccup")
-        await super().update_one(query, update)
 
 
 def left_behind(account: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ or after a failed pass or clear, and otherwise in a slow safety sweep (a replica
 for good). Idle, it costs nothing however much data is stored.
 
 Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
-back (FerretDB supports ``$pull`` of an exact element, not of a query).
+back (FerretDB supports ``$pull`` of an exact element, not of a query); a publishing round
+clears all it published with one ``$pullAll`` of exact elements per collection.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pymongo.errors import BulkWriteError
 from threadline.contracts import Envelope
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
+from threadline.kit.mongo import insert_new
 
 __all__ = [
     "OUTBOX_FIELD",
@@ -188,11 +190,20 @@ class Outbox:
             for entry in entries:
                 by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
+        # One write per collection clears the round: every entry is unique (it holds its
+        # event id), so pulling all of them from each document removes only its own.
+        cleared: dict[str, tuple[AsyncCollection[Document], dict[Any, None], list[Document]]] = {}
+        for run in published:
+            for collection, document_id, entry in run:
+                _, ids, entries = cleared.setdefault(collection.name, (collection, {}, []))
+                ids[document_id] = None
+                entries.append(entry)
         await asyncio.gather(
             *(
-                collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
-                for run in published
-                for collection, document_id, entry in run
+                collection.update_many(
+                    {"_id": {"$in": list(ids)}}, {"$pullAll": {OUTBOX_FIELD: entries}}
+                )
+                for collection, ids, entries in cleared.values()
             )
         )
 
@@ -340,6 +351,21 @@ class OutboxWriter:
             raise
         for document, entries in rows:
             self._outbox.schedule(self.collection, document["_id"], entries)
+
+    async def insert_new(self, documents: Sequence[tuple[Document, _Events]]) -> set[Any]:
+        """Insert each document with its own events, leaving alone those whose ``_id``
+        exists (an idempotent retry, e.g. with ids derived from a job); schedules the events
+        of the documents this call inserted, and returns their ids."""
+        rows = {
+            document["_id"]: (document, [outbox_entry(event) for event in events])
+            for document, events in documents
+        }
+        inserted = await insert_new(
+            self.collection, [with_outbox(document, entries) for document, entries in rows.values()]
+        )
+        for document_id in inserted:
+            self._outbox.schedule(self.collection, document_id, rows[document_id][1])
+        return inserted
 
     async def update_one(
         self, filter: Document, update: Document, *, events: _Events, upsert: bool = False

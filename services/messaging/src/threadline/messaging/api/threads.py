@@ -42,22 +42,33 @@ class ReminderSettingsIn(RequestModel):
 
 
 class NewThreadIn(RequestModel):
-    """T4: subject, first message, addressed contacts, client tasks, reminders, job links."""
+    """T4: subject, first message, addressed contacts, client tasks, reminders, job links.
+
+    With ``template_id`` (P1) the fields left out come from the template, and shortcodes
+    are filled for the addressed contacts; without it, ``subject`` and ``message`` are
+    required."""
 
     account_id: Identifier
-    subject: Annotated[str, Field(min_length=1, max_length=300), SingleLine] = Field(
-        description="Plain text (shown as text: `<` stays `<`)."
+    template_id: Identifier | None = Field(default=None, description="P1: the template to use.")
+    subject: Annotated[str, Field(min_length=1, max_length=300), SingleLine] | None = Field(
+        default=None, description="Plain text (shown as text: `<` stays `<`)."
     )
-    message: NewMessageIn
+    message: NewMessageIn | None = None
     to_contact_ids: list[Identifier] = Field(
         default_factory=list,
         max_length=100,
         description="T2: contacts addressed; default every contact with portal access.",
     )
-    client_tasks: list[
-        Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARACTERS), Multiline]
-    ] = Field(default_factory=list, max_length=MAX_CLIENT_TASKS, description="Plain text.")
-    reminders: ReminderSettingsIn = Field(default_factory=ReminderSettingsIn)
+    client_tasks: (
+        list[Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARACTERS), Multiline]] | None
+    ) = Field(
+        default=None,
+        max_length=MAX_CLIENT_TASKS,
+        description="Plain text. Default: the template's, or none.",
+    )
+    reminders: ReminderSettingsIn | None = Field(
+        default=None, description="Default: the template's, or off."
+    )
     job_ids: list[Identifier] = Field(default_factory=list, max_length=50)
 
 
@@ -84,11 +95,12 @@ async def create_thread(
         NewThread(
             account_id=body.account_id,
             subject=body.subject,
-            first_message=body.message.draft(),
+            first_message=body.message.draft() if body.message else None,
             to_contact_ids=tuple(body.to_contact_ids),
-            client_tasks=tuple(body.client_tasks),
-            reminders=ReminderSettings(**body.reminders.model_dump()),
+            client_tasks=None if body.client_tasks is None else tuple(body.client_tasks),
+            reminders=ReminderSettings(**body.reminders.model_dump()) if body.reminders else None,
             job_ids=tuple(body.job_ids),
+            template_id=body.template_id,
         ),
     )
 

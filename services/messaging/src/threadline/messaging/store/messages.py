@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
+from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoMessageStore", "SeqField"]
@@ -31,6 +32,12 @@ class MongoMessageStore:
 
     async def insert(self, document: Document, *, event: Envelope[Any]) -> None:
         await self._writes.insert_one(document, events=[event])
+
+    async def insert_many_new(self, documents: list[Document]) -> None:
+        """Insert first messages whose events ride with their threads (bulk jobs); ids
+        already present are left alone (a retried batch)."""
+        if documents:
+            await insert_new(self._messages, documents)
 
     async def get(self, thread_id: str, message_id: str) -> Document | None:
         return await self._messages.find_one(

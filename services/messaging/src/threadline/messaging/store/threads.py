@@ -72,6 +72,11 @@ class MongoThreadStore:
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
 
+    async def create_many(self, created: list[tuple[Document, list[Envelope[Any]]]]) -> set[str]:
+        """Insert new threads with their events in one round trip; ids already present are
+        left alone (a retried bulk batch). Returns the ids this call inserted."""
+        return await self._writes.insert_new(created)
+
     async def mentioned_staff(self, firm: str, thread_id: str) -> frozenset[str]:
         """Staff ids mentioned in the thread (access granted by a mention, T7)."""
         found = await self._threads.find_one(

@@ -1,0 +1,79 @@
+"""Bulk message jobs (P2): the job document and one result document per account.
+
+A job is worked on by one replica at a time: the holder of its lease (``kit.leases``,
+named ``bulk:<job id>``). Progress moves by batches: ``record_batch`` advances ``cursor``
+only from the batch's start, so a batch redone after a crash or a takeover is counted once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from threadline.kit.mongo import insert_new
+
+__all__ = ["MongoBulkStore"]
+
+Document = dict[str, Any]
+_SUMMARY = {"account_ids": 0}
+
+
+class MongoBulkStore:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._jobs = database["bulk_jobs"]
+        self._results = database["bulk_results"]
+
+    async def insert(self, job: Document) -> bool:
+        """Store a new job; False when a job with its id exists (an idempotent retry)."""
+        try:
+            await self._jobs.insert_one(job)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def summary(self, firm: str, job_id: str) -> Document | None:
+        """The job without its account list."""
+        return await self._jobs.find_one({"_id": job_id, "firm": firm}, _SUMMARY)
+
+    async def unfinished(self, *, limit: int) -> list[str]:
+        """Ids of jobs still running, oldest first."""
+        cursor = (
+            self._jobs.find({"status": "running"}, {"_id": 1}).sort("created_at", 1).limit(limit)
+        )
+        return [document["_id"] async for document in cursor]
+
+    async def job(self, job_id: str) -> Document | None:
+        """The whole job (with its account list), while it is unfinished."""
+        return await self._jobs.find_one({"_id": job_id, "status": "running"})
+
+    async def record_batch(
+        self, job_id: str, *, start: int, end: int, counts: dict[str, int]
+    ) -> bool:
+        """Move the job past the batch ``[start, end)`` and add its counts, once."""
+        result = await self._jobs.update_one(
+            {"_id": job_id, "cursor": start},
+            {"$set": {"cursor": end}, "$inc": counts},
+        )
+        return result.modified_count == 1
+
+    async def finish(self, job_id: str, *, at: datetime) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id, "status": "running"}, {"$set": {"status": "done", "finished_at": at}}
+        )
+
+    async def add_results(self, results: list[Document]) -> None:
+        """Per-account results; ids already present (a redone batch) are kept as they are."""
+        if results:
+            await insert_new(self._results, results)
+
+    async def results(self, job_id: str, *, after: int, limit: int) -> list[Document]:
+        """Up to ``limit`` + 1 results with index > ``after``, in request order."""
+        return (
+            await self._results.find({"job_id": job_id, "index": {"$gt": after}})
+            .sort("index", 1)
+            .limit(limit + 1)
+            .to_list()
+        )
