@@ -106,6 +106,7 @@ def test_kafka_headers_carry_type_version_and_ids(model: type[EventData]) -> Non
         ("messaging.message.posted", "thread_id"),
         ("messaging.firm_chat_settings.changed", None),
         ("tasks.list.changed", "thread_id"),
+        ("tasks.request.changed", "request_id"),
         ("documents.document.uploaded", "account_id"),
         ("pipeline.job.moved", "job_id"),
         ("reminders.reminder.sent", "thread_id"),

@@ -21,7 +21,7 @@ class Topic(StrEnum):
 KEYED_BY: dict[Topic, str] = {
     Topic.DIRECTORY: "account id (firm id for firm-wide staff events)",
     Topic.MESSAGING: "thread id (firm id for firm settings)",
-    Topic.TASKS: "thread id",
+    Topic.TASKS: "thread id (client requests: request id)",
     Topic.DOCUMENTS: "account id",
     Topic.PIPELINE: "job id",
     Topic.REMINDERS: "thread id",

@@ -29,3 +29,8 @@ class Actor(BaseModel):
 
     user_id: Id = Field(description="User id (the `sub` of their tokens).", examples=["st_mia"])
     kind: UserKind = Field(description="Whether the user is staff or a client.", examples=["staff"])
+    name: str | None = Field(
+        default=None,
+        description="Display name at the time of the event, when the producer knows it.",
+        examples=["Mia Chen"],
+    )

@@ -1,13 +1,14 @@
-"""Tasks events: the client task checklist of a thread (K1-K6).
+"""Tasks events: the client task checklist of a thread (K1-K6) and client requests (M12).
 
-Keyed by thread id. Every event carries the full list and its progress rather than a diff,
-so a consumer that missed or re-reads an event still converges on the current state
-(snapshots make at-least-once delivery harmless).
+List events are keyed by thread id, request events by request id. Every event carries the
+full list (or request) rather than a diff, so a consumer that missed or re-reads an event
+still converges on the current state (snapshots make at-least-once delivery harmless);
+``revision`` lets a consumer ignore a snapshot older than one it already applied.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,8 @@ from threadline.contracts.events.common import AccountId, Actor, Id, ThreadId
 from threadline.contracts.registry import register
 
 __all__ = [
+    "ClientRequest",
+    "ClientRequestChanged",
     "Progress",
     "TaskItem",
     "TaskListAllCompleted",
@@ -24,8 +27,8 @@ __all__ = [
     "TaskListResent",
 ]
 
-_STAFF_ACTOR = {"user_id": "st_mia", "kind": "staff"}
-_CLIENT_ACTOR = {"user_id": "ct_ann", "kind": "client"}
+_STAFF_ACTOR = {"user_id": "st_mia", "kind": "staff", "name": "Mia Chen"}
+_CLIENT_ACTOR = {"user_id": "ct_ann", "kind": "client", "name": "Ann Lee"}
 _TASKS_EXAMPLE = [
     {
         "task_id": "task_upload_w2",
@@ -79,8 +82,10 @@ class TaskListChanged(EventData):
 
     thread_id: ThreadId
     account_id: AccountId
-    change: Literal["created", "added", "completed", "reopened", "reordered", "deleted"] = Field(
-        description="List created; tasks added, ticked, unticked, reordered or deleted.",
+    change: Literal[
+        "created", "added", "completed", "reopened", "reordered", "deleted", "edited"
+    ] = Field(
+        description="List created; tasks added, ticked, unticked, reordered, deleted or edited.",
         examples=["completed"],
     )
     changed_task_ids: list[Id] = Field(
@@ -97,6 +102,13 @@ class TaskListChanged(EventData):
     changed_by: Actor = Field(
         description="Who made the change: client or staff (K5).", examples=[_CLIENT_ACTOR]
     )
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The list's revision after the change, increasing by one per change; "
+        "apply a snapshot only when it is newer than the last one applied.",
+        examples=[4],
+    )
 
 
 @register
@@ -112,6 +124,13 @@ class TaskListAllCompleted(EventData):
     completed_by: Actor = Field(description="Who ticked the last task.", examples=[_CLIENT_ACTOR])
     completed_at: datetime = Field(
         description="When the last task was ticked (UTC).", examples=["2026-03-04T16:20:00Z"]
+    )
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The list's revision after the change, increasing by one per change; "
+        "apply a snapshot only when it is newer than the last one applied.",
+        examples=[4],
     )
 
 
@@ -130,4 +149,87 @@ class TaskListResent(EventData):
     progress: Progress = Field(description="Current progress.", examples=[{"done": 1, "total": 2}])
     resent_by: Actor = Field(
         description="Staff member who resent the list.", examples=[_STAFF_ACTOR]
+    )
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The list's revision after the change, increasing by one per change; "
+        "apply a snapshot only when it is newer than the last one applied.",
+        examples=[4],
+    )
+
+
+
+_REQUEST_EXAMPLE = {
+    "request_id": "req_organizer_2025",
+    "account_id": "acc_lee_family",
+    "title": "Fill in the 2025 tax organizer",
+    "description": "Answer every section; skip what does not apply.",
+    "due_date": "2026-04-01",
+    "status": "open",
+    "thread_ids": ["th_lee_2025_docs"],
+    "created_by": _STAFF_ACTOR,
+    "created_at": "2026-03-02T09:15:00Z",
+}
+
+
+class ClientRequest(BaseModel):
+    """A client request as it stands now (M12)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    request_id: Id = Field(description="Request id.", examples=["req_organizer_2025"])
+    account_id: AccountId
+    title: str = Field(description="Title shown to the client.", examples=["Fill in the organizer"])
+    description: str = Field(
+        default="", description="Plain-text description.", examples=["Answer every section."]
+    )
+    due_date: date | None = Field(
+        default=None, description="Optional due date.", examples=["2026-04-01"]
+    )
+    status: Literal["open", "completed", "cancelled"] = Field(
+        description="Open until the client (or staff for them) completes it, or staff cancel it.",
+        examples=["open"],
+    )
+    thread_ids: list[Id] = Field(
+        default_factory=list,
+        description="Threads the request is attached to (M12).",
+        examples=[["th_lee_2025_docs"]],
+    )
+    created_by: Actor = Field(description="Staff member who created it.", examples=[_STAFF_ACTOR])
+    created_at: datetime = Field(
+        description="When it was created (UTC).", examples=["2026-03-02T09:15:00Z"]
+    )
+    completed_by: Actor | None = Field(
+        default=None, description="Who completed it; null unless completed.", examples=[None]
+    )
+    completed_at: datetime | None = Field(
+        default=None, description="When it was completed (UTC).", examples=[None]
+    )
+
+
+@register
+class ClientRequestChanged(EventData):
+    """A client request was created, attached to a thread, edited, completed, cancelled or
+    reopened (M12). Messaging shows a request attached to a thread in that thread."""
+
+    event_type = "tasks.request.changed"
+    key_field = "request_id"
+
+    request_id: Id = Field(description="Request id.", examples=["req_organizer_2025"])
+    account_id: AccountId
+    change: Literal["created", "attached", "edited", "completed", "cancelled", "reopened"] = Field(
+        description="What happened to the request.", examples=["attached"]
+    )
+    thread_id: Id | None = Field(
+        default=None,
+        description="The thread it was attached to, for `attached`.",
+        examples=["th_lee_2025_docs"],
+    )
+    request: ClientRequest = Field(
+        description="The whole request after the change.", examples=[_REQUEST_EXAMPLE]
+    )
+    changed_by: Actor = Field(description="Who made the change.", examples=[_STAFF_ACTOR])
+    revision: int = Field(
+        ge=1, description="The request's revision after the change.", examples=[2]
     )
