@@ -73,7 +73,14 @@ class ThreadStore(Protocol):
     async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None: ...
 
     async def progress(
-        self, firm: str, thread_id: str, *, done: int, total: int, revision: int | None, at: datetime
+        self,
+        firm: str,
+        thread_id: str,
+        *,
+        done: int,
+        total: int,
+        revision: int | None,
+        at: datetime,
     ) -> None:
         """Apply a task-progress snapshot unless a newer one (by revision, else by time)
         was applied already."""

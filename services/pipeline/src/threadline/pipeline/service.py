@@ -140,7 +140,9 @@ class PipelineService:
         self._pipelines = pipelines
         self._jobs = jobs
 
-    async def create(self, principal: Principal, *, name: str, stages: Sequence[StageSpec]) -> Pipeline:
+    async def create(
+        self, principal: Principal, *, name: str, stages: Sequence[StageSpec]
+    ) -> Pipeline:
         check_staff(principal, firm=principal.firm)
         check_can_manage_pipelines(principal)
         if not name.strip():
@@ -168,7 +170,10 @@ class PipelineService:
         return await self._pipelines.list(principal.firm, limit=LIST_LIMIT)
 
     async def _change(
-        self, principal: Principal, pipeline_id: str, change: Callable[[Pipeline], Awaitable[Pipeline]]
+        self,
+        principal: Principal,
+        pipeline_id: str,
+        change: Callable[[Pipeline], Awaitable[Pipeline]],
     ) -> Pipeline:
         check_staff(principal, firm=principal.firm)
         check_can_manage_pipelines(principal)
@@ -310,7 +315,9 @@ class JobService:
     async def get(self, principal: Principal, job_id: str) -> JobView:
         return await self.view(await self._visible(principal, job_id))
 
-    async def in_pipeline(self, principal: Principal, pipeline_id: str) -> tuple[Pipeline, list[Job]]:
+    async def in_pipeline(
+        self, principal: Principal, pipeline_id: str
+    ) -> tuple[Pipeline, list[Job]]:
         """Jobs of a pipeline the caller may see (their accounts), for a board by stage."""
         check_staff(principal, firm=principal.firm)
         pipeline = await self._pipeline(principal.firm, pipeline_id)
@@ -333,9 +340,7 @@ class JobService:
     ) -> list[LinkedThread]:
         """J3: the link picker lists the account's threads, most recently active first."""
         job = await self._visible(principal, job_id)
-        return await self._threads.of_account(
-            job.firm, job.account_id, status=status, limit=limit
-        )
+        return await self._threads.of_account(job.firm, job.account_id, status=status, limit=limit)
 
     # -- creating and moving -------------------------------------------------------------
 
@@ -556,9 +561,7 @@ class JobService:
         job = await self._visible(principal, job_id)
         thread = await self._known_thread(job.firm, thread_id)
         if thread is None or thread.account_id != job.account_id:
-            raise ThreadNotFound(
-                f"Thread {thread_id} does not exist in account {job.account_id}."
-            )
+            raise ThreadNotFound(f"Thread {thread_id} does not exist in account {job.account_id}.")
 
         async def attempt() -> Job | None:
             current = await self._visible(principal, job_id)
@@ -570,7 +573,10 @@ class JobService:
                 )
             linked = replace(current, thread_ids=(*current.thread_ids, thread_id))
             event = JobThreadLinked(
-                job_id=job_id, account_id=job.account_id, thread_id=thread_id, linked_by=principal.sub
+                job_id=job_id,
+                account_id=job.account_id,
+                thread_id=thread_id,
+                linked_by=principal.sub,
             )
             return await self._store(current, linked, [_event(event, job.firm)])
 

@@ -161,7 +161,9 @@ class MongoJobStore:
     async def insert(self, job: Job, *, events: Sequence[Envelope[Any]]) -> bool:
         entries = [outbox_entry(event) for event in events]
         try:
-            await self._jobs.insert_one(with_outbox({"_id": job.job_id, **_job_fields(job)}, entries))
+            await self._jobs.insert_one(
+                with_outbox({"_id": job.job_id, **_job_fields(job)}, entries)
+            )
         except DuplicateKeyError:
             return False
         self._outbox.schedule(self._jobs, job.job_id, entries)
@@ -238,9 +240,7 @@ class MongoThreadStore:
         return f"{firm}:{thread_id}"
 
     async def get(self, firm: str, thread_id: str) -> LinkedThread | None:
-        document = await self._threads.find_one(
-            {"_id": self._key(firm, thread_id), "known": True}
-        )
+        document = await self._threads.find_one({"_id": self._key(firm, thread_id), "known": True})
         return None if document is None else _thread(document)
 
     async def many(self, firm: str, thread_ids: Collection[str]) -> list[LinkedThread]:
@@ -306,7 +306,9 @@ class MongoThreadStore:
         )
 
     async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None:
-        await self._set_if(firm, thread_id, {"last_activity_at": {"$lt": at}}, {"last_activity_at": at})
+        await self._set_if(
+            firm, thread_id, {"last_activity_at": {"$lt": at}}, {"last_activity_at": at}
+        )
 
     async def progress(
         self,
