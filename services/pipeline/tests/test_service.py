@@ -59,7 +59,7 @@ class World:
         )
 
     async def tax_pipeline(self):  # type: ignore[no-untyped-def]
-        """The journey's pipeline: Waiting for documents (two automations, automove), Preparing, Review."""
+        """The journey's pipeline: Waiting for documents, Preparing, Review."""
         return await self.pipelines.create(
             OWNER,
             name="Individual 1040",
