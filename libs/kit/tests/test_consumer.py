@@ -118,3 +118,28 @@ async def test_handler_runs_with_the_events_correlation_id_bound(parts) -> None:
     )
     await router.process(event.to_bytes(), headers={}, source=SOURCE)
     assert seen == ["req-42"]
+
+
+async def test_several_handlers_of_one_type_all_run_and_none_replaces_another(parts) -> None:
+    router, processed, _, calls = parts
+    second: list[Any] = []
+
+    async def also(event: Envelope[Any]) -> None:
+        second.append(event)
+
+    router.on(AccountRemoved, also)
+    event = account_removed()
+    await router.process(event.to_bytes(), headers={}, source=SOURCE)
+    assert [c.id for c in calls] == [c.id for c in second] == [event.id]
+    assert processed.ids == [str(event.id)]
+
+
+def test_registering_the_same_handler_twice_for_a_type_is_refused(parts) -> None:
+    router, *_ = parts
+
+    async def handle(event: Envelope[Any]) -> None:
+        return None
+
+    router.on(AccountRemoved, handle)
+    with pytest.raises(ValueError, match="already registered"):
+        router.on(AccountRemoved, handle)

@@ -3,6 +3,8 @@
 import asyncio
 from typing import Any
 
+import pytest
+
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import AccountRemoved
 from threadline.kit.outbox import Outbox, outbox_entry, with_outbox
@@ -111,3 +113,61 @@ async def test_queued_writes_publish_together_in_order_per_key() -> None:
         assert [i for i in published_ids if i in written] == written, f"order of key {key}"
     assert [r["key"] for r in publisher.records][:2] == ["b", "b"], "keys do not wait on each other"
     assert all(doc["_outbox"] == [] for doc in collection.documents.values())
+
+
+class RecordingCollection(InMemoryOutboxCollection):
+    """Also answers the writes an OutboxWriter makes (by ``_id``, $set and $push only)."""
+
+    async def insert_one(self, document: dict[str, Any]) -> None:
+        if document["_id"] in self.documents:
+            raise KeyError(document["_id"])
+        self.documents[document["_id"]] = document
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], **_: Any) -> Any:
+        document = self.documents.get(query["_id"])
+        matched = document is not None and all(
+            document.get(key) == value for key, value in query.items()
+        )
+        if matched and "$pull" in update:
+            await super().update_one(query, update)
+        elif matched:
+            document.update(update.get("$set", {}))
+            for field, pushed in update.get("$push", {}).items():
+                items = pushed["$each"] if "$each" in pushed else [pushed]
+                document.setdefault(field, []).extend(items)
+
+        class Result:
+            modified_count = 1 if matched else 0
+            upserted_id = None
+
+        return Result()
+
+
+async def test_writer_writes_state_and_events_in_one_write_then_publishes_them() -> None:
+    publisher, collection = RecordingPublisher(), RecordingCollection()
+    outbox = Outbox(publisher)
+    writes = outbox.writer(collection)  # type: ignore[arg-type]
+    task = await run_outbox(outbox)
+    created = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
+    await writes.insert_one({"_id": "doc", "state": 1}, events=[created])
+    assert collection.documents["doc"]["_outbox"][0]["id"] == str(created.id)
+    await outbox.drain()
+    changed = new_event(AccountRemoved(account_id="a2"), firm="f", producer="test")
+    assert await writes.update_one(
+        {"_id": "doc", "state": 1}, {"$set": {"state": 2}}, events=[changed]
+    )
+    missed = new_event(AccountRemoved(account_id="a3"), firm="f", producer="test")
+    assert not await writes.update_one(
+        {"_id": "doc", "state": 1}, {"$set": {"state": 3}}, events=[missed]
+    )
+    await outbox.drain()
+    task.cancel()
+    assert [r["key"] for r in publisher.records] == ["a1", "a2"]
+    assert collection.documents["doc"] == {"_id": "doc", "state": 2, "_outbox": []}
+
+
+async def test_writer_refuses_an_update_that_does_not_name_its_document() -> None:
+    writes = Outbox(RecordingPublisher()).writer(RecordingCollection())  # type: ignore[arg-type]
+    event = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
+    with pytest.raises(ValueError, match="_id"):
+        await writes.update_one({"firm": "f"}, {"$set": {"x": 1}}, events=[event])

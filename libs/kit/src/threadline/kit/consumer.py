@@ -75,13 +75,22 @@ class EventRouter:
         self._dead_letters = dead_letters
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
-        self._handlers: dict[str, EventHandler] = {}
+        self._handlers: dict[str, list[EventHandler]] = {}
         self._subscriber: Any = None
         self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "ignored": 0}
 
     def on(self, model: type[EventData], handler: EventHandler) -> None:
-        """Route ``model``'s events to ``handler`` (every schema version of the type)."""
-        self._handlers[model.event_type] = handler
+        """Also route ``model``'s events to ``handler`` (every schema version of the type).
+
+        A type may have several handlers (e.g. a kit projection and the service's own
+        reaction); they run in registration order and the event counts as processed once
+        all of them succeeded, so each must be idempotent. Registering the same handler
+        twice for a type is a wiring mistake and raises.
+        """
+        handlers = self._handlers.setdefault(model.event_type, [])
+        if handler in handlers:
+            raise ValueError(f"{handler!r} is already registered for {model.event_type}")
+        handlers.append(handler)
 
     @property
     def topics(self) -> list[str]:
@@ -142,8 +151,8 @@ class EventRouter:
         except EventDecodeError as exc:
             await self._dead_letter(body, headers, source=source, reason=str(exc))
             return
-        handler = self._handlers.get(event.type)
-        if handler is None:
+        handlers = self._handlers.get(event.type)
+        if not handlers:
             self.stats["ignored"] += 1
             return
         event_id = str(event.id)
@@ -151,16 +160,17 @@ class EventRouter:
             self.stats["duplicates"] += 1
             return
         bind_correlation(event.correlation_id or event_id)
-        if await self._run_with_retries(handler, event):
+        if await self._run_with_retries(handlers, event):
             self.stats["handled"] += 1
         else:
             await self._dead_letter(body, headers, source=source, reason="handler kept failing")
         await self._processed.mark(event_id, event.type)
 
-    async def _run_with_retries(self, handler: EventHandler, event: Envelope[Any]) -> bool:
+    async def _run_with_retries(self, handlers: list[EventHandler], event: Envelope[Any]) -> bool:
         for attempt in range(1, self._max_attempts + 1):
             try:
-                await handler(event)
+                for handler in handlers:
+                    await handler(event)
             except Exception:  # any failure is retried; the last one dead-letters the event
                 _log.warning(
                     "event handler failed",

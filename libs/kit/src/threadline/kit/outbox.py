@@ -1,8 +1,12 @@
 """The transactional outbox, without multi-document transactions.
 
 A state change and the events it causes are written in ONE single-document write: the
-events ride along in the document's ``_outbox`` array (``outbox_push`` / ``with_outbox``).
-Right after the write the store hands them to ``Outbox.schedule``; a background publisher
+events ride along in the document's ``_outbox`` array. Stores write through an
+``OutboxWriter`` (``outbox.writer(collection)``): its ``insert_one`` / ``insert_many`` /
+``update_one`` / ``replace_one`` / ``find_one_and_update`` take the events beside the write,
+add them to the document and, once the write succeeded, hand them to ``Outbox.schedule``
+(the lower-level ``outbox_entry`` / ``with_outbox`` / ``outbox_push`` remain for tests and
+tools). A background publisher
 publishes them in order and pulls each one off the document, so a request never waits for
 Kafka. If the process dies or Kafka is down in between, the entries stay pending and the
 relay (``relay_once``, run periodically) republishes everything older than a grace period,
@@ -20,13 +24,22 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
+from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
 
-__all__ = ["OUTBOX_FIELD", "Outbox", "outbox_entry", "outbox_push", "with_outbox"]
+__all__ = [
+    "OUTBOX_FIELD",
+    "Outbox",
+    "OutboxWriter",
+    "outbox_entry",
+    "outbox_push",
+    "with_outbox",
+]
 
 OUTBOX_FIELD = "_outbox"
 _CREATED = f"{OUTBOX_FIELD}.created_ms"
@@ -91,7 +104,13 @@ class Outbox:
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
-        self._collections.append(collection)
+        if collection not in self._collections:
+            self._collections.append(collection)
+
+    def writer(self, collection: AsyncCollection[Document]) -> OutboxWriter:
+        """Writes to ``collection`` that carry their events (and the relay watches it)."""
+        self.watch(collection)
+        return OutboxWriter(collection, self)
 
     @property
     def degraded(self) -> bool:
@@ -229,3 +248,99 @@ class Outbox:
             except Exception:  # storage hiccup: log and try again next tick
                 _log.warning("outbox relay pass failed", exc_info=True)
             await asyncio.sleep(interval_seconds)
+
+
+_Events = Sequence[Envelope[Any]]
+
+
+class OutboxWriter:
+    """One collection's writes, each with the events it causes, as single calls.
+
+    Every method writes the state and its events in ONE single-document write and, only
+    when that write took effect, schedules the events for publishing. Filters of updates
+    must name the document by ``_id`` (the outbox clears entries by it).
+    """
+
+    def __init__(self, collection: AsyncCollection[Document], outbox: Outbox) -> None:
+        self.collection = collection
+        self._outbox = outbox
+
+    async def insert_one(self, document: Document, *, events: _Events) -> None:
+        entries = [outbox_entry(event) for event in events]
+        await self.collection.insert_one(with_outbox(document, entries))
+        self._outbox.schedule(self.collection, document["_id"], entries)
+
+    async def insert_many(self, documents: Sequence[tuple[Document, _Events]]) -> None:
+        """Insert each document with its own events, all or none: no multi-document
+        transactions exist here, so a failure part-way removes what was inserted, then
+        re-raises."""
+        rows = [
+            (document, [outbox_entry(event) for event in events]) for document, events in documents
+        ]
+        try:
+            await self.collection.insert_many(
+                [with_outbox(document, entries) for document, entries in rows], ordered=True
+            )
+        except BulkWriteError:
+            await self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in rows]}})
+            raise
+        for document, entries in rows:
+            self._outbox.schedule(self.collection, document["_id"], entries)
+
+    async def update_one(
+        self, filter: Document, update: Document, *, events: _Events, upsert: bool = False
+    ) -> bool:
+        """Apply ``update`` plus the events; True when a document was modified or upserted.
+        (An upsert racing a concurrent insert raises ``DuplicateKeyError`` as usual.)"""
+        document_id = _document_id(filter)
+        entries = [outbox_entry(event) for event in events]
+        result = await self.collection.update_one(
+            filter, _with_push(update, entries), upsert=upsert
+        )
+        if result.modified_count != 1 and result.upserted_id is None:
+            return False
+        self._outbox.schedule(self.collection, document_id, entries)
+        return True
+
+    async def replace_one(
+        self, filter: Document, replacement: Document, *, events: _Events
+    ) -> bool:
+        """Replace the matching document by ``replacement`` carrying the events; False when
+        nothing matched."""
+        document_id = _document_id(filter)
+        entries = [outbox_entry(event) for event in events]
+        result = await self.collection.replace_one(filter, with_outbox(replacement, entries))
+        if result.modified_count != 1:
+            return False
+        self._outbox.schedule(self.collection, document_id, entries)
+        return True
+
+    async def find_one_and_update(
+        self, filter: Document, update: Document, *, events: _Events
+    ) -> Document | None:
+        """Apply ``update`` plus the events and return the document after it (without its
+        pending events), or None when nothing matched."""
+        entries = [outbox_entry(event) for event in events]
+        document = await self.collection.find_one_and_update(
+            filter, _with_push(update, entries), return_document=ReturnDocument.AFTER
+        )
+        if document is None:
+            return None
+        self._outbox.schedule(self.collection, document["_id"], entries)
+        document.pop(OUTBOX_FIELD, None)
+        return document
+
+
+def _with_push(update: Document, entries: Sequence[Document]) -> Document:
+    if not entries:
+        return update
+    if OUTBOX_FIELD in update.get("$push", {}):
+        raise ValueError("the update already pushes to the outbox field")
+    return {**update, "$push": {**update.get("$push", {}), **outbox_push(entries)}}
+
+
+def _document_id(filter: Document) -> Any:
+    document_id = filter.get("_id")
+    if document_id is None or isinstance(document_id, dict):
+        raise ValueError("an outbox write's filter must name its document by _id")
+    return document_id

@@ -44,8 +44,8 @@ def subscribe(
         await documents.add_thread_mentions(event.firm, data.thread_id, list(data.mentions))
 
     async def on_account_removed(event: Envelope[Any]) -> None:
-        """An account removed from the directory loses its documents (files and metadata)."""
-        await directory.apply_account(event)
+        """An account removed from the directory loses its documents (files and metadata);
+        the directory projection's own handler records the removal."""
         await documents.delete_for_account(event.firm, event.data.account_id)
 
     events.on(ThreadCreated, on_thread_created)

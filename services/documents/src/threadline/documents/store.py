@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
 from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox
 from threadline.kit.policy import ThreadFacts
 
 __all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory", "MongoUploadLedger"]
@@ -57,21 +56,14 @@ class MongoUploadLedger:
 class MongoDocumentStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._documents = database["documents"]
-        self._outbox = outbox
-        outbox.watch(self._documents)
+        self._writes = outbox.writer(self._documents)
 
     async def insert_all(self, documents: list[Document], events: list[Envelope[Any]]) -> None:
         """Insert documents, each with its own event. No multi-document transactions exist
         here, so a failure part-way removes what was inserted before re-raising."""
-        entries = [outbox_entry(event) for event in events]
-        rows = [with_outbox(doc, [entry]) for doc, entry in zip(documents, entries, strict=True)]
-        try:
-            await self._documents.insert_many(rows, ordered=True)
-        except BulkWriteError:
-            await self._documents.delete_many({"_id": {"$in": [doc["_id"] for doc in documents]}})
-            raise
-        for doc, entry in zip(documents, entries, strict=True):
-            self._outbox.schedule(self._documents, doc["_id"], [entry])
+        await self._writes.insert_many(
+            [(doc, [event]) for doc, event in zip(documents, events, strict=True)]
+        )
 
     async def any_under(self, prefix: str) -> bool:
         """Whether metadata (live or tombstone) names an object under ``prefix``."""
@@ -135,15 +127,11 @@ class MongoDocumentStore:
 
     async def mark_deleted(self, document: Document, *, event: Envelope[Any]) -> bool:
         """Replace the metadata by a tombstone carrying the deletion event; False if gone."""
-        entry = outbox_entry(event)
-        result = await self._documents.update_one(
+        return await self._writes.update_one(
             {"_id": document["_id"], "deleted": False},
-            {"$set": {"deleted": True, "object_removed": False}, "$push": outbox_push([entry])},
+            {"$set": {"deleted": True, "object_removed": False}},
+            events=[event],
         )
-        if result.modified_count != 1:
-            return False
-        self._outbox.schedule(self._documents, document["_id"], [entry])
-        return True
 
     async def mark_object_removed(self, document_id: str) -> None:
         await self._documents.update_one({"_id": document_id}, {"$set": {"object_removed": True}})

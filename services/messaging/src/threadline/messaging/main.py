@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
-from threadline.messaging import attachments, handlers
+from threadline.messaging import attachments, handlers, tasklists
 from threadline.messaging.api import ROUTERS
 from threadline.messaging.domain import utc_now
 from threadline.messaging.service import (
@@ -27,12 +27,15 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
+from threadline.messaging.store.taskdigests import MongoTaskDigests
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
 from threadline.messaging.stream import router as stream_router
 
 __all__ = ["create_app"]
 
 DRAFT_PURGE_INTERVAL_SECONDS = 3600
+TASK_DIGEST_POLL_SECONDS = 1.0
+"""How often due batches of ticks are looked for (K4): a batch posts ≤ 1 s after its window."""
 INTERRUPTED_CREATION_AGE = timedelta(minutes=1)
 """Creations pending longer than this were cut short (a live one takes milliseconds)."""
 
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reads = MongoReadStore(database, outbox=outbox)
         drafts = MongoDraftStore(database)
         firm_settings = MongoFirmSettingsStore(database, outbox=outbox)
-        handlers.subscribe(runtime.events, directory=directory, threads=threads)
+        handlers.subscribe(runtime.events, directory=directory)
         composer = Composer(directory=directory, max_body_bytes=settings.max_message_bytes)
         message_service = MessageService(
             threads=threads, messages=messages, reads=reads, composer=composer
@@ -59,6 +62,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             messages=messages,
             message_service=message_service,
         )
+        task_messages = tasklists.TaskMessages(
+            threads=threads,
+            messages=messages,
+            message_service=message_service,
+            composer=composer,
+            digests=MongoTaskDigests(database),
+            window=timedelta(seconds=settings.task_digest_seconds),
+        )
+        tasklists.subscribe(runtime.events, task_messages=task_messages)
         hub = StreamHub(mentions=threads.mentioned_staff, queue_size=settings.stream_queue_size)
         feed = KafkaStreamFeed(
             hub,
@@ -105,6 +117,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     complete_interrupted_creations,
                     every_seconds=INTERRUPTED_CREATION_AGE.total_seconds(),
                     what="completed interrupted thread creations",
+                ),
+                periodic(
+                    task_messages.flush_due,
+                    every_seconds=TASK_DIGEST_POLL_SECONDS,
+                    what="posted batched task completions",
                 ),
                 feed.run,
             ],

@@ -19,3 +19,12 @@ class Settings(ServiceSettings):
     stream_auth_timeout_seconds: float = Field(
         default=10.0, gt=0, description="How long a stream connection may wait to authenticate."
     )
+    task_digest_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description=(
+            "K4: ticks within this many seconds of a batch's first tick are posted as one "
+            "'completed N of M tasks' message."
+        ),
+    )

@@ -141,8 +141,11 @@ class ThreadService:
             "last_message": None,
             "last_client_message": None,
             "tasks_progress": {"done": 0, "total": 0, "open": 0},
+            "tasks_revision": 0,
             "reminders": request.reminders.model_dump(),
         }
+        # K1: task ids chosen here, so the creator can tick a task at once (tasks service).
+        client_tasks = [NewClientTask(task_id=new_id(), text=text) for text in request.client_tasks]
         # Validate the first message before anything is stored: no thread without it.
         first, mentions = await self._message_service.prepare(
             principal, document, request.first_message
@@ -155,7 +158,7 @@ class ThreadService:
                 created_by=Actor(user_id=principal.sub, kind=principal.kind),
                 to_contact_ids=to_contacts,
                 first_message_id=first["_id"],
-                client_tasks=[NewClientTask(text=text) for text in request.client_tasks],
+                client_tasks=client_tasks,
                 reminders=request.reminders,
                 job_ids=document["job_ids"],
             ),
@@ -168,7 +171,9 @@ class ThreadService:
         await self._threads.create(document | {PENDING_FIRST: pending}, events=[created])
         await self._message_service.store_prepared(principal, document, first, mentions)
         await self._threads.first_message_stored(thread_id)
-        return await self.get(principal, thread_id)
+        view = await self.get(principal, thread_id)
+        view["client_tasks"] = [task.model_dump() for task in client_tasks]
+        return view
 
     async def complete_interrupted(self, *, older_than: timedelta) -> int:
         """Store the first message of threads whose creation a crash cut short; returns how

@@ -41,7 +41,11 @@ def message_view(document: Document, principal: Principal) -> Document:
         "edited_at": document.get("edited_at"),
         "pinned": document.get("pinned", False),
         "permalink": permalink(document["thread_id"], document["_id"]),
+        "kind": document.get("kind", "message"),
     }
+    for extra in ("tasks", "request", "completed_task_ids"):  # task messages (K4, M12)
+        if extra in document:
+            view[extra] = document[extra]
     if principal.is_staff and document["author"]["kind"] == "staff":
         read_at = document.get("read_by_client_at")
         view["status"] = "read" if read_at else "sent"  # R1

@@ -16,6 +16,7 @@ MESSAGING_INDEXES = (
     IndexSpec("messages", [("thread_id", 1), ("pinned", 1)]),
     IndexSpec("drafts", [("expires_at", 1)], expire_after_seconds=0),
     IndexSpec("read_cursors", [("thread_id", 1)]),
+    IndexSpec("task_digests", [("due_at", 1)]),
     IndexSpec("firm_settings", [("_outbox.created_ms", 1)]),
     IndexSpec("threads", [("_outbox.created_ms", 1)]),
     IndexSpec("messages", [("_outbox.created_ms", 1)]),

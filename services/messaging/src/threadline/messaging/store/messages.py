@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoMessageStore"]
 
@@ -24,13 +24,10 @@ _HIDDEN = {"_outbox": 0}
 class MongoMessageStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._messages = database["messages"]
-        self._outbox = outbox
-        outbox.watch(self._messages)
+        self._writes = outbox.writer(self._messages)
 
     async def insert(self, document: Document, *, event: Envelope[Any]) -> None:
-        entry = outbox_entry(event)
-        await self._messages.insert_one(with_outbox(document, [entry]))
-        self._outbox.schedule(self._messages, document["_id"], [entry])
+        await self._writes.insert_one(document, events=[event])
 
     async def get(self, thread_id: str, message_id: str) -> Document | None:
         return await self._messages.find_one(
@@ -138,28 +135,20 @@ class MongoMessageStore:
         push: Document | None = None,
     ) -> bool:
         """Apply ``changes`` if the message still matches ``expected``; False otherwise."""
-        entry = outbox_entry(event)
-        update: Document = {"$set": changes, "$push": outbox_push([entry]) | (push or {})}
-        result = await self._messages.update_one({"_id": message_id, **expected}, update)
-        if result.modified_count != 1:
-            return False
-        self._outbox.schedule(self._messages, message_id, [entry])
-        return True
+        update: Document = {"$set": changes} | ({"$push": push} if push else {})
+        return await self._writes.update_one(
+            {"_id": message_id, **expected}, update, events=[event]
+        )
 
     async def erase(self, message: Document, *, event: Envelope[Any]) -> bool:
         """M11: replace the message by a tombstone carrying its deletion event."""
-        entry = outbox_entry(event)
         tombstone = {
             key: message.get(key)
             for key in ("_id", "firm", "thread_id", "account_id", "seq", "client_seq")
-        } | {"deleted": True, "internal": message["internal"], "pinned": False, "_outbox": [entry]}
-        result = await self._messages.replace_one(
-            {"_id": message["_id"], "deleted": False}, tombstone
+        } | {"deleted": True, "internal": message["internal"], "pinned": False}
+        return await self._writes.replace_one(
+            {"_id": message["_id"], "deleted": False}, tombstone, events=[event]
         )
-        if result.modified_count != 1:
-            return False
-        self._outbox.schedule(self._messages, message["_id"], [entry])
-        return True
 
     async def mark_read_by_client(
         self, thread_id: str, *, after_seq: int, up_to_seq: int, at: datetime

@@ -8,7 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push
+from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoReadStore"]
 
@@ -22,8 +22,7 @@ def _cursor_id(thread_id: str, user_id: str) -> str:
 class MongoReadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._cursors = database["read_cursors"]
-        self._outbox = outbox
-        outbox.watch(self._cursors)
+        self._writes = outbox.writer(self._cursors)
 
     async def last_read(self, thread_ids: list[str], user_id: str) -> dict[str, int]:
         ids = [_cursor_id(thread_id, user_id) for thread_id in thread_ids]
@@ -35,9 +34,8 @@ class MongoReadStore:
     ) -> bool:
         """Move the cursor forward (never back); False when it was already there."""
         key = _cursor_id(thread_id, user_id)
-        entry = outbox_entry(event)
         try:
-            await self._cursors.update_one(
+            return await self._writes.update_one(
                 {"_id": key, "last_read_seq": {"$lt": up_to_seq}},
                 {
                     "$set": {
@@ -47,11 +45,9 @@ class MongoReadStore:
                         "last_read_seq": up_to_seq,
                         "read_at": event.occurred_at,
                     },
-                    "$push": outbox_push([entry]),
                 },
+                events=[event],
                 upsert=True,
             )
         except DuplicateKeyError:
             return False
-        self._outbox.schedule(self._cursors, key, [entry])
-        return True

@@ -8,7 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox
 from threadline.messaging.domain import FirmChatSettings
 
 __all__ = ["MongoFirmSettingsStore"]
@@ -19,8 +19,7 @@ class MongoFirmSettingsStore:
 
     def __init__(self, database: AsyncDatabase[dict[str, Any]], *, outbox: Outbox) -> None:
         self._collection = database["firm_settings"]
-        self._outbox = outbox
-        outbox.watch(self._collection)
+        self._writes = outbox.writer(self._collection)
 
     async def get(self, firm: str) -> FirmChatSettings:
         document = await self._collection.find_one({"_id": firm}, {"_outbox": 0})
@@ -42,20 +41,14 @@ class MongoFirmSettingsStore:
             "show_message_context_in_notifications": settings.show_message_context_in_notifications,
             "revision": settings.revision,
         }
-        entry = outbox_entry(event)
         if expected_revision == 0:
             try:
-                await self._collection.insert_one(
-                    with_outbox({"_id": settings.firm, **fields}, [entry])
-                )
+                await self._writes.insert_one({"_id": settings.firm, **fields}, events=[event])
             except DuplicateKeyError:
                 return False
-        else:
-            result = await self._collection.update_one(
-                {"_id": settings.firm, "revision": expected_revision},
-                {"$set": fields, "$push": outbox_push([entry])},
-            )
-            if result.modified_count != 1:
-                return False
-        self._outbox.schedule(self._collection, settings.firm, [entry])
-        return True
+            return True
+        return await self._writes.update_one(
+            {"_id": settings.firm, "revision": expected_revision},
+            {"$set": fields},
+            events=[event],
+        )

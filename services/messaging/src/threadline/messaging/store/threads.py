@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox
 from threadline.kit.policy import visible_account_filter
 from threadline.messaging.domain import InvalidMessage, Thread
 
@@ -67,8 +67,7 @@ PENDING_FIRST = "pending_first_message"
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._threads = database["threads"]
-        self._outbox = outbox
-        outbox.watch(self._threads)
+        self._writes = outbox.writer(self._threads)
 
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
@@ -81,9 +80,7 @@ class MongoThreadStore:
         return frozenset(found.get("mentioned_staff", ())) if found else frozenset()
 
     async def create(self, document: Document, *, events: list[Envelope[Any]]) -> None:
-        entries = [outbox_entry(event) for event in events]
-        await self._threads.insert_one(with_outbox(document, entries))
-        self._outbox.schedule(self._threads, document["_id"], entries)
+        await self._writes.insert_one(document, events=events)
 
     async def allocate_seq(
         self,
@@ -142,21 +139,29 @@ class MongoThreadStore:
     async def set_status(
         self, thread_id: str, *, status: str, expected: str, event: Envelope[Any]
     ) -> bool:
-        entry = outbox_entry(event)
-        result = await self._threads.update_one(
-            {"_id": thread_id, "status": expected},
-            {"$set": {"status": status}, "$push": outbox_push([entry])},
+        return await self._writes.update_one(
+            {"_id": thread_id, "status": expected}, {"$set": {"status": status}}, events=[event]
         )
-        if result.modified_count != 1:
-            return False
-        self._outbox.schedule(self._threads, thread_id, [entry])
-        return True
 
-    async def set_task_progress(self, firm: str, thread_id: str, *, done: int, total: int) -> None:
-        await self._threads.update_one(
-            {"_id": thread_id, "firm": firm},
-            {"$set": {"tasks_progress": {"done": done, "total": total, "open": total - done}}},
+    async def set_task_progress(
+        self, firm: str, thread_id: str, *, done: int, total: int, revision: int | None
+    ) -> None:
+        """K5: the list's progress, unless a newer snapshot was already applied (a
+        redelivered or relayed older event never moves progress back)."""
+        progress = {"done": done, "total": total, "open": total - done}
+        if revision is None:  # a producer that does not number its snapshots
+            await self._threads.update_one(
+                {"_id": thread_id, "firm": firm}, {"$set": {"tasks_progress": progress}}
+            )
+            return
+        update = {"$set": {"tasks_progress": progress, "tasks_revision": revision}}
+        result = await self._threads.update_one(
+            {"_id": thread_id, "firm": firm, "tasks_revision": {"$lt": revision}}, update
         )
+        if result.matched_count == 0:  # threads created before revisions were kept
+            await self._threads.update_one(
+                {"_id": thread_id, "firm": firm, "tasks_revision": {"$exists": False}}, update
+            )
 
     async def list_visible(
         self,
