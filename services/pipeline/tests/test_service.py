@@ -27,7 +27,7 @@ from threadline.pipeline.service import (
     StageUpdate,
 )
 
-from .fakes import (
+from .pipeline_fakes import (
     FIRM,
     LEE,
     PATEL,

@@ -1,9 +1,9 @@
 """Publish the demo directory to Kafka: ``threadline-seed``.
 
-One firm with an owner, an admin and two team members, and several client accounts with
-contacts in every state that matters (portal activated or not, Notify on or off). Events
-have deterministic content but fresh ids, and the projections are idempotent upserts, so
-seeding twice is harmless.
+One firm (with its display name) with an owner, an admin and two team members, and several
+client accounts with contacts in every state that matters (portal activated or not, Notify
+on or off). Events have deterministic content but fresh ids, and the projections are
+idempotent upserts, so seeding twice is harmless.
 """
 
 from __future__ import annotations
@@ -15,12 +15,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from threadline.contracts import Envelope, new_event
-from threadline.contracts.events.directory import AccountUpserted, Contact, StaffMemberUpserted
+from threadline.contracts.events.directory import (
+    AccountUpserted,
+    Contact,
+    FirmUpserted,
+    StaffMemberUpserted,
+)
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 
-__all__ = ["demo_directory", "main", "publish"]
+__all__ = ["DEMO_FIRM_NAME", "demo_directory", "main", "publish"]
 
 PRODUCER = "directory-seed"
+
+
+DEMO_FIRM_NAME = "Chen & Berg CPAs"
 
 
 def demo_directory(firm: str = "firm_demo") -> list[Envelope[Any]]:
@@ -118,9 +126,12 @@ def demo_directory(firm: str = "firm_demo") -> list[Envelope[Any]]:
             ],
         ),
     ]
+    # The firm first: it shares the firm-keyed partition with the staff events, so once a
+    # projection holds the staff it holds the firm's name too.
     events: list[Envelope[Any]] = [
-        new_event(member, firm=firm, key=firm, producer=PRODUCER) for member in staff
+        new_event(FirmUpserted(name=DEMO_FIRM_NAME), firm=firm, key=firm, producer=PRODUCER)
     ]
+    events += [new_event(member, firm=firm, key=firm, producer=PRODUCER) for member in staff]
     events += [
         new_event(account, firm=firm, key=account.account_id, producer=PRODUCER)
         for account in accounts

@@ -1,4 +1,4 @@
-"""The directory projection: accounts, contacts and staff from ``threadline.directory.v1``.
+"""The directory projection: firms, accounts, contacts and staff from ``threadline.directory.v1``.
 
 Messaging and reminders both need it, so it lives here once. Documents are keyed
 ``<firm>:<id>`` and guarded by the event's ``occurred_at``: an older event never overwrites
@@ -17,6 +17,7 @@ from threadline.contracts import Envelope
 from threadline.contracts.events.directory import (
     AccountRemoved,
     AccountUpserted,
+    FirmUpserted,
     StaffMemberRemoved,
     StaffMemberUpserted,
 )
@@ -37,9 +38,22 @@ class MongoDirectory:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self._accounts = database["directory_accounts"]
         self._staff = database["directory_staff"]
+        self._firms = database["directory_firms"]
 
     async def account(self, firm: str, account_id: str) -> dict[str, Any] | None:
         return await self._accounts.find_one({"_id": f"{firm}:{account_id}", "removed": False})
+
+    async def accounts(self, firm: str, account_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The existing accounts among ``account_ids``, by id (one query for a batch)."""
+        cursor = self._accounts.find(
+            {"_id": {"$in": [f"{firm}:{account_id}" for account_id in account_ids]}}
+        )
+        return {doc["account_id"]: doc async for doc in cursor if not doc.get("removed")}
+
+    async def firm_name(self, firm: str) -> str | None:
+        """The firm's display name, once a ``directory.firm.upserted`` was projected."""
+        found = await self._firms.find_one({"_id": firm}, {"name": 1})
+        return str(found["name"]) if found else None
 
     async def staff_member(self, firm: str, user_id: str) -> dict[str, Any] | None:
         return await self._staff.find_one({"_id": f"{firm}:{user_id}", "removed": False})
@@ -76,14 +90,20 @@ class MongoDirectory:
             fields = {"user_id": data.user_id, "removed": True}
         await self._apply_if_newer(self._staff, event, data.user_id, fields)
 
+    async def apply_firm(self, event: Envelope[Any]) -> None:
+        data = event.data
+        assert isinstance(data, FirmUpserted)
+        await self._apply_if_newer(self._firms, event, None, {"name": data.name})
+
     @staticmethod
     async def _apply_if_newer(
-        collection: Any, event: Envelope[Any], entity_id: str, fields: dict[str, Any]
+        collection: Any, event: Envelope[Any], entity_id: str | None, fields: dict[str, Any]
     ) -> None:
         as_of: datetime = event.occurred_at
+        key = event.firm if entity_id is None else f"{event.firm}:{entity_id}"
         try:
             await collection.update_one(
-                {"_id": f"{event.firm}:{entity_id}", "as_of": {"$lt": as_of}},
+                {"_id": key, "as_of": {"$lt": as_of}},
                 {"$set": {**fields, "firm": event.firm, "as_of": as_of}},
                 upsert=True,
             )
@@ -93,6 +113,7 @@ class MongoDirectory:
 
 def subscribe_directory(events: EventRouter, directory: MongoDirectory) -> None:
     """Route every directory event type to the projection."""
+    events.on(FirmUpserted, directory.apply_firm)
     events.on(AccountUpserted, directory.apply_account)
     events.on(AccountRemoved, directory.apply_account)
     events.on(StaffMemberUpserted, directory.apply_staff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -18,6 +19,8 @@ from threadline.messaging.service import (
     MessageService,
     ThreadService,
 )
+from threadline.messaging.service.bulk import BulkService, BulkWorker, WorkerSettings
+from threadline.messaging.service.templates import TemplateService
 from threadline.messaging.settings import Settings
 from threadline.messaging.store import (
     MESSAGING_INDEXES,
@@ -27,7 +30,9 @@ from threadline.messaging.store import (
     MongoReadStore,
     MongoThreadStore,
 )
+from threadline.messaging.store.bulk import MongoBulkStore
 from threadline.messaging.store.taskdigests import MongoTaskDigests
+from threadline.messaging.store.templates import MongoTemplateStore
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
 from threadline.messaging.stream import router as stream_router
 
@@ -77,6 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=f"threadline-{settings.service_name}-stream",
         )
+        templates = TemplateService(
+            store=MongoTemplateStore(database),
+            directory=directory,
+            max_body_bytes=settings.max_message_bytes,
+        )
         thread_service = ThreadService(
             threads=threads,
             messages=messages,
@@ -85,6 +95,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=firm_settings,
             directory=directory,
             message_service=message_service,
+            templates=templates,
+        )
+
+        bulk_store, bulk_wake = MongoBulkStore(database), asyncio.Event()
+        bulk_worker = BulkWorker(
+            store=bulk_store,
+            threads=threads,
+            messages=messages,
+            directory=directory,
+            wake=bulk_wake,
+            settings=WorkerSettings(
+                batch_size=settings.bulk_batch_size,
+                pause_seconds=settings.bulk_pause_seconds,
+                lease_seconds=settings.bulk_lease_seconds,
+                poll_seconds=settings.bulk_poll_seconds,
+                max_body_bytes=settings.max_message_bytes,
+            ),
         )
 
         async def purge_expired_drafts() -> int:
@@ -106,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     max_body_bytes=settings.max_message_bytes,
                 ),
                 "firm_settings": FirmSettingsService(store=firm_settings),
+                "templates": templates,
+                "bulk": BulkService(store=bulk_store, templates=templates, wake=bulk_wake),
             },
             background=[
                 periodic(
@@ -124,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     what="posted batched task completions",
                 ),
                 feed.run,
+                bulk_worker.run,
             ],
             readiness_checks={"stream": feed.ready},
         )

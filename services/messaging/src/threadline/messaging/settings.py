@@ -28,3 +28,19 @@ class Settings(ServiceSettings):
             "'completed N of M tasks' message."
         ),
     )
+    bulk_batch_size: int = Field(
+        default=100, ge=1, le=1000, description="P2: accounts a bulk job handles per batch."
+    )
+    bulk_pause_seconds: float = Field(
+        default=0.0, ge=0, le=10, description="P2: pause between a bulk job's batches."
+    )
+    bulk_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="P2: how long a replica's claim on a bulk job lasts without renewal "
+        "(another replica takes the job over after that).",
+    )
+    bulk_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="P2: how often idle replicas look for bulk jobs."
+    )

@@ -1,7 +1,8 @@
-"""Directory events: accounts, contacts and staff, owned by the surrounding platform.
+"""Directory events: the firm, its accounts, contacts and staff, owned by the surrounding
+platform.
 
 Threadline never edits the directory; messaging and reminders keep projections of it.
-Account events are keyed by account id, staff events by firm id.
+Account events are keyed by account id, firm and staff events by firm id.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "AccountRemoved",
     "AccountUpserted",
     "Contact",
+    "FirmUpserted",
     "StaffMemberRemoved",
     "StaffMemberUpserted",
 ]
@@ -80,6 +82,19 @@ class AccountRemoved(EventData):
     key_field = "account_id"
 
     account_id: str = Field(description="Client account id.", examples=["acc_lee_family"])
+
+
+@register
+class FirmUpserted(EventData):
+    """A firm was created or renamed (the envelope's ``firm`` is its id)."""
+
+    event_type = "directory.firm.upserted"
+    key_field = None
+
+    name: str = Field(
+        description="The firm's display name (the `[[firm.name]]` shortcode, P1).",
+        examples=["Chen & Berg CPAs"],
+    )
 
 
 @register

@@ -27,22 +27,31 @@ class ReminderSettingsIn(BaseModel):
 
 
 class NewThreadIn(BaseModel):
-    """T4: subject, first message, addressed contacts, client tasks, reminders, job links."""
+    """T4: subject, first message, addressed contacts, client tasks, reminders, job links.
+
+    With ``template_id`` (P1) the fields left out come from the template, and shortcodes
+    are filled for the addressed contacts; without it, ``subject`` and ``message`` are
+    required."""
 
     model_config = ConfigDict(extra="forbid")
 
     account_id: str = Field(min_length=1, max_length=200)
-    subject: str = Field(min_length=1, max_length=300)
-    message: NewMessageIn
+    template_id: str | None = Field(
+        default=None, min_length=1, max_length=100, description="P1: the template to use."
+    )
+    subject: str | None = Field(default=None, min_length=1, max_length=300)
+    message: NewMessageIn | None = None
     to_contact_ids: list[str] = Field(
         default_factory=list,
         max_length=100,
         description="T2: contacts addressed; default every contact with portal access.",
     )
-    client_tasks: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
-        default_factory=list, max_length=100
+    client_tasks: list[Annotated[str, Field(min_length=1, max_length=2000)]] | None = Field(
+        default=None, max_length=100, description="Default: the template's, or none."
     )
-    reminders: ReminderSettingsIn = Field(default_factory=ReminderSettingsIn)
+    reminders: ReminderSettingsIn | None = Field(
+        default=None, description="Default: the template's, or off."
+    )
     job_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=50
     )
@@ -69,11 +78,12 @@ async def create_thread(
         NewThread(
             account_id=body.account_id,
             subject=body.subject,
-            first_message=body.message.draft(),
+            first_message=body.message.draft() if body.message else None,
             to_contact_ids=tuple(body.to_contact_ids),
-            client_tasks=tuple(body.client_tasks),
-            reminders=ReminderSettings(**body.reminders.model_dump()),
+            client_tasks=None if body.client_tasks is None else tuple(body.client_tasks),
+            reminders=ReminderSettings(**body.reminders.model_dump()) if body.reminders else None,
             job_ids=tuple(body.job_ids),
+            template_id=body.template_id,
         ),
     )
 

@@ -20,7 +20,7 @@ from threadline.messaging.domain import ActionForbidden, InvalidMessage, Message
 from threadline.messaging.embeds import parse_video_embed
 from threadline.messaging.richtext import MessageBody
 
-__all__ = ["PRODUCER", "Composer", "MessageDraft", "new_id"]
+__all__ = ["PRODUCER", "Composer", "MessageDraft", "message_document", "new_id"]
 
 PRODUCER = "messaging"
 Document = dict[str, Any]
@@ -112,31 +112,57 @@ class Composer:
         embeds = [parse_video_embed(url) for url in draft.video_urls]
         mentions = await self.check_mentions(principal, draft.mentions)
         author = await self.author(principal, thread["account_id"])
-        document: Document = {
-            "_id": new_id(),
-            "firm": thread["firm"],
-            "thread_id": thread["_id"],
-            "account_id": thread["account_id"],
-            "author": author.model_dump(),
-            "internal": internal,
-            "html": body.html,
-            "text": body.text,
-            "mentions": mentions,
-            "reply_to": draft.reply_to,
-            "embeds": [
+        document = message_document(
+            message_id=new_id(),
+            thread=thread,
+            author=author,
+            internal=internal,
+            body=body,
+            mentions=mentions,
+            reply_to=draft.reply_to,
+            embeds=[
                 {"provider": e.provider, "url": e.source_url, "embed_url": e.embed_url}
                 for e in embeds
             ],
-            "document_ids": [],
-            "posted_at": at,
-            "edited_at": None,
-            "edit_history": [],
-            "pinned": False,
-            "pinned_at": None,
-            "read_by_client_at": None,
-            "deleted": False,
-        }
+            at=at,
+        )
         return document, mentions
+
+
+def message_document(
+    *,
+    message_id: str,
+    thread: Document,
+    author: Author,
+    internal: bool,
+    body: MessageBody,
+    mentions: list[str],
+    reply_to: str | None,
+    embeds: list[Document],
+    at: datetime,
+) -> Document:
+    """A new message's document, without its numbers (shared with bulk jobs)."""
+    return {
+        "_id": message_id,
+        "firm": thread["firm"],
+        "thread_id": thread["_id"],
+        "account_id": thread["account_id"],
+        "author": author.model_dump(),
+        "internal": internal,
+        "html": body.html,
+        "text": body.text,
+        "mentions": mentions,
+        "reply_to": reply_to,
+        "embeds": embeds,
+        "document_ids": [],
+        "posted_at": at,
+        "edited_at": None,
+        "edit_history": [],
+        "pinned": False,
+        "pinned_at": None,
+        "read_by_client_at": None,
+        "deleted": False,
+    }
 
 
 def preview(document: Document) -> Document:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from threadline.contracts import new_event
+from threadline.contracts import Envelope, new_event
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     NewClientTask,
@@ -21,13 +21,18 @@ from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.messaging.domain import (
     InvalidMessage,
-    ThreadNotFound,
     check_can_create_thread,
     check_can_manage_thread,
     utc_now,
 )
 from threadline.messaging.service.compose import PRODUCER, MessageDraft, new_id
 from threadline.messaging.service.messages import MessageService
+from threadline.messaging.service.templates import (
+    DEFAULT_REMINDERS,
+    TemplateService,
+    addressed_contacts,
+    draft_of,
+)
 from threadline.messaging.service.views import thread_view
 from threadline.messaging.store import (
     MongoDraftStore,
@@ -43,7 +48,7 @@ from threadline.messaging.store.threads import (
     thread_of,
 )
 
-__all__ = ["NewThread", "ThreadService"]
+__all__ = ["NewThread", "ThreadService", "new_thread_document", "thread_created_event"]
 
 _log = structlog.get_logger(__name__)
 
@@ -52,15 +57,78 @@ Document = dict[str, Any]
 
 @dataclass(frozen=True)
 class NewThread:
+    """A thread to create. With ``template_id`` (P1) every field left ``None`` comes from the
+    template and everything is rendered for the addressed contacts; without one, subject
+    and first message are required and used as given."""
+
     account_id: str
-    subject: str
-    first_message: MessageDraft
+    subject: str | None
+    first_message: MessageDraft | None
     to_contact_ids: tuple[str, ...] = ()
-    client_tasks: tuple[str, ...] = ()
-    reminders: ReminderSettings = field(
-        default_factory=lambda: ReminderSettings(enabled=False, days_between=3, max_reminders=1)
-    )
+    client_tasks: tuple[str, ...] | None = None
+    reminders: ReminderSettings | None = None
     job_ids: tuple[str, ...] = ()
+    template_id: str | None = None
+
+
+def new_thread_document(
+    *,
+    thread_id: str,
+    principal: Principal,
+    account_id: str,
+    subject: str,
+    to_contacts: list[str],
+    job_ids: list[str],
+    reminders: ReminderSettings,
+    template_id: str | None,
+    now: datetime,
+) -> Document:
+    """A new thread's document, before its first message (shared with bulk jobs)."""
+    return {
+        "_id": thread_id,
+        "firm": principal.firm,
+        "account_id": account_id,
+        "subject": subject,
+        "status": "active",
+        "created_by": {"user_id": principal.sub, "kind": principal.kind},
+        "created_at": now,
+        "to_contact_ids": to_contacts,
+        "job_ids": job_ids,
+        "template_id": template_id,
+        "mentioned_staff": [],
+        "seq": 0,
+        "client_seq": 0,
+        "last_activity_at": now,
+        "client_activity_at": now,
+        "last_message": None,
+        "last_client_message": None,
+        "tasks_progress": {"done": 0, "total": 0, "open": 0},
+        "tasks_revision": 0,
+        "reminders": reminders.model_dump(),
+    }
+
+
+def thread_created_event(
+    document: Document, *, first_message_id: str, client_tasks: tuple[str, ...]
+) -> Envelope[ThreadCreated]:
+    """``messaging.thread.created`` of ``document``: rendered tasks and reminders included."""
+    return new_event(
+        ThreadCreated(
+            thread_id=document["_id"],
+            account_id=document["account_id"],
+            subject=document["subject"],
+            created_by=Actor(**document["created_by"]),
+            to_contact_ids=document["to_contact_ids"],
+            first_message_id=first_message_id,
+            # K1: task ids chosen here, so the creator can tick a task at once (tasks service).
+            client_tasks=[NewClientTask(task_id=new_id(), text=text) for text in client_tasks],
+            reminders=ReminderSettings(**document["reminders"]),
+            job_ids=document["job_ids"],
+            template_id=document["template_id"],
+        ),
+        firm=document["firm"],
+        producer=PRODUCER,
+    )
 
 
 class ThreadService:
@@ -74,6 +142,7 @@ class ThreadService:
         settings: MongoFirmSettingsStore,
         directory: MongoDirectory,
         message_service: MessageService,
+        templates: TemplateService,
     ) -> None:
         self._threads = threads
         self._messages = messages
@@ -82,31 +151,11 @@ class ThreadService:
         self._settings = settings
         self._directory = directory
         self._message_service = message_service
+        self._templates = templates
 
-    async def _addressed_contacts(
-        self, principal: Principal, account_id: str, requested: tuple[str, ...]
-    ) -> list[str]:
-        """T2: only contacts with portal access activated can receive messages."""
-        account = await self._directory.account(principal.firm, account_id)
-        if account is None:
-            raise ThreadNotFound(f"Account {account_id} does not exist.")
-        reachable = [c["contact_id"] for c in account["contacts"] if c["portal_activated"]]
-        if not reachable:
-            raise InvalidMessage(
-                f"No contact of account {account_id} has portal access activated, so nobody "
-                "could read this thread; activate a contact's portal access first."
-            )
-        if not requested:
-            return reachable
-        unreachable = [contact for contact in requested if contact not in reachable]
-        if unreachable:
-            raise InvalidMessage(
-                "These contacts cannot receive messages (not contacts of the account, or "
-                f"portal access not activated): {', '.join(unreachable)}."
-            )
-        return list(dict.fromkeys(requested))
-
-    async def create(self, principal: Principal, request: NewThread) -> Document:
+    async def create(
+        self, principal: Principal, request: NewThread, *, thread_id: str | None = None
+    ) -> Document:
         settings = await self._settings.get(principal.firm)
         check_can_create_thread(
             principal,
@@ -114,65 +163,60 @@ class ThreadService:
             account_id=request.account_id,
             clients_may_create=settings.clients_can_create_threads,
         )
-        subject = request.subject.strip()
-        if not subject:
-            raise InvalidMessage("A thread needs a subject.")
         if principal.is_client and (request.client_tasks or request.job_ids):
             raise InvalidMessage("Clients cannot add client tasks or job links to a thread.")
-        to_contacts = await self._addressed_contacts(
-            principal, request.account_id, request.to_contact_ids
-        )
-        thread_id, now = new_id(), utc_now()
-        document: Document = {
-            "_id": thread_id,
-            "firm": principal.firm,
-            "account_id": request.account_id,
-            "subject": subject,
-            "status": "active",
-            "created_by": {"user_id": principal.sub, "kind": principal.kind},
-            "created_at": now,
-            "to_contact_ids": to_contacts,
-            "job_ids": list(dict.fromkeys(request.job_ids)),
-            "mentioned_staff": [],
-            "seq": 0,
-            "client_seq": 0,
-            "last_activity_at": now,
-            "client_activity_at": now,
-            "last_message": None,
-            "last_client_message": None,
-            "tasks_progress": {"done": 0, "total": 0, "open": 0},
-            "tasks_revision": 0,
-            "reminders": request.reminders.model_dump(),
-        }
-        # K1: task ids chosen here, so the creator can tick a task at once (tasks service).
-        client_tasks = [NewClientTask(task_id=new_id(), text=text) for text in request.client_tasks]
-        # Validate the first message before anything is stored: no thread without it.
-        first, mentions = await self._message_service.prepare(
-            principal, document, request.first_message
-        )
-        created = new_event(
-            ThreadCreated(
-                thread_id=thread_id,
-                account_id=request.account_id,
-                subject=subject,
-                created_by=Actor(user_id=principal.sub, kind=principal.kind),
-                to_contact_ids=to_contacts,
-                first_message_id=first["_id"],
-                client_tasks=client_tasks,
+        account = await self._directory.account(principal.firm, request.account_id)
+        to_contacts = addressed_contacts(account, request.account_id, request.to_contact_ids)
+        if request.template_id is not None:
+            assert account is not None  # addressed_contacts raised otherwise
+            rendered = await self._templates.fill(
+                principal,
+                template_id=request.template_id,
+                subject=request.subject,
+                html=request.first_message.html if request.first_message else None,
+                client_tasks=request.client_tasks,
                 reminders=request.reminders,
-                job_ids=document["job_ids"],
-            ),
-            firm=principal.firm,
-            producer=PRODUCER,
+                account=account,
+                contact_ids=to_contacts,
+            )
+            subject, client_tasks = rendered.subject, rendered.client_tasks
+            first_message, reminders = draft_of(rendered, request.first_message), rendered.reminders
+        else:
+            if request.subject is None or request.first_message is None:
+                raise InvalidMessage(
+                    "A thread needs a subject and a message, or a template_id to take them from."
+                )
+            subject, first_message = request.subject.strip(), request.first_message
+            client_tasks, reminders = (
+                request.client_tasks or (),
+                request.reminders or DEFAULT_REMINDERS,
+            )
+        if not subject:
+            raise InvalidMessage("A thread needs a subject.")
+        document = new_thread_document(
+            thread_id=thread_id or new_id(),
+            principal=principal,
+            account_id=request.account_id,
+            subject=subject,
+            to_contacts=to_contacts,
+            job_ids=list(dict.fromkeys(request.job_ids)),
+            reminders=reminders,
+            template_id=request.template_id,
+            now=utc_now(),
+        )
+        # Validate the first message before anything is stored: no thread without it.
+        first, mentions = await self._message_service.prepare(principal, document, first_message)
+        created = thread_created_event(
+            document, first_message_id=first["_id"], client_tasks=client_tasks
         )
         # Two writes without a transaction: the thread carries its first message until the
         # message is stored, so a crash between them is repaired (complete_interrupted).
         pending = {"message": first, "mentions": mentions, "author_role": principal.role}
         await self._threads.create(document | {PENDING_FIRST: pending}, events=[created])
         await self._message_service.store_prepared(principal, document, first, mentions)
-        await self._threads.first_message_stored(thread_id)
-        view = await self.get(principal, thread_id)
-        view["client_tasks"] = [task.model_dump() for task in client_tasks]
+        await self._threads.first_message_stored(document["_id"])
+        view = await self.get(principal, document["_id"])
+        view["client_tasks"] = [task.model_dump() for task in created.data.client_tasks]
         return view
 
     async def complete_interrupted(self, *, older_than: timedelta) -> int:

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
 from threadline.kit.outbox import Outbox
+from threadline.messaging.store.threads import insert_new
 
 __all__ = ["MongoMessageStore"]
 
@@ -28,6 +29,12 @@ class MongoMessageStore:
 
     async def insert(self, document: Document, *, event: Envelope[Any]) -> None:
         await self._writes.insert_one(document, events=[event])
+
+    async def insert_many_new(self, documents: list[Document]) -> None:
+        """Insert first messages whose events ride with their threads (bulk jobs); ids
+        already present are left alone (a retried batch)."""
+        if documents:
+            await insert_new(self._messages, documents)
 
     async def get(self, thread_id: str, message_id: str) -> Document | None:
         return await self._messages.find_one(

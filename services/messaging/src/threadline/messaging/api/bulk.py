@@ -1,0 +1,156 @@
+"""Mass messaging routes (P2): start a bulk job, follow its progress and per-account results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from threadline.kit.http import CurrentPrincipal
+from threadline.messaging.api.templates import MAX_HTML_CHARS, MAX_TASKS, ReminderSettingsIn
+from threadline.messaging.service.bulk import MAX_BULK_ACCOUNTS, BulkService
+from threadline.messaging.service.templates import MAX_SUBJECT_CHARS, MAX_TASK_CHARS, Content
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
+
+AccountId = Annotated[str, Field(min_length=1, max_length=200)]
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
+
+
+def _bulk(request: Request) -> BulkService:
+    service: BulkService = request.app.state.bulk
+    return service
+
+
+BulkServiceDep = Annotated[BulkService, Depends(_bulk)]
+
+
+class BulkIn(BaseModel):
+    """Either ``template_id``, or ``subject`` and ``html`` (with optional tasks and
+    reminders). Shortcodes are filled for each account either way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_ids: list[AccountId] = Field(min_length=1, max_length=MAX_BULK_ACCOUNTS)
+    template_id: str | None = Field(default=None, min_length=1, max_length=100)
+    subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_CHARS)
+    html: str | None = Field(default=None, min_length=1, max_length=MAX_HTML_CHARS)
+    client_tasks: list[Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]] | None = (
+        Field(default=None, max_length=MAX_TASKS)
+    )
+    reminders: ReminderSettingsIn | None = None
+
+    @model_validator(mode="after")
+    def _template_or_content(self) -> BulkIn:
+        own = [
+            name
+            for name in ("subject", "html", "client_tasks", "reminders")
+            if getattr(self, name) is not None
+        ]
+        if self.template_id is not None and own:
+            raise ValueError(f"give template_id or content, not both (also given: {own})")
+        if self.template_id is None and (self.subject is None or self.html is None):
+            raise ValueError("give template_id, or subject and html")
+        return self
+
+    def content(self) -> Content | None:
+        if self.template_id is not None or self.subject is None or self.html is None:
+            return None
+        reminders = (self.reminders or ReminderSettingsIn()).settings()
+        return Content(
+            subject=self.subject,
+            html=self.html,
+            client_tasks=tuple(self.client_tasks or ()),
+            reminders=reminders,
+        )
+
+
+class BulkResultOut(BaseModel):
+    index: int = Field(description="Position of the account in the request (duplicates dropped).")
+    account_id: str
+    outcome: Literal["created", "skipped", "failed"]
+    thread_id: str | None
+    reason: str | None
+
+
+class BulkJobOut(BaseModel):
+    id: str
+    status: Literal["running", "done"]
+    template_id: str | None
+    total: int = Field(description="Accounts in the job.")
+    processed: int
+    created: int
+    skipped: int
+    failed: int
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: dict[str, Any]) -> BulkJobOut:
+        return cls(
+            id=job["_id"],
+            status=job["status"],
+            template_id=job["template_id"],
+            total=job["total"],
+            processed=job["cursor"],
+            created=job["created"],
+            skipped=job["skipped"],
+            failed=job["failed"],
+            created_at=job["created_at"],
+            finished_at=job["finished_at"],
+        )
+
+
+class BulkJobDetailOut(BulkJobOut):
+    results: list[BulkResultOut] = Field(description="Per-account results, in request order.")
+    next_cursor: int | None = Field(description="`after` for the next page of results.")
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED)
+async def start_bulk_message(
+    body: BulkIn,
+    principal: CurrentPrincipal,
+    bulk: BulkServiceDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY)
+    ] = None,
+) -> BulkJobOut:
+    """Creates one thread per account in the background; answers at once with the job."""
+    job = await bulk.start(
+        principal,
+        account_ids=body.account_ids,
+        template_id=body.template_id,
+        content=body.content(),
+        idempotency_key=idempotency_key,
+    )
+    return BulkJobOut.of(job)
+
+
+@router.get("/{job_id}")
+async def get_bulk_message(
+    job_id: Annotated[str, Path(min_length=1, max_length=100)],
+    principal: CurrentPrincipal,
+    bulk: BulkServiceDep,
+    after: Annotated[int, Query(ge=-1, le=MAX_BULK_ACCOUNTS)] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> BulkJobDetailOut:
+    """Progress and a page of per-account results (created thread / skipped / failed)."""
+    job, results, next_cursor = await bulk.get(principal, job_id, after=after, limit=limit)
+    return BulkJobDetailOut(
+        **BulkJobOut.of(job).model_dump(),
+        results=[
+            BulkResultOut(
+                index=result["index"],
+                account_id=result["account_id"],
+                outcome=result["outcome"],
+                thread_id=result["thread_id"],
+                reason=result["reason"],
+            )
+            for result in results
+        ],
+        next_cursor=next_cursor,
+    )

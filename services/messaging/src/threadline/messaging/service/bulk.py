@@ -1,0 +1,422 @@
+"""Mass messaging (P2): one thread per selected account, created by a background job.
+
+``BulkService.start`` stores the job (the content rendered later is fixed now: a template
+is copied into the job, so editing or deleting it meanwhile changes nothing) and answers at
+once. ``BulkWorker.run`` — one per replica — claims jobs by lease and works through them in
+batches: one directory query per batch, every thread rendered with the same function as
+a single thread creation, then one unordered insert of the first messages and one of the
+threads (each carrying its ``thread.created`` and ``message.posted`` events), the per-account
+results, and the job's progress.
+
+Exactly once in effect: a thread's id (and its first message's) is derived from job and
+account, so a batch redone after a crash or by the replica that took over inserts nothing
+twice, and only the write that inserted a thread publishes its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from threadline.contracts.events.messaging import Author, ReminderSettings
+from threadline.kit.auth import Principal
+from threadline.kit.directory import MongoDirectory
+from threadline.kit.errors import Conflict, NotFound
+from threadline.kit.policy import can_access_account
+from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessagingError, utc_now
+from threadline.messaging.service.compose import (
+    message_document,
+    new_id,
+    posted_event,
+    preview,
+)
+from threadline.messaging.service.templates import (
+    Content,
+    Sender,
+    TemplateService,
+    addressed_contacts,
+    check_shortcodes,
+    check_staff,
+    content_of,
+    render,
+)
+from threadline.messaging.service.threads import new_thread_document, thread_created_event
+from threadline.messaging.store import MongoMessageStore, MongoThreadStore
+from threadline.messaging.store.bulk import MongoBulkStore
+
+__all__ = ["MAX_BULK_ACCOUNTS", "BulkJobNotFound", "BulkService", "BulkWorker", "WorkerSettings"]
+
+_log = structlog.get_logger(__name__)
+Document = dict[str, Any]
+MAX_BULK_ACCOUNTS = 10_000
+_IDS = uuid.UUID("5c0a3f0e-6d1b-4a8e-9a51-3b7f4d1c2e90")
+"""Namespace of the ids derived for bulk jobs, their threads and first messages."""
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BulkJobNotFound(MessagingError, NotFound):
+    pass
+
+
+class IdempotencyConflict(MessagingError, Conflict):
+    pass
+
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(_IDS, "\x1f".join(parts)))
+
+
+def thread_id_for(job_id: str, account_id: str) -> str:
+    return derived_id("thread", job_id, account_id)
+
+
+def _principal_document(principal: Principal) -> Document:
+    return {
+        "sub": principal.sub,
+        "firm": principal.firm,
+        "kind": principal.kind,
+        "role": principal.role,
+        "perms": sorted(principal.perms),
+        "accounts": sorted(principal.accounts),
+        "name": principal.name,
+    }
+
+
+def _content_document(content: Content) -> Document:
+    return {
+        "subject": content.subject,
+        "html": content.html,
+        "client_tasks": list(content.client_tasks),
+        "reminders": content.reminders.model_dump(),
+    }
+
+
+class BulkService:
+    def __init__(
+        self, *, store: MongoBulkStore, templates: TemplateService, wake: asyncio.Event
+    ) -> None:
+        self._store = store
+        self._templates = templates
+        self._wake = wake
+
+    async def start(
+        self,
+        principal: Principal,
+        *,
+        account_ids: list[str],
+        template_id: str | None,
+        content: Content | None,
+        idempotency_key: str | None,
+    ) -> Document:
+        """Store a job for ``account_ids`` (duplicates dropped) and wake a worker.
+
+        With an ``idempotency_key`` the same caller sending the same request again gets
+        the same job; a different request under the same key is a 409.
+        """
+        check_staff(principal)
+        accounts = list(dict.fromkeys(account_ids))
+        if not accounts:
+            raise InvalidMessage("Select at least one account.")
+        if len(accounts) > MAX_BULK_ACCOUNTS:
+            raise InvalidMessage(f"A bulk message goes to at most {MAX_BULK_ACCOUNTS} accounts.")
+        if template_id is not None:
+            content = content_of(await self._templates.get(principal, template_id))
+        assert content is not None
+        check_shortcodes(content)
+        request_hash = hashlib.sha256(
+            json.dumps([accounts, template_id, _content_document(content)], sort_keys=True).encode()
+        ).hexdigest()
+        job_id = (
+            derived_id("job", principal.firm, principal.sub, idempotency_key)
+            if idempotency_key is not None
+            else new_id()
+        )
+        now = utc_now()
+        sender = await self._templates.sender(principal)
+        job: Document = {
+            "_id": job_id,
+            "firm": principal.firm,
+            "created_by": _principal_document(principal),
+            "request_hash": request_hash,
+            "template_id": template_id,
+            "content": _content_document(content),
+            "sender": {"firm_name": sender.firm_name, "sender_name": sender.sender_name},
+            "today": now.date().isoformat(),
+            "account_ids": accounts,
+            "total": len(accounts),
+            "cursor": 0,
+            "created": 0,
+            "skipped": 0,
+            "failed": 0,
+            "status": "running",
+            "created_at": now,
+            "finished_at": None,
+            "lease_owner": None,
+            "lease_until": _NEVER,
+        }
+        if await self._store.insert(job):
+            self._wake.set()
+            return {key: value for key, value in job.items() if key != "account_ids"}
+        existing = await self._store.summary(principal.firm, job_id)
+        if existing is None:
+            raise IdempotencyConflict("This Idempotency-Key is in use; choose another.")
+        if existing["request_hash"] != request_hash:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was already used for a different bulk request."
+            )
+        return existing
+
+    async def get(
+        self, principal: Principal, job_id: str, *, after: int, limit: int
+    ) -> tuple[Document, list[Document], int | None]:
+        """The job, a page of its per-account results and the next page's cursor. Seen by
+        its sender, and by the firm's owners and admins."""
+        check_staff(principal)
+        job = await self._store.summary(principal.firm, job_id)
+        if job is None or not (
+            principal.is_owner_or_admin or job["created_by"]["sub"] == principal.sub
+        ):
+            raise BulkJobNotFound(f"Bulk message {job_id} does not exist.")
+        results = await self._store.results(job_id, after=after, limit=limit)
+        page = results[:limit]
+        return job, page, (page[-1]["index"] if len(results) > limit else None)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    batch_size: int = 100
+    pause_seconds: float = 0.0
+    lease_seconds: float = 30.0
+    poll_seconds: float = 1.0
+    max_body_bytes: int = 64 * 1024
+
+
+class _LeaseLost(Exception):
+    """Another replica holds the job now; stop working on it."""
+
+
+class BulkWorker:
+    """Works through bulk jobs, one at a time, holding each job's lease while it does."""
+
+    def __init__(
+        self,
+        *,
+        store: MongoBulkStore,
+        threads: MongoThreadStore,
+        messages: MongoMessageStore,
+        directory: MongoDirectory,
+        wake: asyncio.Event,
+        settings: WorkerSettings,
+    ) -> None:
+        self._store = store
+        self._threads = threads
+        self._messages = messages
+        self._directory = directory
+        self._wake = wake
+        self._settings = settings
+        self.owner = new_id()
+
+    def _lease_end(self) -> datetime:
+        return utc_now() + timedelta(seconds=self._settings.lease_seconds)
+
+    async def run(self) -> None:
+        """Claim and work jobs for the app's lifetime (a storage failure is retried)."""
+        while True:
+            try:
+                worked = await self.work_once()
+            except Exception:  # storage hiccup: the job keeps its lease and is retried
+                _log.warning("bulk job pass failed", exc_info=True)
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+
+    async def work_once(self) -> bool:
+        """Claim one claimable job and work it to the end; False when there was none."""
+        now = utc_now()
+        for job_id in await self._store.claimable(now, limit=5):
+            job = await self._store.claim(
+                job_id, owner=self.owner, now=now, until=self._lease_end()
+            )
+            if job is not None:
+                try:
+                    await self._work(job)
+                except _LeaseLost:
+                    _log.info("bulk job taken over by another replica", job_id=job_id)
+                return True
+        return False
+
+    async def _work(self, document: Document) -> None:
+        job = _Job.of(document)
+        _log.info("bulk job working", job_id=job.id, cursor=document["cursor"], total=job.total)
+        cursor = int(document["cursor"])
+        while cursor < job.total:
+            end = min(cursor + self._settings.batch_size, job.total)
+            counts = await self._batch(job, cursor, end)
+            if not await self._store.record_batch(
+                job.id, owner=self.owner, start=cursor, end=end, counts=counts
+            ):
+                raise _LeaseLost
+            cursor = end
+            if not await self._store.renew(job.id, owner=self.owner, until=self._lease_end()):
+                raise _LeaseLost
+            await asyncio.sleep(self._settings.pause_seconds)  # let interactive requests in
+        await self._store.finish(job.id, owner=self.owner, at=utc_now(), released=_NEVER)
+        _log.info("bulk job done", job_id=job.id, total=job.total)
+
+    async def _batch(self, job: _Job, start: int, end: int) -> dict[str, int]:
+        account_ids = job.account_ids[start:end]
+        accounts = await self._directory.accounts(job.principal.firm, account_ids)
+        now = utc_now()
+        results: list[Document] = []
+        threads: list[tuple[Document, list[Any]]] = []
+        messages: list[Document] = []
+        counts = {"created": 0, "skipped": 0, "failed": 0}
+        for offset, account_id in enumerate(account_ids):
+            if offset % 10 == 9:
+                await asyncio.sleep(0)  # rendering is CPU work: yield to requests
+            index = start + offset
+            result: Document = {
+                "_id": f"{job.id}:{index}",
+                "job_id": job.id,
+                "index": index,
+                "account_id": account_id,
+                "thread_id": None,
+                "reason": None,
+            }
+            account = accounts.get(account_id)
+            if account is None or not can_access_account(
+                job.principal, firm=job.principal.firm, account_id=account_id
+            ):
+                outcome, result["reason"] = "skipped", SKIPPED_NO_ACCOUNT
+            elif not any(contact["portal_activated"] for contact in account["contacts"]):
+                outcome, result["reason"] = "skipped", SKIPPED_NO_PORTAL_CONTACT
+            else:
+                try:
+                    thread, message, events = self._build(job, account, now)
+                except (InvalidMessage, ActionForbidden) as exc:
+                    outcome, result["reason"] = "failed", exc.detail
+                else:
+                    threads.append((thread, events))
+                    messages.append(message)
+                    outcome, result["thread_id"] = "created", thread["_id"]
+            result["outcome"] = outcome
+            counts[outcome] += 1
+            results.append(result)
+        # Messages first: a message without its thread is invisible, and the thread's
+        # insert is what publishes both events, in order.
+        await self._messages.insert_many_new(messages)
+        await self._threads.create_many(threads)
+        await self._store.add_results(results)
+        return counts
+
+    def _build(
+        self, job: _Job, account: Document, now: datetime
+    ) -> tuple[Document, Document, list[Any]]:
+        account_id = account["account_id"]
+        contacts = addressed_contacts(account, account_id, ())
+        rendered = render(
+            job.content,
+            sender=job.sender,
+            account=account,
+            contact_ids=contacts,
+            today=job.today,
+            max_body_bytes=self._settings.max_body_bytes,
+        )
+        thread = new_thread_document(
+            thread_id=thread_id_for(job.id, account_id),
+            principal=job.principal,
+            account_id=account_id,
+            subject=rendered.subject,
+            to_contacts=contacts,
+            job_ids=[],
+            reminders=rendered.reminders,
+            template_id=job.template_id,
+            now=now,
+        )
+        message = message_document(
+            message_id=derived_id("message", job.id, account_id),
+            thread=thread,
+            author=job.author,
+            internal=False,
+            body=rendered.body,
+            mentions=[],
+            reply_to=None,
+            embeds=[],
+            at=now,
+        ) | {"seq": 1, "client_seq": 1}
+        last = preview(message)
+        thread |= {
+            "seq": 1,
+            "client_seq": 1,
+            "last_message": last,
+            "last_client_message": last,
+            "bulk_job_id": job.id,
+        }
+        events = [
+            thread_created_event(
+                thread, first_message_id=message["_id"], client_tasks=rendered.client_tasks
+            ),
+            posted_event(message, firm=job.principal.firm),
+        ]
+        return thread, message, events
+
+
+SKIPPED_NO_ACCOUNT = "The account does not exist or you have no access to it."
+SKIPPED_NO_PORTAL_CONTACT = "No contact of the account has portal access activated."
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A claimed job, decoded once."""
+
+    id: str
+    total: int
+    account_ids: list[str]
+    principal: Principal
+    author: Author
+    content: Content
+    sender: Sender
+    template_id: str | None
+    today: date
+
+    @classmethod
+    def of(cls, job: Document) -> _Job:
+        by = job["created_by"]
+        principal = Principal(
+            sub=by["sub"],
+            firm=job["firm"],
+            kind=by["kind"],
+            role=by["role"],
+            perms=frozenset(by["perms"]),
+            accounts=frozenset(by["accounts"]),
+            name=by["name"],
+        )
+        sender = Sender(**job["sender"])
+        return cls(
+            id=job["_id"],
+            total=int(job["total"]),
+            account_ids=list(job["account_ids"]),
+            principal=principal,
+            author=Author(
+                user_id=principal.sub, kind=principal.kind, name=sender.sender_name or principal.sub
+            ),
+            content=Content(
+                subject=job["content"]["subject"],
+                html=job["content"]["html"],
+                client_tasks=tuple(job["content"]["client_tasks"]),
+                reminders=ReminderSettings(**job["content"]["reminders"]),
+            ),
+            sender=sender,
+            template_id=job["template_id"],
+            today=date.fromisoformat(job["today"]),
+        )
