@@ -19,7 +19,7 @@ from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.kit.mongo import IndexSpec
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox
 from threadline.pipeline.domain import (
     Automation,
     HistoryEntry,
@@ -155,18 +155,13 @@ _NO_OUTBOX = {"_outbox": 0}
 class MongoJobStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._jobs = database["jobs"]
-        self._outbox = outbox
-        outbox.watch(self._jobs)
+        self._writes = outbox.writer(self._jobs)
 
     async def insert(self, job: Job, *, events: Sequence[Envelope[Any]]) -> bool:
-        entries = [outbox_entry(event) for event in events]
         try:
-            await self._jobs.insert_one(
-                with_outbox({"_id": job.job_id, **_job_fields(job)}, entries)
-            )
+            await self._writes.insert_one({"_id": job.job_id, **_job_fields(job)}, events=events)
         except DuplicateKeyError:
             return False
-        self._outbox.schedule(self._jobs, job.job_id, entries)
         return True
 
     async def get(self, firm: str, job_id: str) -> Job | None:
@@ -176,18 +171,11 @@ class MongoJobStore:
     async def replace(
         self, job: Job, *, expected_revision: int, events: Sequence[Envelope[Any]]
     ) -> bool:
-        entries = [outbox_entry(event) for event in events]
-        update: Document = {"$set": _job_fields(job)}
-        if entries:
-            update["$push"] = outbox_push(entries)
-        result = await self._jobs.update_one(
-            {"_id": job.job_id, "revision": expected_revision}, update
+        return await self._writes.update_one(
+            {"_id": job.job_id, "revision": expected_revision},
+            {"$set": _job_fields(job)},
+            events=events,
         )
-        if result.matched_count != 1:
-            return False
-        if entries:
-            self._outbox.schedule(self._jobs, job.job_id, entries)
-        return True
 
     async def _find(self, query: Document, *, limit: int) -> list[Job]:
         cursor = self._jobs.find(query, _NO_OUTBOX).sort("created_at", 1).limit(limit)

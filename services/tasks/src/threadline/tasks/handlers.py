@@ -44,4 +44,5 @@ def subscribe(events: EventRouter, *, tasks: TaskService, threads: MongoThreadPr
     events.on(ThreadArchived, on_archived)
     events.on(ThreadReopened, on_reopened)
     events.on(MessagePosted, on_mentions)
+    events.on(MessagePosted, tasks.add_from_message)  # J1: a template's tasks in a reply
     events.on(MessageEdited, on_mentions)
