@@ -48,7 +48,9 @@ class PipelineService:
     async def start(self) -> None:
         self._stack = AsyncExitStack()
         app = create_app(self.settings)
-        manager = await self._stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+        manager = await self._stack.enter_async_context(
+            LifespanManager(app, startup_timeout=60, shutdown_timeout=60)
+        )
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=manager.app), base_url="http://pipeline"

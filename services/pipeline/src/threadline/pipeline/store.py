@@ -217,8 +217,8 @@ def _thread(document: Document) -> LinkedThread:
 class MongoThreadStore:
     """Threads as pipeline knows them. Keyed ``<firm>:<thread id>``; each part of a
     thread (creation, status, activity, progress) is guarded by its own ordering field so
-    events from two topics, redelivered or late, converge on the newest state. A thread
-    is known (listed, linkable) once its creation event arrived."""
+    events from two topics, redelivered or late, converge on the newest state; each event
+    costs one write. A thread is known (listed, linkable) once its creation arrived."""
 
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._threads = database["threads"]
@@ -249,53 +249,70 @@ class MongoThreadStore:
         cursor = self._threads.find(query).sort("last_activity_at", DESCENDING).limit(limit)
         return [_thread(document) async for document in cursor]
 
-    async def _ensure(self, firm: str, thread_id: str) -> str:
-        """Create the thread's document with every ordering field at its lowest, so each
-        guarded update below is a plain conditional update (events may come in any order)."""
-        key = self._key(firm, thread_id)
-        await self._threads.update_one(
-            {"_id": key},
-            {
-                "$setOnInsert": {
-                    "firm": firm,
-                    "thread_id": thread_id,
-                    "known": False,
-                    "status": "active",
-                    "status_at": _EPOCH,
-                    "last_activity_at": _EPOCH,
-                    "tasks_done": 0,
-                    "tasks_total": 0,
-                    "tasks_order": -1.0,
-                }
-            },
-            upsert=True,
-        )
-        return key
+    @staticmethod
+    def _defaults(firm: str, thread_id: str, *, without: tuple[str, ...] = ()) -> Document:
+        """A thread document's starting state: every ordering field at its lowest, so
+        events arriving in any order converge (each write is one conditional update)."""
+        defaults: Document = {
+            "firm": firm,
+            "thread_id": thread_id,
+            "known": False,
+            "status": "active",
+            "status_at": _EPOCH,
+            "last_activity_at": _EPOCH,
+            "tasks_done": 0,
+            "tasks_total": 0,
+            "tasks_order": -1.0,
+        }
+        return {key: value for key, value in defaults.items() if key not in without}
 
-    async def _set_if(self, firm: str, thread_id: str, guard: Document, fields: Document) -> None:
-        key = await self._ensure(firm, thread_id)
-        await self._threads.update_one({"_id": key, **guard}, {"$set": fields})
+    async def _set_if_newer(
+        self, firm: str, thread_id: str, guard: Document, fields: Document
+    ) -> None:
+        """Set ``fields`` unless ``guard`` shows a newer state; one write when the thread's
+        document exists (the usual case), an insert when it does not."""
+        key = self._key(firm, thread_id)
+        result = await self._threads.update_one({"_id": key, **guard}, {"$set": fields})
+        if result.matched_count:
+            return
+        try:
+            await self._threads.insert_one(
+                {"_id": key, **self._defaults(firm, thread_id), **fields}
+            )
+        except DuplicateKeyError:
+            return  # it exists with a newer state than ``fields``
 
     async def created(
         self, firm: str, thread_id: str, *, account_id: str, subject: str, at: datetime
     ) -> None:
-        key = await self._ensure(firm, thread_id)
+        fields = {"account_id": account_id, "subject": subject, "known": True}
         await self._threads.update_one(
-            {"_id": key},
-            {"$set": {"account_id": account_id, "subject": subject, "known": True}},
+            {"_id": self._key(firm, thread_id)},
+            {
+                "$set": fields,
+                "$max": {"last_activity_at": at},
+                "$setOnInsert": self._defaults(
+                    firm, thread_id, without=(*fields, "last_activity_at")
+                ),
+            },
+            upsert=True,
         )
-        await self.activity(firm, thread_id, at=at)
 
     async def status_changed(
         self, firm: str, thread_id: str, *, status: Literal["active", "archived"], at: datetime
     ) -> None:
-        await self._set_if(
+        await self._set_if_newer(
             firm, thread_id, {"status_at": {"$lt": at}}, {"status": status, "status_at": at}
         )
 
     async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None:
-        await self._set_if(
-            firm, thread_id, {"last_activity_at": {"$lt": at}}, {"last_activity_at": at}
+        await self._threads.update_one(
+            {"_id": self._key(firm, thread_id)},
+            {
+                "$max": {"last_activity_at": at},
+                "$setOnInsert": self._defaults(firm, thread_id, without=("last_activity_at",)),
+            },
+            upsert=True,
         )
 
     async def progress(
@@ -310,7 +327,7 @@ class MongoThreadStore:
     ) -> None:
         # Snapshots order by the list's revision; producers without one order by time.
         order = float(revision) if revision is not None else at.timestamp()
-        await self._set_if(
+        await self._set_if_newer(
             firm,
             thread_id,
             {"tasks_order": {"$lt": order}},
