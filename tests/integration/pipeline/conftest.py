@@ -7,9 +7,9 @@ database and consumer group (a restart in the middle of the automove loop).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,10 +23,22 @@ from threadline.kit.mongo import connect
 from threadline.pipeline.main import create_app
 from threadline.pipeline.settings import Settings
 
-from ..conftest import ServiceFactory, eventually, seed_directory
+from ..conftest import ServiceFactory, seed_directory
+from ..conftest import eventually as _eventually
 from ..tasks.conftest import LEE, PATEL, Platform
 
-__all__ = ["LEE", "PATEL", "PipelineFirm", "pipeline_events"]
+__all__ = ["LEE", "PATEL", "PipelineFirm", "eventually", "pipeline_events"]
+
+PATIENCE = 120.0
+"""Seconds a cross-service wait may take: the shared test servers can be slow when several
+suites run at once; correct code gets there far sooner, broken code never does."""
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, until: Callable[[T], bool], within: float = PATIENCE
+) -> T:
+    return await _eventually(probe, until=until, within=within)
 
 
 class PipelineService:
@@ -178,7 +190,7 @@ async def pipeline_events(
     await consumer.start()
     found: list[Envelope[Any]] = []
     clock = asyncio.get_running_loop().time
-    deadline, settled_at = clock() + 60, None
+    deadline, settled_at = clock() + PATIENCE, None
     try:
         while clock() < deadline:
             for records in (await consumer.getmany(timeout_ms=300)).values():

@@ -14,8 +14,7 @@ import pytest
 
 from threadline.contracts import Envelope
 
-from ..conftest import eventually
-from .conftest import PipelineFirm, pipeline_events
+from .conftest import PipelineFirm, eventually, pipeline_events
 
 pytestmark = pytest.mark.integration
 
