@@ -63,7 +63,8 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET /v1/pipelines/{pipeline_id}/jobs": (200, 200, 200, 200, 200, 200, 404, 404, 404),
     "POST /v1/jobs": (201, 201, 201, 404, 201, 404, 404, 404, 404),
     "GET /v1/jobs/{job_id}": _WORK,
-    "GET /v1/accounts/{account_id}/jobs": _WORK,
+    # Another firm's owner sees every account of their own firm: none of this firm's jobs.
+    "GET /v1/accounts/{account_id}/jobs": (200, 200, 200, 404, 200, 404, 404, 404, 200),
     "POST /v1/jobs/{job_id}/move": _WORK,
     "GET /v1/jobs/{job_id}/link-candidates": _WORK,
     "PUT /v1/jobs/{job_id}/threads/{thread_id}": _WORK,

@@ -141,10 +141,10 @@ async def test_j4_unfinished_tasks_answer_409_then_leave_or_unlink(firm: Pipelin
     # J3: one thread linked at creation (messaging's job_ids), one linked later by hand.
     at_creation = await firm.new_thread(STAFF, tasks=["Sign form 8879"], job_ids=[first["job_id"]])
     later = await firm.new_thread(STAFF, tasks=["Upload your W-2", "Upload your 1099s"])
-    picker = await firm.ok(
-        await firm.pipe(STAFF, "GET", f"/v1/jobs/{second['job_id']}/link-candidates")
+    await eventually(  # J3: the picker lists the account's threads (once projected)
+        lambda: firm.pipe(STAFF, "GET", f"/v1/jobs/{second['job_id']}/link-candidates"),
+        until=lambda r: later["id"] in [t["thread_id"] for t in r.json()["threads"]],
     )
-    assert later["id"] in [t["thread_id"] for t in picker["threads"]]
     await firm.ok(
         await firm.pipe(STAFF, "PUT", f"/v1/jobs/{second['job_id']}/threads/{later['id']}")
     )
