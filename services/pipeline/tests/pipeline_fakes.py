@@ -153,7 +153,11 @@ class InMemoryThreadStore:
         total: int,
         revision: int | None,
         at: datetime,
+        completed_at: datetime | None = None,
     ) -> None:
+        current = self.threads[(firm, thread_id)]
+        if completed_at is None and done == total:
+            completed_at = current.completed_at
         self.threads[(firm, thread_id)] = replace(
-            self.threads[(firm, thread_id)], tasks_done=done, tasks_total=total
+            current, tasks_done=done, tasks_total=total, completed_at=completed_at
         )

@@ -384,3 +384,42 @@ async def test_history_is_bounded(world: World) -> None:
         view = await world.jobs.move(OWNER, view.job.job_id, to_stage_id=stage, unfinished=None)
     assert len(view.job.history) == HISTORY_LIMIT
     assert view.job.history[-1].entry_id == view.job.entry_id
+
+
+async def test_j2_a_completion_seen_before_the_link_moves_the_job_once_linked(world: World) -> None:
+    pipeline = await world.tax_pipeline()
+    view, _ = await world.jobs.create(
+        OWNER, account_id=LEE, pipeline_id=pipeline.pipeline_id, name="1040", stage_id=None
+    )
+    world.thread("th_docs", total=2)
+    done_at = utc_now() + timedelta(seconds=1)
+    await world.thread_store.progress(
+        FIRM, "th_docs", done=2, total=2, revision=3, at=done_at, completed_at=done_at
+    )
+    assert (
+        await world.jobs.tasks_completed(FIRM, "th_docs", completed_at=done_at, cause_event_id="e")
+        == []
+    )
+    # messaging's link arrives after the completion (another topic)
+    assert await world.jobs.record_link(FIRM, view.job.job_id, thread_id="th_docs", account_id=LEE)
+    job = world.job_store.jobs[view.job.job_id]
+    assert job.stage_id == pipeline.stages[1].stage_id
+    assert job.history[-1].trigger_thread_id == "th_docs"
+    # a redelivered link changes nothing more
+    await world.jobs.record_link(FIRM, view.job.job_id, thread_id="th_docs", account_id=LEE)
+    assert len(world.job_store.of_type(MOVED)) == 1
+
+
+async def test_j2_linking_a_thread_completed_before_the_stage_moves_nothing(world: World) -> None:
+    world.thread("th_old", total=1)
+    long_ago = utc_now() - timedelta(days=30)
+    await world.thread_store.progress(
+        FIRM, "th_old", done=1, total=1, revision=2, at=long_ago, completed_at=long_ago
+    )
+    pipeline = await world.tax_pipeline()
+    view, _ = await world.jobs.create(
+        OWNER, account_id=LEE, pipeline_id=pipeline.pipeline_id, name="1040", stage_id=None
+    )
+    linked = await world.jobs.link(OWNER, view.job.job_id, "th_old")
+    assert linked.job.stage_id == pipeline.stages[0].stage_id
+    assert world.job_store.of_type(MOVED) == []

@@ -217,6 +217,8 @@ class LinkedThread:
     last_activity_at: datetime
     tasks_done: int = 0
     tasks_total: int = 0
+    completed_at: datetime | None = None
+    """When the client completed every task (``tasks.list.all_completed``); None while open."""
 
     @property
     def has_unfinished_tasks(self) -> bool:

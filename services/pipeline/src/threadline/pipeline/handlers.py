@@ -77,6 +77,7 @@ def subscribe(events: EventRouter, *, threads: ThreadStore, jobs: JobService) ->
             total=data.total,
             revision=data.revision,
             at=event.occurred_at,
+            completed_at=data.completed_at,
         )
         await jobs.tasks_completed(
             event.firm, data.thread_id, completed_at=data.completed_at, cause_event_id=str(event.id)

@@ -81,7 +81,8 @@ class ThreadStore(Protocol):
         total: int,
         revision: int | None,
         at: datetime,
+        completed_at: datetime | None = None,
     ) -> None:
         """Apply a task-progress snapshot unless a newer one (by revision, else by time)
-        was applied already."""
+        was applied already; ``completed_at`` comes with ``tasks.list.all_completed``."""
         ...

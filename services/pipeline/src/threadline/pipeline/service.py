@@ -580,7 +580,21 @@ class JobService:
             )
             return await self._store(current, linked, [_event(event, job.firm)])
 
-        return await self.view(await _retrying(attempt))
+        stored = await _retrying(attempt)
+        moved = await self._automove_if_completed(job.firm, job_id, thread_id)
+        return await self.view(moved or stored)
+
+    async def _automove_if_completed(self, firm: str, job_id: str, thread_id: str) -> Job | None:
+        """J2 for a link recorded after the client completed the thread's tasks (the link
+        and the completion travel on different topics): the completion moves the job if
+        it happened while the job was in its current stage, exactly as if it came later."""
+        thread = await self._threads.get(firm, thread_id)
+        if thread is None or thread.completed_at is None or thread.has_unfinished_tasks:
+            return None
+        cause = f"completed/{thread_id}/{thread.completed_at.isoformat()}"
+        return await self._automove(
+            firm, job_id, thread_id, completed_at=thread.completed_at, cause=cause
+        )
 
     async def unlink(self, principal: Principal, job_id: str, thread_id: str) -> JobView:
         async def attempt() -> Job | None:
@@ -618,6 +632,8 @@ class JobService:
             return None if await self._store(job, linked, []) is None else (True,)
 
         (recorded,) = await _retrying(attempt)
+        if recorded:
+            await self._automove_if_completed(firm, job_id, thread_id)
         return recorded
 
 

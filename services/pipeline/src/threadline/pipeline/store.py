@@ -211,6 +211,7 @@ def _thread(document: Document) -> LinkedThread:
         last_activity_at=document["last_activity_at"],
         tasks_done=document.get("tasks_done", 0),
         tasks_total=document.get("tasks_total", 0),
+        completed_at=document.get("completed_at"),
     )
 
 
@@ -324,12 +325,16 @@ class MongoThreadStore:
         total: int,
         revision: int | None,
         at: datetime,
+        completed_at: datetime | None = None,
     ) -> None:
-        # Snapshots order by the list's revision; producers without one order by time.
+        # Snapshots order by the list's revision; producers without one order by time. The
+        # completion shares its revision with the list change it follows, so it applies
+        # on an equal order too; a reopened task clears it.
         order = float(revision) if revision is not None else at.timestamp()
-        await self._set_if_newer(
-            firm,
-            thread_id,
-            {"tasks_order": {"$lt": order}},
-            {"tasks_done": done, "tasks_total": total, "tasks_order": order},
-        )
+        fields: Document = {"tasks_done": done, "tasks_total": total, "tasks_order": order}
+        if completed_at is not None:
+            fields["completed_at"] = completed_at
+        elif done < total:
+            fields["completed_at"] = None
+        guard = "$lte" if completed_at is not None else "$lt"
+        await self._set_if_newer(firm, thread_id, {"tasks_order": {guard: order}}, fields)
