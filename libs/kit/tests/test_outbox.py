@@ -133,7 +133,7 @@ class RecordingCollection(InMemoryOutboxCollection):
         elif matched:
             document.update(update.get("$set", {}))
             for field, pushed in update.get("$push", {}).items():
-                items = pushed["$each"] if "$each" in pushed else [pushed]
+                items = pushed.get("$each", [pushed])
                 document.setdefault(field, []).extend(items)
 
         class Result:

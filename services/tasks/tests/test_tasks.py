@@ -20,17 +20,11 @@ from threadline.tasks.domain import (
     ThreadNotFound,
 )
 
-from .fakes import FIRM, LEE, PATEL, World, client, staff
-
+FIRM, LEE, PATEL = "firm_acme", "acc_lee_family", "acc_patel_llc"
 CHANGED, ALL_DONE, RESENT = "tasks.list.changed", "tasks.list.all_completed", "tasks.list.resent"
 
 
-@pytest.fixture
-def w() -> World:
-    return World()
-
-
-def thread_created(w: World, *texts: str) -> Any:
+def thread_created(w: Any, *texts: str) -> Any:
     return new_event(
         ThreadCreated(
             thread_id="th_new",
@@ -47,24 +41,24 @@ def thread_created(w: World, *texts: str) -> Any:
     )
 
 
-async def test_k1_thread_creation_tasks_become_one_list_even_when_redelivered(w: World) -> None:
+async def test_k1_thread_creation_tasks_become_one_list_even_when_redelivered(w: Any) -> None:
     event = thread_created(w, "Upload your W-2", "Sign form 8879")
     w.threads.add("th_new", subject="2025 documents")
     await w.service.create_from_thread(event)
     await w.service.create_from_thread(event)  # redelivered
-    _, task_list, _ = await w.service.thread_tasks(client(), "th_new")
+    task_list, _ = await w.service.thread_tasks(w.client(), "th_new")
     assert [task.text for task in task_list.tasks] == ["Upload your W-2", "Sign form 8879"]
     changes = w.lists.of_type(CHANGED)
     assert [change.change for change in changes] == ["created"]
     assert changes[0].changed_by.user_id == "st_mia"
 
 
-async def test_k1_a_thread_without_tasks_gets_no_list_and_no_event(w: World) -> None:
+async def test_k1_a_thread_without_tasks_gets_no_list_and_no_event(w: Any) -> None:
     await w.service.create_from_thread(thread_created(w))
     assert w.lists.events == []
 
 
-async def test_k1_staff_additions_extend_the_one_list(w: World) -> None:
+async def test_k1_staff_additions_extend_the_one_list(w: Any) -> None:
     await w.with_tasks("Upload your W-2")
     after = await w.with_tasks("Sign form 8879", "Send your 1099s")
     assert after.total == 3
@@ -72,21 +66,21 @@ async def test_k1_staff_additions_extend_the_one_list(w: World) -> None:
     assert w.lists.of_type(CHANGED)[1].changed_task_ids == [t.task_id for t in after.tasks[1:]]
 
 
-async def test_k1_thread_creation_extends_a_list_staff_started_first(w: World) -> None:
+async def test_k1_thread_creation_extends_a_list_staff_started_first(w: Any) -> None:
     w.threads.add("th_new")
-    await w.service.add(staff(), "th_new", ["Added by staff at once"])
+    await w.service.add(w.staff(), "th_new", ["Added by staff at once"])
     await w.service.create_from_thread(thread_created(w, "From creation"))
-    _, task_list, _ = await w.service.thread_tasks(staff(), "th_new")
+    task_list, _ = await w.service.thread_tasks(w.staff(), "th_new")
     assert [task.text for task in task_list.tasks] == ["Added by staff at once", "From creation"]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "a" * 2001, "bell\x07"])
-async def test_k1_task_text_is_bounded_plain_text(w: World, text: str) -> None:
+async def test_k1_task_text_is_bounded_plain_text(w: Any, text: str) -> None:
     with pytest.raises(InvalidTasks):
         await w.with_tasks(text)
 
 
-async def test_k1_a_list_holds_a_bounded_number_of_tasks(w: World) -> None:
+async def test_k1_a_list_holds_a_bounded_number_of_tasks(w: Any) -> None:
     await w.with_tasks(*[f"task {i}" for i in range(MAX_TASKS)])
     with pytest.raises(InvalidTasks):
         await w.with_tasks("one too many")
@@ -109,21 +103,21 @@ def test_k1_links_are_safe_and_the_raw_text_is_kept() -> None:
     assert 'href="https://e.example/?a=1&amp;b="' in html
 
 
-async def test_k2_a_client_ticks_and_the_tick_records_who_and_when(w: World) -> None:
+async def test_k2_a_client_ticks_and_the_tick_records_who_and_when(w: Any) -> None:
     task_list = await w.with_tasks("Upload your W-2")
-    ticked = await w.service.set_done(client(), "th_1", task_list.tasks[0].task_id, done=True)
+    ticked = await w.service.set_done(w.client(), "th_1", task_list.tasks[0].task_id, done=True)
     task = ticked.tasks[0]
     assert task.done and task.done_at is not None
     assert task.done_by == Actor(user_id="ct_ann_lee", kind="client", name="Ann Lee")
-    undone = await w.service.set_done(staff(), "th_1", task.task_id, done=False)
+    undone = await w.service.set_done(w.staff(), "th_1", task.task_id, done=False)
     assert undone.tasks[0].done is False and undone.tasks[0].done_by is None
 
 
-async def test_k2_a_retried_tick_changes_nothing_and_emits_nothing(w: World) -> None:
+async def test_k2_a_retried_tick_changes_nothing_and_emits_nothing(w: Any) -> None:
     task_list = await w.with_tasks("Upload your W-2", "Sign")
     task_id = task_list.tasks[0].task_id
-    first = await w.service.set_done(client(), "th_1", task_id, done=True)
-    again = await w.service.set_done(client(), "th_1", task_id, done=True)
+    first = await w.service.set_done(w.client(), "th_1", task_id, done=True)
+    again = await w.service.set_done(w.client(), "th_1", task_id, done=True)
     assert again.revision == first.revision
     assert len(w.lists.of_type(CHANGED)) == 2  # created + one completion
 
@@ -132,70 +126,70 @@ async def test_k2_a_retried_tick_changes_nothing_and_emits_nothing(w: World) -> 
     "action",
     ["add", "edit", "reorder", "delete", "resend"],
 )
-async def test_k2_k3_clients_cannot_change_the_list(w: World, action: str) -> None:
+async def test_k2_k3_clients_cannot_change_the_list(w: Any, action: str) -> None:
     task_list = await w.with_tasks("Upload your W-2")
     task_id = task_list.tasks[0].task_id
     calls = {
-        "add": lambda: w.service.add(client(), "th_1", ["mine"]),
-        "edit": lambda: w.service.edit(client(), "th_1", task_id, "changed"),
-        "reorder": lambda: w.service.reorder(client(), "th_1", [task_id]),
-        "delete": lambda: w.service.delete(client(), "th_1", task_id),
-        "resend": lambda: w.service.resend(client(), "th_1"),
+        "add": lambda: w.service.add(w.client(), "th_1", ["mine"]),
+        "edit": lambda: w.service.edit(w.client(), "th_1", task_id, "changed"),
+        "reorder": lambda: w.service.reorder(w.client(), "th_1", [task_id]),
+        "delete": lambda: w.service.delete(w.client(), "th_1", task_id),
+        "resend": lambda: w.service.resend(w.client(), "th_1"),
     }
     with pytest.raises(ActionForbidden):
         await calls[action]()
     assert (await w.lists.get(FIRM, "th_1")) == task_list
 
 
-async def test_k2_archived_threads_are_read_only_for_clients_not_staff(w: World) -> None:
+async def test_k2_archived_threads_are_read_only_for_clients_not_staff(w: Any) -> None:
     task_list = await w.with_tasks("Upload your W-2")
     w.threads.add("th_1", archived=True)
     task_id = task_list.tasks[0].task_id
     with pytest.raises(ActionForbidden):
-        await w.service.set_done(client(), "th_1", task_id, done=True)
-    ticked = await w.service.set_done(staff(), "th_1", task_id, done=True)
+        await w.service.set_done(w.client(), "th_1", task_id, done=True)
+    ticked = await w.service.set_done(w.staff(), "th_1", task_id, done=True)
     assert ticked.done == 1
 
 
-async def test_k2_reorder_must_name_exactly_the_current_tasks(w: World) -> None:
+async def test_k2_reorder_must_name_exactly_the_current_tasks(w: Any) -> None:
     task_list = await w.with_tasks("a", "b", "c")
     a, b, c = (task.task_id for task in task_list.tasks)
-    reordered = await w.service.reorder(staff(), "th_1", [c, a, b])
+    reordered = await w.service.reorder(w.staff(), "th_1", [c, a, b])
     assert [task.text for task in reordered.tasks] == ["c", "a", "b"]
     with pytest.raises(ListConflict):
-        await w.service.reorder(staff(), "th_1", [a, b])
+        await w.service.reorder(w.staff(), "th_1", [a, b])
     with pytest.raises(ListConflict):
-        await w.service.reorder(staff(), "th_1", [a, b, c, "unknown"])
+        await w.service.reorder(w.staff(), "th_1", [a, b, c, "unknown"])
     with pytest.raises(InvalidTasks):
-        await w.service.reorder(staff(), "th_1", [a, a, b])
+        await w.service.reorder(w.staff(), "th_1", [a, a, b])
     assert w.lists.of_type(CHANGED)[-1].change == "reordered"
 
 
-async def test_k2_staff_edit_and_delete(w: World) -> None:
+async def test_k2_staff_edit_and_delete(w: Any) -> None:
     task_list = await w.with_tasks("a", "b")
     a, b = (task.task_id for task in task_list.tasks)
-    edited = await w.service.edit(staff(), "th_1", a, "A, reworded")
+    edited = await w.service.edit(w.staff(), "th_1", a, "A, reworded")
     assert edited.tasks[0].text == "A, reworded"
-    deleted = await w.service.delete(staff(), "th_1", b)
+    deleted = await w.service.delete(w.staff(), "th_1", b)
     assert [task.task_id for task in deleted.tasks] == [a]
     with pytest.raises(TaskNotFound):
-        await w.service.set_done(client(), "th_1", b, done=True)
+        await w.service.set_done(w.client(), "th_1", b, done=True)
     assert [c.change for c in w.lists.of_type(CHANGED)] == ["created", "edited", "deleted"]
 
 
-async def test_k3_resend_posts_the_current_list(w: World) -> None:
+async def test_k3_resend_posts_the_current_list(w: Any) -> None:
     with pytest.raises(InvalidTasks):
-        await w.service.resend(staff(), "th_1")
+        await w.service.resend(w.staff(), "th_1")
     task_list = await w.with_tasks("a", "b")
-    await w.service.resend(staff(), "th_1")
+    await w.service.resend(w.staff(), "th_1")
     (resent,) = w.lists.of_type(RESENT)
     assert [task.task_id for task in resent.tasks] == [t.task_id for t in task_list.tasks]
     assert resent.resent_by.user_id == "st_mia"
 
 
-async def test_k5_every_change_carries_the_snapshot_progress_and_actor(w: World) -> None:
+async def test_k5_every_change_carries_the_snapshot_progress_and_actor(w: Any) -> None:
     task_list = await w.with_tasks("a", "b", "c")
-    await w.service.set_done(client(), "th_1", task_list.tasks[1].task_id, done=True)
+    await w.service.set_done(w.client(), "th_1", task_list.tasks[1].task_id, done=True)
     change = w.lists.of_type(CHANGED)[-1]
     assert (change.progress.done, change.progress.total) == (1, 3)
     assert [task.done for task in change.tasks] == [False, True, False]
@@ -204,26 +198,26 @@ async def test_k5_every_change_carries_the_snapshot_progress_and_actor(w: World)
     assert change.revision == 2
 
 
-async def test_k6_all_completed_once_per_transition_and_again_after_undo(w: World) -> None:
+async def test_k6_all_completed_once_per_transition_and_again_after_undo(w: Any) -> None:
     task_list = await w.with_tasks("a", "b")
     a, b = (task.task_id for task in task_list.tasks)
-    await w.service.set_done(client(), "th_1", a, done=True)
+    await w.service.set_done(w.client(), "th_1", a, done=True)
     assert w.lists.of_type(ALL_DONE) == []
-    await w.service.set_done(client(), "th_1", b, done=True)
-    await w.service.set_done(client(), "th_1", b, done=True)  # retried
+    await w.service.set_done(w.client(), "th_1", b, done=True)
+    await w.service.set_done(w.client(), "th_1", b, done=True)  # retried
     assert len(w.lists.of_type(ALL_DONE)) == 1
-    await w.service.set_done(client(), "th_1", b, done=False)
-    await w.service.set_done(staff(), "th_1", b, done=True)  # a new transition
+    await w.service.set_done(w.client(), "th_1", b, done=False)
+    await w.service.set_done(w.staff(), "th_1", b, done=True)  # a new transition
     completions = w.lists.of_type(ALL_DONE)
     assert len(completions) == 2
     assert completions[1].completed_by.kind == "staff" and completions[1].total == 2
 
 
 async def test_k6_concurrent_ticks_of_every_task_complete_the_list_exactly_once(
-    w: World,
+    w: Any,
 ) -> None:
     task_list = await w.with_tasks(*[f"task {i}" for i in range(10)])
-    ann, ben = client(), client("ct_ben_lee", name="Ben Lee")
+    ann, ben = w.client(), w.client("ct_ben_lee", name="Ben Lee")
     ticks = [
         w.service.set_done(who, "th_1", task.task_id, done=True)
         for task in task_list.tasks
@@ -237,32 +231,32 @@ async def test_k6_concurrent_ticks_of_every_task_complete_the_list_exactly_once(
     assert final.revision == 1 + 10  # created + one stored change per task
 
 
-async def test_k6_an_empty_list_is_never_completed(w: World) -> None:
+async def test_k6_an_empty_list_is_never_completed(w: Any) -> None:
     task_list = await w.with_tasks("a")
-    await w.service.delete(staff(), "th_1", task_list.tasks[0].task_id)
+    await w.service.delete(w.staff(), "th_1", task_list.tasks[0].task_id)
     assert w.lists.of_type(ALL_DONE) == []
 
 
-async def test_k6_deleting_the_last_open_task_completes_the_list(w: World) -> None:
+async def test_k6_deleting_the_last_open_task_completes_the_list(w: Any) -> None:
     task_list = await w.with_tasks("a", "b")
     a, b = (task.task_id for task in task_list.tasks)
-    await w.service.set_done(client(), "th_1", a, done=True)
-    await w.service.delete(staff(), "th_1", b)
+    await w.service.set_done(w.client(), "th_1", a, done=True)
+    await w.service.delete(w.staff(), "th_1", b)
     (done,) = w.lists.of_type(ALL_DONE)
     assert done.total == 1 and done.completed_by.kind == "staff"
 
 
-@pytest.mark.parametrize(
-    "who",
-    [
-        client("ct_raj_patel", accounts=[PATEL]),
-        staff("st_noah", accounts=[PATEL]),
-        staff(role="owner", firm="firm_other"),
-        client(firm="firm_other"),
-    ],
-    ids=["other client", "unassigned member", "other firm owner", "other firm client"],
-)
-async def test_t7_who_cannot_see_the_thread_finds_no_tasks(w: World, who: Any) -> None:
+OUTSIDERS = {
+    "other client": lambda w: w.client("ct_raj_patel", accounts=[PATEL]),
+    "unassigned member": lambda w: w.staff("st_noah", accounts=[PATEL]),
+    "other firm owner": lambda w: w.staff(role="owner", firm="firm_other"),
+    "other firm client": lambda w: w.client(firm="firm_other"),
+}
+
+
+@pytest.mark.parametrize("outsider", list(OUTSIDERS))
+async def test_t7_who_cannot_see_the_thread_finds_no_tasks(w: Any, outsider: str) -> None:
+    who = OUTSIDERS[outsider](w)
     task_list = await w.with_tasks("a")
     with pytest.raises(ThreadNotFound):
         await w.service.thread_tasks(who, "th_1")
@@ -271,19 +265,19 @@ async def test_t7_who_cannot_see_the_thread_finds_no_tasks(w: World, who: Any) -
     assert await w.service.my_tasks(who, status="all", account_id=None, limit=50) == []
 
 
-async def test_t7_mentioned_staff_tick_and_manage(w: World) -> None:
+async def test_t7_mentioned_staff_tick_and_manage(w: Any) -> None:
     w.threads.add("th_1", mentioned_staff=frozenset({"st_liam"}))
-    liam = staff("st_liam", accounts=[PATEL], name="Liam")
+    liam = w.staff("st_liam", accounts=[PATEL], name="Liam")
     task_list = await w.service.add(liam, "th_1", ["from Liam"])
     ticked = await w.service.set_done(liam, "th_1", task_list.tasks[0].task_id, done=True)
     assert ticked.all_completed
 
 
-async def test_k1_client_task_page_filters_by_status(w: World) -> None:
+async def test_k1_client_task_page_filters_by_status(w: Any) -> None:
     task_list = await w.with_tasks("a", "b")
-    await w.service.set_done(client(), "th_1", task_list.tasks[0].task_id, done=True)
+    await w.service.set_done(w.client(), "th_1", task_list.tasks[0].task_id, done=True)
     rows = {
-        status: await w.service.my_tasks(client(), status=status, account_id=None, limit=50)
+        status: await w.service.my_tasks(w.client(), status=status, account_id=None, limit=50)
         for status in ("open", "done", "all")
     }
     assert [row.task.text for row in rows["open"]] == ["b"]

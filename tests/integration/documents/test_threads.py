@@ -99,6 +99,23 @@ async def test_m3_internal_upload_posts_internal_message(both: tuple[Docs, Firm]
     assert tab.json()["documents"] == []
 
 
+async def test_m4_upload_right_after_creating_the_thread_succeeds_100_times_in_a_row(
+    both: tuple[Docs, Firm],
+) -> None:
+    """A 201 from messaging makes the thread usable in documents at once: the kit's thread
+    projection waits (bounded) for an id it has not projected yet instead of answering 404."""
+    docs, firm = both
+    failures = []
+    for attempt in range(100):
+        thread = await firm.new_thread(subject=f"Attempt {attempt}")
+        response = await docs.upload(
+            "manager", PDF, filename=f"{attempt}.pdf", thread_id=thread["id"]
+        )
+        if response.status_code != 201:
+            failures.append((attempt, response.status_code, response.text[:200]))
+    assert failures == []
+
+
 async def test_m4_upload_into_unknown_or_other_accounts_thread_is_404(
     both: tuple[Docs, Firm],
 ) -> None:

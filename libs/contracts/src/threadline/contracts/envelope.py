@@ -7,13 +7,13 @@ The envelope carries routing and tracing metadata; ``data`` is one of the event 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar, cast
 from uuid import UUID
 
 import uuid_utils
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Envelope", "EventData", "new_event", "utc_now"]
+__all__ = ["Envelope", "EventData", "envelope_of", "new_event", "utc_now"]
 
 
 def utc_now() -> datetime:
@@ -93,6 +93,15 @@ class Envelope(BaseModel, Generic[DataT]):
         return headers
 
 
+def envelope_of(model: type[DataT]) -> type[Envelope[DataT]]:
+    """``Envelope[model]`` for a model known only at run time.
+
+    Parametrised with the concrete class, the envelope validates and serialises every field
+    of ``data`` (a bare ``Envelope`` would see only ``EventData``'s).
+    """
+    return cast("type[Envelope[DataT]]", Envelope.__class_getitem__(model))
+
+
 def new_event(
     data: DataT,
     *,
@@ -107,7 +116,7 @@ def new_event(
 
     ``key`` defaults to ``data.kafka_key(firm)``; pass it only to override that.
     """
-    return Envelope[type(data)](  # type: ignore[misc]
+    return envelope_of(type(data))(
         id=_uuid7(),
         type=data.event_type,
         schema_version=data.schema_version,

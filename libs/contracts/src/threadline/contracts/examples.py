@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from threadline.contracts.envelope import Envelope, EventData
+from threadline.contracts.envelope import Envelope, EventData, envelope_of
 
 __all__ = ["EXAMPLE_FIRM", "example_data", "example_event"]
 
@@ -45,7 +45,7 @@ def example_event(model: type[DataT], **overrides: Any) -> Envelope[DataT]:
     Fixed id and time keep the generated AsyncAPI document stable from run to run.
     """
     data = example_data(model, **overrides)
-    return Envelope[model](  # type: ignore[valid-type]
+    return envelope_of(model)(
         id=_EXAMPLE_ID,
         type=model.event_type,
         schema_version=model.schema_version,

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from threadline.contracts.envelope import Envelope, EventData
+from threadline.contracts.envelope import Envelope, EventData, envelope_of
 
 __all__ = ["EventDecodeError", "all_event_models", "decode", "model_for", "register"]
 
-ModelT = TypeVar("ModelT", bound=type[EventData])
+ModelT = TypeVar("ModelT", bound=EventData)
 
 _MODELS: dict[tuple[str, int], type[EventData]] = {}
 
@@ -24,7 +24,7 @@ class EventDecodeError(ValueError):
     """Bytes that are not a valid Threadline event; the message names type and version."""
 
 
-def register(model: ModelT) -> ModelT:
+def register(model: type[ModelT]) -> type[ModelT]:
     """Class decorator: add an event model to the catalogue.
 
     Raises RuntimeError at import time for a duplicate type+version or a model whose
@@ -75,7 +75,7 @@ def decode(raw: bytes | str) -> Envelope[Any]:
         raise EventDecodeError("event has no string `type` and integer `schema_version`")
     model = model_for(event_type, version)
     try:
-        return Envelope[model].model_validate(document)  # type: ignore[valid-type]
+        return envelope_of(model).model_validate(document)
     except ValidationError as exc:
         raise EventDecodeError(
             f"event {event_type} v{version} does not match its schema: {exc}"

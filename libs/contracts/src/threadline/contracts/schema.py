@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from threadline.contracts.envelope import Envelope, EventData
+from threadline.contracts.envelope import EventData, envelope_of
 from threadline.contracts.topics import topic_for
 
 __all__ = [
@@ -52,7 +53,7 @@ def _pin(schema: JsonSchema, model: type[EventData]) -> None:
 
 def event_schema(model: type[EventData]) -> JsonSchema:
     """A self-contained JSON Schema (2020-12) of the envelope carrying ``model``."""
-    schema = Envelope[model].model_json_schema()  # type: ignore[valid-type]
+    schema = envelope_of(model).model_json_schema()
     _pin(schema, model)
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
@@ -62,8 +63,10 @@ def catalogue_schemas(models: list[type[EventData]], ref_prefix: str) -> dict[st
 
     Envelopes are named by ``event_id``; shared models (``Actor`` …) appear once.
     """
-    envelopes = [(Envelope[model], "validation") for model in models]  # type: ignore[valid-type]
-    refs, top = models_json_schema(envelopes, ref_template=ref_prefix + "{model}")  # type: ignore[arg-type]
+    envelopes: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (envelope_of(model), "validation") for model in models
+    ]
+    refs, top = models_json_schema(envelopes, ref_template=ref_prefix + "{model}")
     definitions: dict[str, JsonSchema] = dict(top.get("$defs", {}))
     for model, envelope in zip(models, envelopes, strict=True):
         pydantic_name = refs[envelope]["$ref"].removeprefix(ref_prefix)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from threadline.kit.consumer import EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
+from threadline.kit.leases import Leases, periodic
 from threadline.kit.logs import configure_logging, correlation_middleware
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
@@ -35,26 +36,6 @@ from threadline.kit.settings import ServiceSettings
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
 _log = structlog.get_logger(__name__)
-
-
-def periodic(
-    job: Callable[[], Awaitable[int]], *, every_seconds: float, what: str
-) -> Callable[[], Awaitable[None]]:
-    """A ``background`` coroutine running ``job`` every ``every_seconds`` for the app's
-    lifetime. ``job`` returns how many things it handled (logged when not zero); a failure
-    is logged and the job runs again next time."""
-
-    async def run_forever() -> None:
-        while True:
-            try:
-                count = await job()
-                if count:
-                    _log.info(what, count=count)
-            except Exception:  # storage hiccup: the next run tries again
-                _log.warning(f"{what} failed", exc_info=True)
-            await asyncio.sleep(every_seconds)
-
-    return run_forever
 
 
 @dataclass
@@ -68,6 +49,9 @@ class ServiceRuntime:
     outbox: Outbox
     events: EventRouter
     verifier: TokenVerifier
+    leases: Leases
+    """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
+    across replicas)."""
 
 
 def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
@@ -83,6 +67,8 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         dead_letters=publisher,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
+        max_backoff_seconds=settings.consumer_max_backoff_seconds,
+        transient_retry_seconds=settings.consumer_transient_retry_seconds,
     )
     verifier = TokenVerifier(
         issuer=settings.jwt_issuer,
@@ -99,6 +85,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         outbox=Outbox(publisher),
         events=events,
         verifier=verifier,
+        leases=Leases(database),
     )
 
 
@@ -111,7 +98,7 @@ class Wiring:
 
     state: Mapping[str, object] = field(default_factory=dict)
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
-    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
 
 

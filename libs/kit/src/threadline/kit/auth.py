@@ -100,15 +100,19 @@ class TokenVerifier:
 
 def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     try:
-        principal = Principal(
-            sub=claims.get("sub", ""),
-            firm=claims.get("firm", ""),
-            kind=claims.get("kind"),
-            role=claims.get("role"),
-            perms=frozenset(claims.get("perms") or ()),
-            accounts=frozenset(claims.get("accounts") or ()),
-            name=claims.get("name") or "",
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None,
+        principal = Principal.model_validate(
+            {
+                "sub": claims.get("sub", ""),
+                "firm": claims.get("firm", ""),
+                "kind": claims.get("kind"),
+                "role": claims.get("role"),
+                "perms": frozenset(claims.get("perms") or ()),
+                "accounts": frozenset(claims.get("accounts") or ()),
+                "name": claims.get("name") or "",
+                "expires_at": (
+                    datetime.fromtimestamp(claims["exp"], UTC) if "exp" in claims else None
+                ),
+            }
         )
     except ValidationError as exc:
         fields = ", ".join(str(error["loc"][0]) for error in exc.errors())

@@ -1,11 +1,20 @@
-"""Idempotent event consumption with retry, backoff and a dead-letter topic.
+"""Idempotent event consumption: transient failures retried in place, poison parked.
 
-For every record: decode it (a record that is not a valid contract event is parked on the
-service's dead-letter topic at once), skip it if its event id was already processed, run
-the handler with retries and exponential backoff, park it on the dead-letter topic when
-the retries are spent, and only then record the id as processed. The subscriber commits
-the offset after that returns; if even the dead-letter publish fails the record is nacked
-and redelivered, so nothing is lost.
+For every record: decode it (a record that is not a valid contract event is poison), skip
+it if its event id was already processed, then run the type's handlers. How a failure is
+treated depends on its kind (``threadline.kit.failures.classify``):
+
+* transient (a dependency is down): retried with capped exponential backoff for up to
+  ``transient_retry_seconds``; the consumer does not move past the record meanwhile (its
+  partitions wait, nothing is skipped or committed past it). When the window is spent the
+  record is nacked, so it is redelivered and the retries start over — never skipped;
+* poison (undecodable, invalid, ``PermanentError``): the dead-letter topic at once;
+* unknown (a bug): ``max_attempts`` quick retries, then the dead-letter topic.
+
+Only a handled event is recorded as processed, so a dead-lettered one can be replayed to
+its source topic (``threadline-dlq replay``) once the cause is fixed. The subscriber
+commits the offset after ``process`` returns; if even the dead-letter publish fails the
+record is nacked and redelivered, so nothing is lost.
 
 Handlers must make their effect idempotent on their own too (upserts, ids derived from
 the event id): a crash between the effect and the processed mark redelivers the event.
@@ -14,6 +23,7 @@ the event id): a crash between the effect and the processed mark redelivers the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,14 +36,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope, EventData, EventDecodeError, decode, topic_for
+from threadline.kit.failures import classify
 from threadline.kit.kafka import RecordPublisher
 from threadline.kit.logs import bind_correlation
 
-__all__ = ["EventHandler", "EventRouter", "MongoProcessedEvents", "dead_letter_topic"]
+__all__ = [
+    "EventHandler",
+    "EventRouter",
+    "MongoProcessedEvents",
+    "TransientFailureOutlasted",
+    "dead_letter_topic",
+]
 
 _log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+class TransientFailureOutlasted(Exception):
+    """A dependency stayed down for the whole retry window: the record is redelivered."""
 
 
 def dead_letter_topic(service: str) -> str:
@@ -69,15 +90,29 @@ class EventRouter:
         dead_letters: RecordPublisher,
         max_attempts: int = 5,
         backoff_seconds: float = 0.2,
+        max_backoff_seconds: float = 30.0,
+        transient_retry_seconds: float = 300.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._service = service
         self._processed = processed
         self._dead_letters = dead_letters
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._transient_window = transient_retry_seconds
+        self._sleep = sleep
+        self._clock = clock
         self._handlers: dict[str, list[EventHandler]] = {}
         self._subscriber: Any = None
-        self.stats = {"handled": 0, "duplicates": 0, "dead_lettered": 0, "ignored": 0}
+        self.stats = {
+            "handled": 0,
+            "duplicates": 0,
+            "retried": 0,
+            "dead_lettered": 0,
+            "ignored": 0,
+        }
 
     def on(self, model: type[EventData], handler: EventHandler) -> None:
         """Also route ``model``'s events to ``handler`` (every schema version of the type).
@@ -118,6 +153,7 @@ class EventRouter:
                 message.body,
                 headers=dict(message.headers),
                 source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
+                key=raw.key,  # type: ignore[union-attr]
             )
 
         self._subscriber = broker.subscriber(
@@ -125,6 +161,8 @@ class EventRouter:
             group_id=group_id or f"threadline-{self._service}",
             auto_offset_reset=start,
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Retrying a transient failure holds the record; the group must not evict us.
+            max_poll_interval_ms=int((self._transient_window + 2 * self._max_backoff + 60) * 1000),
             title=f"{self._service}:events",
         )
         self._subscriber(on_record)
@@ -145,11 +183,13 @@ class EventRouter:
             return False
         return True
 
-    async def process(self, body: bytes, *, headers: dict[str, Any], source: str) -> None:
+    async def process(
+        self, body: bytes, *, headers: dict[str, Any], source: str, key: bytes | None = None
+    ) -> None:
         try:
             event = decode(body)
         except EventDecodeError as exc:
-            await self._dead_letter(body, headers, source=source, reason=str(exc))
+            await self._dead_letter(body, headers, source=source, key=key, reason=str(exc))
             return
         handlers = self._handlers.get(event.type)
         if not handlers:
@@ -160,33 +200,45 @@ class EventRouter:
             self.stats["duplicates"] += 1
             return
         bind_correlation(event.correlation_id or event_id)
-        if await self._run_with_retries(handlers, event):
+        reason = await self._run_with_retries(handlers, event)
+        if reason is None:
             self.stats["handled"] += 1
+            await self._processed.mark(event_id, event.type)
         else:
-            await self._dead_letter(body, headers, source=source, reason="handler kept failing")
-        await self._processed.mark(event_id, event.type)
+            await self._dead_letter(body, headers, source=source, key=key, reason=reason)
 
-    async def _run_with_retries(self, handlers: list[EventHandler], event: Envelope[Any]) -> bool:
-        for attempt in range(1, self._max_attempts + 1):
+    async def _run_with_retries(
+        self, handlers: list[EventHandler], event: Envelope[Any]
+    ) -> str | None:
+        """Run every handler until all succeeded (None) or the event must be dead-lettered
+        (the reason). Raises ``TransientFailureOutlasted`` when a dependency stayed down."""
+        attempt, transient_since = 0, None
+        while True:
+            attempt += 1
             try:
                 for handler in handlers:
                     await handler(event)
-            except Exception:  # any failure is retried; the last one dead-letters the event
-                _log.warning(
-                    "event handler failed",
-                    event_id=str(event.id),
-                    type=event.type,
-                    attempt=attempt,
-                    exc_info=True,
-                )
-                if attempt < self._max_attempts:
-                    await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            except Exception as exc:  # classified below: retry, park or redeliver
+                kind = classify(exc)
+                log = _log.bind(event_id=str(event.id), type=event.type, attempt=attempt)
+                if kind == "poison":
+                    log.error("event handler refused the event", exc_info=True)
+                    return f"poison: {type(exc).__name__}: {exc}"
+                if kind == "transient":
+                    transient_since = transient_since or self._clock()
+                    if self._clock() - transient_since >= self._transient_window:
+                        raise TransientFailureOutlasted(str(exc)) from exc
+                elif attempt >= self._max_attempts:
+                    log.error("event handler kept failing", exc_info=True)
+                    return f"failed {attempt} times: {type(exc).__name__}: {exc}"
+                log.warning("event handler failed; retrying", failure=kind, exc_info=True)
+                self.stats["retried"] += 1
+                await self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
             else:
-                return True
-        return False
+                return None
 
     async def _dead_letter(
-        self, body: bytes, headers: dict[str, Any], *, source: str, reason: str
+        self, body: bytes, headers: dict[str, Any], *, source: str, key: bytes | None, reason: str
     ) -> None:
         topic, partition, offset = source.split("/")
         dl_headers = {str(k): _header_text(v) for k, v in headers.items()}
@@ -197,6 +249,8 @@ class EventRouter:
             "dlq-source-offset": offset,
             "dlq-consumer": self._service,
         }
+        if key is not None:
+            dl_headers["dlq-source-key"] = key.decode(errors="replace")
         await self._dead_letters.publish_record(
             topic=dead_letter_topic(self._service),
             key=f"{topic}/{partition}",

@@ -33,6 +33,7 @@ class ThreadFacts:
     firm: str
     account_id: str
     mentioned_staff: Collection[str] = ()
+    archived: bool = False
 
 
 def can_access_account(principal: Principal, *, firm: str, account_id: str) -> bool:

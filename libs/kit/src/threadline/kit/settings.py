@@ -65,8 +65,28 @@ class ServiceSettings(BaseSettings):
             "topics to build projections (production); `latest` suits throwaway groups (tests)."
         ),
     )
-    consumer_max_attempts: int = Field(default=5, ge=1)
+    consumer_max_attempts: int = Field(
+        default=5, ge=1, description="Tries of a handler failing for an unknown reason."
+    )
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
+    consumer_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    consumer_transient_retry_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "How long a transient failure (dependency down) is retried in place before the "
+            "record is redelivered (it is never skipped)."
+        ),
+    )
+    thread_projection_wait_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long a service projecting threads waits for a thread id it does not know yet "
+            "(just created in messaging) before answering 404."
+        ),
+    )
     log_level: str = "INFO"
 
     @classmethod

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, BinaryIO
+from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import structlog
@@ -146,7 +146,7 @@ def _in_own_thread(work: Callable[[], None]) -> asyncio.Future[None]:
 class _HashingReader:
     """Wraps a sync file-like (a zip entry) to count and hash what ``put_object`` reads."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
         self._head = head
         self._stream = stream
         self._hash = hashlib.sha256(head)
@@ -283,7 +283,7 @@ class MinioBlobStore:
         return StoredBlob(size=pipe.size, sha256=pipe.hexdigest())
 
     async def put_reader(
-        self, key: str, head: bytes, stream: BinaryIO, *, length: int, content_type: str
+        self, key: str, head: bytes, stream: IO[bytes], *, length: int, content_type: str
     ) -> StoredBlob:
         """Store ``head`` + the rest of a sync stream of known total ``length``."""
         reader = _HashingReader(head, stream)

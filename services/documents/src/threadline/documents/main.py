@@ -15,11 +15,11 @@ from threadline.documents.settings import Settings
 from threadline.documents.store import (
     DOCUMENTS_INDEXES,
     MongoDocumentStore,
-    MongoThreadDirectory,
     MongoUploadLedger,
 )
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.threads import ThreadProjection
 
 __all__ = ["create_app"]
 
@@ -43,9 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def wire(runtime: ServiceRuntime) -> Wiring:
         directory = MongoDirectory(runtime.database)
+        threads = ThreadProjection(
+            runtime.database, wait_seconds=settings.thread_projection_wait_seconds
+        )
         documents = DocumentService(
             documents=MongoDocumentStore(runtime.database, outbox=runtime.outbox),
-            threads=MongoThreadDirectory(runtime.database),
+            threads=threads,
             uploads=MongoUploadLedger(runtime.database),
             directory=directory,
             blobs=blobs,
@@ -58,7 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             presigned_url_seconds=settings.presigned_url_seconds,
             spool_dir=settings.spool_dir,
         )
-        handlers.subscribe(runtime.events, documents=documents, directory=directory)
+        handlers.subscribe(
+            runtime.events, documents=documents, directory=directory, threads=threads
+        )
 
         async def sweep_abandoned_uploads() -> int:
             """Objects of uploads or deletions a crash cut short (nothing refers to them) go."""
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sweep_abandoned_uploads,
                     every_seconds=SWEEP_INTERVAL_SECONDS,
                     what="swept abandoned uploads",
+                    leases=runtime.leases,
                 )
             ],
             readiness_checks={"object_storage": blobs.ready},

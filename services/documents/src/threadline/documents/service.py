@@ -45,12 +45,12 @@ from threadline.documents.domain import (
 from threadline.documents.sniff import SNIFF_BYTES, ZIP, sniff_content_type
 from threadline.documents.store import (
     MongoDocumentStore,
-    MongoThreadDirectory,
     MongoUploadLedger,
 )
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.policy import can_see_internal, can_view_thread
+from threadline.kit.threads import ThreadProjection
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 
@@ -138,7 +138,7 @@ class DocumentService:
         self,
         *,
         documents: MongoDocumentStore,
-        threads: MongoThreadDirectory,
+        threads: ThreadProjection,
         uploads: MongoUploadLedger,
         directory: MongoDirectory,
         blobs: MinioBlobStore,
@@ -370,11 +370,6 @@ class DocumentService:
             raise DocumentNotFound(f"Document {document_id} does not exist.")
         return document | changes
 
-    async def add_thread_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
-        """T7: staff mentioned in a thread may read its documents."""
-        if staff_ids:
-            await self._threads.add_mentions(firm, thread_id, staff_ids)
-
     async def delete(self, principal: Principal, document_id: str) -> None:
         document = await self.get(principal, document_id)
         check_can_modify(principal, document)
@@ -424,6 +419,3 @@ class DocumentService:
         await self._blobs.remove(document["object_key"])
         await self._documents.mark_object_removed(document["_id"])
         return True
-
-    async def remember_thread(self, firm: str, thread_id: str, account_id: str) -> None:
-        await self._threads.remember(firm, thread_id, account_id)

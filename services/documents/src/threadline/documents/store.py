@@ -1,4 +1,4 @@
-"""Documents' MongoDB stores: document metadata (with the outbox) and the thread projection.
+"""Documents' MongoDB stores: document metadata (with the outbox) and the upload ledger.
 
 A deleted document stays as a tombstone (``deleted: True`` plus its pending
 ``documents.document.deleted`` event), so the event is written in the same single-document
@@ -17,9 +17,8 @@ from threadline.contracts import Envelope
 from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox
-from threadline.kit.policy import ThreadFacts
 
-__all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoThreadDirectory", "MongoUploadLedger"]
+__all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoUploadLedger"]
 
 Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
@@ -142,34 +141,3 @@ class MongoDocumentStore:
             {"deleted": True, "object_removed": False}, {"_id": 1, "object_key": 1}
         )
         return await found.to_list()
-
-
-class MongoThreadDirectory:
-    """Which account each thread belongs to and who was mentioned in it, projected from
-    ``messaging.thread.created`` and the mentions of posted and edited messages (T7)."""
-
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
-        self._threads = database["threads"]
-
-    async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
-        document = await self._threads.find_one({"_id": f"{firm}:{thread_id}"})
-        if document is None:
-            return None
-        return ThreadFacts(
-            firm=firm,
-            account_id=str(document["account_id"]),
-            mentioned_staff=frozenset(document.get("mentioned_staff", ())),
-        )
-
-    async def add_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$addToSet": {"mentioned_staff": {"$each": staff_ids}}},
-        )
-
-    async def remember(self, firm: str, thread_id: str, account_id: str) -> None:
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$set": {"firm": firm, "thread_id": thread_id, "account_id": account_id}},
-            upsert=True,
-        )

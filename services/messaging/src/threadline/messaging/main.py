@@ -152,11 +152,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     purge_expired_drafts,
                     every_seconds=DRAFT_PURGE_INTERVAL_SECONDS,
                     what="purged expired drafts",
+                    leases=runtime.leases,
                 ),
                 periodic(
                     complete_interrupted_creations,
                     every_seconds=INTERRUPTED_CREATION_AGE.total_seconds(),
                     what="completed interrupted thread creations",
+                    leases=runtime.leases,
                 ),
                 periodic(
                     task_messages.flush_due,

@@ -231,10 +231,10 @@ class RequestsOut(BaseModel):
 async def thread_tasks(
     thread_id: ThreadIdPath, principal: CurrentPrincipal, tasks: TaskServiceDep
 ) -> ThreadTasksOut:
-    thread, task_list, requests = await tasks.thread_tasks(principal, thread_id)
+    task_list, requests = await tasks.thread_tasks(principal, thread_id)
     return ThreadTasksOut(
         **TaskListOut.of(task_list).model_dump(),
-        subject=thread.subject,
+        subject=task_list.subject,
         requests=[RequestOut.of(request) for request in requests],
     )
 

@@ -18,7 +18,7 @@ is still at ``r``. That makes "exactly once" transitions (K6) a property of the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -126,20 +126,23 @@ def clean_text(text: str, *, what: str, limit: int, allow_empty: bool = False) -
 
 @dataclass(frozen=True)
 class ThreadInfo:
-    """What the rules need to know about a thread (projected from messaging's events)."""
+    """What the rules need to know about a thread (the kit's projection of messaging's
+    threads: account, archive state, mentioned staff)."""
 
-    firm: str
     thread_id: str
-    account_id: str
-    subject: str = ""
-    archived: bool = False
-    mentioned_staff: Collection[str] = ()
+    facts: ThreadFacts
 
     @property
-    def facts(self) -> ThreadFacts:
-        return ThreadFacts(
-            firm=self.firm, account_id=self.account_id, mentioned_staff=self.mentioned_staff
-        )
+    def firm(self) -> str:
+        return self.facts.firm
+
+    @property
+    def account_id(self) -> str:
+        return self.facts.account_id
+
+    @property
+    def archived(self) -> bool:
+        return self.facts.archived
 
 
 def check_visible(principal: Principal, thread: ThreadInfo) -> None:
@@ -366,7 +369,7 @@ class ClientRequest:
             raise InvalidTasks("Complete a request with POST /v1/requests/{id}/complete.")
         return self.next(status=status, completed_by=None, completed_at=None)
 
-    def attach(self, thread: ThreadInfo) -> ClientRequest | None:
+    def attach(self, thread: ThreadInfo, subject: str) -> ClientRequest | None:
         if thread.account_id != self.account_id:
             raise InvalidTasks("A request can only be attached to a thread of its own account.")
         if self.status == "cancelled":
@@ -379,5 +382,5 @@ class ClientRequest:
             )
         return self.next(
             thread_ids=(*self.thread_ids, thread.thread_id),
-            subjects={**self.subjects, thread.thread_id: thread.subject},
+            subjects={**self.subjects, thread.thread_id: subject},
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app
+from threadline.kit.directory import MongoDirectory, subscribe_directory
+from threadline.kit.threads import ThreadProjection
 from threadline.tasks import handlers
 from threadline.tasks.api import ROUTERS
 from threadline.tasks.service import TaskService
@@ -13,7 +15,7 @@ from threadline.tasks.store import (
     TASKS_INDEXES,
     MongoListStore,
     MongoRequestStore,
-    MongoThreadProjection,
+    MongoThreadSubjects,
 )
 
 __all__ = ["create_app"]
@@ -23,9 +25,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     def wire(runtime: ServiceRuntime) -> Wiring:
-        threads = MongoThreadProjection(runtime.database, wait_seconds=settings.thread_wait_seconds)
+        threads = ThreadProjection(
+            runtime.database, wait_seconds=settings.thread_projection_wait_seconds
+        )
+        directory = MongoDirectory(runtime.database)
+        subscribe_directory(runtime.events, directory)
         tasks = TaskService(
+            accounts=directory,
             threads=threads,
+            subjects=MongoThreadSubjects(runtime.database),
             lists=MongoListStore(runtime.database, outbox=runtime.outbox),
             requests=MongoRequestStore(runtime.database, outbox=runtime.outbox),
         )

@@ -31,7 +31,7 @@ from threadline.contracts.events.tasks import (
     TaskListResent,
 )
 from threadline.kit.auth import Principal
-from threadline.kit.policy import visible_account_filter
+from threadline.kit.policy import ThreadFacts, visible_account_filter
 from threadline.tasks.domain import (
     MAX_REQUEST_DESCRIPTION,
     MAX_REQUEST_TITLE,
@@ -59,9 +59,11 @@ from threadline.tasks.domain import (
 
 __all__ = [
     "PRODUCER",
+    "AccountDirectory",
     "ListStore",
     "MyTask",
     "RequestStore",
+    "SubjectStore",
     "TaskService",
     "ThreadDirectory",
     "thread_task_id",
@@ -86,11 +88,18 @@ def thread_task_id(event_id: str, index: int) -> str:
 
 
 class ThreadDirectory(Protocol):
-    """Threads as projected from messaging (T7 facts, subject, archive state)."""
+    """Threads as projected from messaging (the kit's ``ThreadProjection``)."""
 
-    async def find(self, firm: str, thread_id: str) -> ThreadInfo | None:
-        """The thread, waiting briefly for a thread just created elsewhere; None if unknown."""
+    async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
+        """The thread's access facts, waiting briefly for a thread just created elsewhere;
+        None if unknown."""
         ...
+
+
+class SubjectStore(Protocol):
+    async def subject(self, firm: str, thread_id: str) -> str | None: ...
+
+    async def remember(self, firm: str, thread_id: str, subject: str) -> None: ...
 
 
 class ListStore(Protocol):
@@ -112,6 +121,12 @@ class ListStore(Protocol):
     ) -> list[TaskList]:
         """Lists of the firm (of ``accounts`` unless None), most recently changed first."""
         ...
+
+
+class AccountDirectory(Protocol):
+    """The account directory (projected from ``threadline.directory.v1``)."""
+
+    async def account(self, firm: str, account_id: str) -> dict[str, Any] | None: ...
 
 
 class RequestStore(Protocol):
@@ -212,27 +227,37 @@ def list_events(change: ListChange, *, causation_id: str | None = None) -> list[
 
 class TaskService:
     def __init__(
-        self, *, threads: ThreadDirectory, lists: ListStore, requests: RequestStore
+        self,
+        *,
+        threads: ThreadDirectory,
+        subjects: SubjectStore,
+        lists: ListStore,
+        requests: RequestStore,
+        accounts: AccountDirectory,
     ) -> None:
         self._threads = threads
+        self._subjects = subjects
+        self._accounts = accounts
         self._lists = lists
         self._requests = requests
 
     # --- threads and their lists ----------------------------------------------------------
 
     async def _thread(self, principal: Principal, thread_id: str) -> ThreadInfo:
-        thread = await self._threads.find(principal.firm, thread_id)
-        if thread is None:
+        facts = await self._threads.facts(principal.firm, thread_id)
+        if facts is None:
             raise ThreadNotFound(f"Thread {thread_id} does not exist.")
-        return thread
+        return ThreadInfo(thread_id=thread_id, facts=facts)
 
     async def _list_of(self, thread: ThreadInfo) -> TaskList:
         stored = await self._lists.get(thread.firm, thread.thread_id)
-        return stored or TaskList(
+        if stored is not None:
+            return stored
+        return TaskList(
             firm=thread.firm,
             thread_id=thread.thread_id,
             account_id=thread.account_id,
-            subject=thread.subject,
+            subject=await self._subjects.subject(thread.firm, thread.thread_id) or "",
         )
 
     async def _change(
@@ -257,13 +282,13 @@ class TaskService:
 
     async def thread_tasks(
         self, principal: Principal, thread_id: str
-    ) -> tuple[ThreadInfo, TaskList, list[ClientRequest]]:
+    ) -> tuple[TaskList, list[ClientRequest]]:
         """K1, M12: a thread's checklist and the requests attached to it (T7)."""
         thread = await self._thread(principal, thread_id)
         check_visible(principal, thread)
         task_list = await self._list_of(thread)
         requests = await self._requests.attached_to(principal.firm, thread_id)
-        return thread, task_list, requests
+        return task_list, requests
 
     async def add(self, principal: Principal, thread_id: str, texts: Sequence[str]) -> TaskList:
         """K1: staff add tasks to the thread's one list (created by the first addition)."""
@@ -345,13 +370,12 @@ class TaskService:
         from the event id, so a redelivered event adds nothing twice; a list staff started
         meanwhile is extended, never replaced."""
         data: ThreadCreated = event.data
+        await self._subjects.remember(event.firm, data.thread_id, data.subject)
         if not data.client_tasks:
             return
         thread = ThreadInfo(
-            firm=event.firm,
             thread_id=data.thread_id,
-            account_id=data.account_id,
-            subject=data.subject,
+            facts=ThreadFacts(firm=event.firm, account_id=data.account_id),
         )
         new = []
         for index, task in enumerate(data.client_tasks[:MAX_TASKS]):
@@ -374,9 +398,10 @@ class TaskService:
         data: MessagePosted = event.data
         if not data.client_tasks:
             return
-        thread = await self._threads.find(event.firm, data.thread_id)
-        if thread is None:  # thread.created precedes it on the same partition: retry
-            raise LookupError(f"thread {data.thread_id} is not projected yet")
+        thread = ThreadInfo(
+            thread_id=data.thread_id,
+            facts=ThreadFacts(firm=event.firm, account_id=data.account_id),
+        )
         new = [
             (
                 task.task_id or thread_task_id(str(event.id), index),
@@ -447,6 +472,8 @@ class TaskService:
         due_date: date | None,
     ) -> ClientRequest:
         check_can_manage_requests(principal, firm=principal.firm, account_id=account_id)
+        if await self._accounts.account(principal.firm, account_id) is None:
+            raise RequestNotFound(f"Account {account_id} does not exist.")
         request = ClientRequest(
             request_id=new_id(),
             firm=principal.firm,
@@ -593,11 +620,12 @@ class TaskService:
         thread = await self._thread(principal, thread_id)
         check_can_manage_tasks(principal, thread)
         actor = actor_of(principal)
+        subject = await self._subjects.subject(principal.firm, thread_id) or ""
 
         def decide(current: ClientRequest) -> tuple[ClientRequest, Envelope[Any]] | None:
             if not principal.is_staff:
                 raise ActionForbidden("Only firm staff can attach client requests.")
-            changed = current.attach(thread)
+            changed = current.attach(thread, subject)
             if changed is None:
                 return None
             event = self._request_event(changed, "attached", actor, thread_id=thread_id)

@@ -1,42 +1,41 @@
 """Tasks' MongoDB stores: one document per thread's list, one per client request.
 
 Each change is ONE conditional single-document write — new state, ``revision + 1`` and the
-pending events (``threadline.kit.outbox``) — filtered on the revision the change was
+pending events (the kit's ``OutboxWriter``) — filtered on the revision the change was
 decided from. Whole task arrays are rewritten (no positional or arrayFilters updates,
 which FerretDB lacks); a list holds at most ``MAX_TASKS`` tasks, so that stays small.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
+from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
-from threadline.kit.outbox import Outbox, outbox_entry, outbox_push, with_outbox
+from threadline.kit.outbox import Outbox, OutboxWriter
 from threadline.tasks.domain import (
     ClientRequest,
     RequestStatus,
     Task,
     TaskList,
-    ThreadInfo,
     utc_now,
 )
 
-__all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadProjection"]
+__all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadSubjects"]
 
 Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
 
 TASKS_INDEXES = (
+    *DIRECTORY_INDEXES,
     IndexSpec("task_lists", [("firm", 1), ("account_id", 1), ("changed_at", -1)]),
     IndexSpec("task_lists", [("_outbox.created_ms", 1)]),
     IndexSpec("client_requests", [("firm", 1), ("account_id", 1), ("created_at", -1)]),
@@ -54,40 +53,29 @@ def _actor_doc(actor: Actor | None) -> Document | None:
 
 
 async def _write(
-    collection: AsyncCollection[Document],
-    outbox: Outbox,
+    writes: OutboxWriter,
     document: Document,
     *,
     expected_revision: int,
     events: Sequence[Envelope[Any]],
 ) -> bool:
     """Insert (expected revision 0) or replace-if-still-at-revision, with the events."""
-    entries = [outbox_entry(event) for event in events]
     if expected_revision == 0:
         try:
-            await collection.insert_one(with_outbox(document, entries))
+            await writes.insert_one(document, events=events)
         except DuplicateKeyError:
             return False
-    else:
-        fields = {key: value for key, value in document.items() if key != "_id"}
-        update: Document = {"$set": fields}
-        if entries:
-            update["$push"] = outbox_push(entries)
-        result = await collection.update_one(
-            {"_id": document["_id"], "revision": expected_revision}, update
-        )
-        if result.matched_count != 1:
-            return False
-    if entries:
-        outbox.schedule(collection, document["_id"], entries)
-    return True
+        return True
+    fields = {key: value for key, value in document.items() if key != "_id"}
+    return await writes.update_one(
+        {"_id": document["_id"], "revision": expected_revision}, {"$set": fields}, events=events
+    )
 
 
 class MongoListStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._lists = database["task_lists"]
-        self._outbox = outbox
-        outbox.watch(self._lists)
+        self._writes = outbox.writer(self._lists)
 
     @staticmethod
     def _key(firm: str, thread_id: str) -> str:
@@ -147,23 +135,17 @@ class MongoListStore:
         self, task_list: TaskList, *, expected_revision: int, events: Sequence[Envelope[Any]]
     ) -> bool:
         return await _write(
-            self._lists,
-            self._outbox,
+            self._writes,
             self._to(task_list),
             expected_revision=expected_revision,
             events=events,
         )
 
     async def events_only(self, task_list: TaskList, events: Sequence[Envelope[Any]]) -> bool:
-        entries = [outbox_entry(event) for event in events]
         key = self._key(task_list.firm, task_list.thread_id)
-        result = await self._lists.update_one(
-            {"_id": key, "revision": task_list.revision}, {"$push": outbox_push(entries)}
+        return await self._writes.update_one(
+            {"_id": key, "revision": task_list.revision}, {}, events=events
         )
-        if result.matched_count != 1:
-            return False
-        self._outbox.schedule(self._lists, key, entries)
-        return True
 
     async def visible(
         self, firm: str, *, accounts: frozenset[str] | None, limit: int
@@ -178,8 +160,7 @@ class MongoListStore:
 class MongoRequestStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._requests = database["client_requests"]
-        self._outbox = outbox
-        outbox.watch(self._requests)
+        self._writes = outbox.writer(self._requests)
 
     @staticmethod
     def _from(document: Document) -> ClientRequest:
@@ -231,8 +212,7 @@ class MongoRequestStore:
         self, request: ClientRequest, *, expected_revision: int, events: Sequence[Envelope[Any]]
     ) -> bool:
         return await _write(
-            self._requests,
-            self._outbox,
+            self._writes,
             self._to(request),
             expected_revision=expected_revision,
             events=events,
@@ -259,56 +239,18 @@ class MongoRequestStore:
         return [self._from(document) async for document in found.sort("created_at", 1)]
 
 
-class MongoThreadProjection:
-    """Threads as tasks needs them (account, subject, archive state, mentioned staff — T7),
-    projected from messaging's events. ``find`` waits up to ``wait_seconds`` for a thread
-    it has not heard of, so a thread that just got its 201 from messaging is usable here
-    at once (its ``messaging.thread.created`` is a few hundred milliseconds behind)."""
+class MongoThreadSubjects:
+    """Each thread's subject, from ``messaging.thread.created``: the client's task page
+    names the thread of each task (the kit's thread projection keeps access facts only)."""
 
-    def __init__(
-        self, database: AsyncDatabase[Document], *, wait_seconds: float, poll_seconds: float = 0.05
-    ) -> None:
-        self._threads = database["threads"]
-        self._wait = wait_seconds
-        self._poll = poll_seconds
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._subjects = database["thread_subjects"]
 
-    async def find(self, firm: str, thread_id: str) -> ThreadInfo | None:
-        key = f"{firm}:{thread_id}"
-        deadline = asyncio.get_running_loop().time() + self._wait
-        while True:
-            found = await self._threads.find_one({"_id": key})
-            if found is not None and "account_id" in found:
-                return ThreadInfo(
-                    firm=firm,
-                    thread_id=thread_id,
-                    account_id=found["account_id"],
-                    subject=found.get("subject", ""),
-                    archived=found.get("status") == "archived",
-                    mentioned_staff=frozenset(found.get("mentioned_staff", ())),
-                )
-            if asyncio.get_running_loop().time() >= deadline:
-                return None
-            await asyncio.sleep(self._poll)
+    async def subject(self, firm: str, thread_id: str) -> str | None:
+        found = await self._subjects.find_one({"_id": f"{firm}:{thread_id}"})
+        return str(found["subject"]) if found else None
 
-    async def remember(self, firm: str, thread_id: str, *, account_id: str, subject: str) -> None:
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$set": {"firm": firm, "account_id": account_id, "subject": subject}},
-            upsert=True,
+    async def remember(self, firm: str, thread_id: str, subject: str) -> None:
+        await self._subjects.update_one(
+            {"_id": f"{firm}:{thread_id}"}, {"$set": {"subject": subject}}, upsert=True
         )
-
-    async def set_status(self, firm: str, thread_id: str, status: str) -> None:
-        """Archive state; one thread's events arrive in order (keyed by thread id)."""
-        await self._threads.update_one(
-            {"_id": f"{firm}:{thread_id}"},
-            {"$set": {"firm": firm, "status": status}},
-            upsert=True,
-        )
-
-    async def add_mentions(self, firm: str, thread_id: str, staff_ids: list[str]) -> None:
-        if staff_ids:
-            await self._threads.update_one(
-                {"_id": f"{firm}:{thread_id}"},
-                {"$addToSet": {"mentioned_staff": {"$each": staff_ids}}, "$set": {"firm": firm}},
-                upsert=True,
-            )

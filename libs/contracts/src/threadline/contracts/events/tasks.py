@@ -159,7 +159,6 @@ class TaskListResent(EventData):
     )
 
 
-
 _REQUEST_EXAMPLE = {
     "request_id": "req_organizer_2025",
     "account_id": "acc_lee_family",

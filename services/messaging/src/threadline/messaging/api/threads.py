@@ -101,7 +101,7 @@ async def list_threads(
     limit: Limit = 25,
 ) -> dict[str, Any]:
     """T6: newest activity first; firm-wide, or one account with `account_id`."""
-    return await threads.list(
+    return await threads.page(
         principal,
         account_id=account_id,
         status=status_filter,

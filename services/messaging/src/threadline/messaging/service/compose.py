@@ -54,7 +54,7 @@ class Composer:
         name = principal.name
         if principal.is_client:
             account = await self._directory.account(principal.firm, account_id) or {}
-            contact = next(
+            contact: dict[str, Any] = next(
                 (c for c in account.get("contacts", []) if c["contact_id"] == principal.sub), {}
             )
             name = contact.get("name") or name

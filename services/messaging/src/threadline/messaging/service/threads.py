@@ -249,7 +249,7 @@ class ThreadService:
         document = await self._message_service.visible_thread(principal, thread_id)
         return (await self._views(principal, [document]))[0]
 
-    async def list(
+    async def page(
         self,
         principal: Principal,
         *,
@@ -303,6 +303,7 @@ class ThreadService:
         document = await self._message_service.visible_thread(principal, thread_id)
         check_can_manage_thread(principal, thread_of(document))
         actor = Actor(user_id=principal.sub, kind=principal.kind)
+        event: Envelope[Any]
         if archived:
             event = new_event(
                 ThreadArchived(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.kit.auth import Principal
+from threadline.messaging.store.messages import SeqField
 
 __all__ = ["message_view", "permalink", "seq_field", "thread_view"]
 
 Document = dict[str, Any]
 
 
-def seq_field(principal: Principal) -> str:
+def seq_field(principal: Principal) -> SeqField:
     """Staff number every message; clients number only what they can see (M3)."""
     return "seq" if principal.is_staff else "client_seq"
 

@@ -16,9 +16,12 @@ from threadline.contracts import Envelope
 from threadline.kit.outbox import Outbox
 from threadline.messaging.store.threads import insert_new
 
-__all__ = ["MongoMessageStore"]
+__all__ = ["MongoMessageStore", "SeqField"]
 
 Document = dict[str, Any]
+SeqField = Literal["seq", "client_seq"]
+"""Which numbering a reader pages by: ``seq`` counts every message, ``client_seq`` only
+those a client sees."""
 _HIDDEN = {"_outbox": 0}
 
 
@@ -55,7 +58,7 @@ class MongoMessageStore:
         direction: Literal["before", "after"],
         seq: int | None,
         limit: int,
-        numbering: Literal["seq", "client_seq"] = "seq",
+        numbering: SeqField = "seq",
     ) -> tuple[list[Document], bool]:
         """Up to ``limit`` messages strictly before/after ``seq`` (latest page when None),
         ascending; the flag says whether more exist in that direction. ``numbering`` is the

@@ -1,4 +1,5 @@
-"""Fakes at the tasks service's store boundary, and factories for its tests."""
+"""Fakes at the tasks service's store boundary, and factories for its tests (fixtures:
+test modules cannot import each other under pytest's importlib mode)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
+from threadline.kit.policy import ThreadFacts
 from threadline.tasks.domain import ClientRequest, RequestStatus, TaskList, ThreadInfo
 from threadline.tasks.service import TaskService
 
@@ -17,22 +21,27 @@ LEE, PATEL = "acc_lee_family", "acc_patel_llc"
 
 
 class FakeThreads:
+    """The thread projection (facts) and the subjects store, in memory."""
+
     def __init__(self) -> None:
-        self.threads: dict[tuple[str, str], ThreadInfo] = {}
+        self.threads: dict[tuple[str, str], ThreadFacts] = {}
+        self.subjects: dict[tuple[str, str], str] = {}
 
     def add(self, thread_id: str, account_id: str = LEE, **fields: Any) -> ThreadInfo:
-        thread = ThreadInfo(
-            firm=fields.pop("firm", FIRM),
-            thread_id=thread_id,
-            account_id=account_id,
-            subject=fields.pop("subject", f"Subject of {thread_id}"),
-            **fields,
-        )
-        self.threads[(thread.firm, thread_id)] = thread
-        return thread
+        firm = fields.pop("firm", FIRM)
+        self.subjects[(firm, thread_id)] = fields.pop("subject", f"Subject of {thread_id}")
+        facts = ThreadFacts(firm=firm, account_id=account_id, **fields)
+        self.threads[(firm, thread_id)] = facts
+        return ThreadInfo(thread_id=thread_id, facts=facts)
 
-    async def find(self, firm: str, thread_id: str) -> ThreadInfo | None:
+    async def facts(self, firm: str, thread_id: str) -> ThreadFacts | None:
         return self.threads.get((firm, thread_id))
+
+    async def subject(self, firm: str, thread_id: str) -> str | None:
+        return self.subjects.get((firm, thread_id))
+
+    async def remember(self, firm: str, thread_id: str, subject: str) -> None:
+        self.subjects[(firm, thread_id)] = subject
 
 
 class InMemoryListStore:
@@ -80,6 +89,12 @@ class InMemoryListStore:
 
     def of_type(self, event_type: str) -> list[Any]:
         return [event.data for event in self.events if event.type == event_type]
+
+
+class FakeAccounts:
+    async def account(self, firm: str, account_id: str) -> dict[str, Any] | None:
+        known = firm == FIRM and account_id in {LEE, PATEL}
+        return {"account_id": account_id} if known else None
 
 
 class InMemoryRequestStore:
@@ -154,8 +169,22 @@ class World:
         self.threads = FakeThreads()
         self.lists = InMemoryListStore()
         self.requests = InMemoryRequestStore()
-        self.service = TaskService(threads=self.threads, lists=self.lists, requests=self.requests)
+        self.service = TaskService(
+            threads=self.threads,
+            subjects=self.threads,
+            lists=self.lists,
+            requests=self.requests,
+            accounts=FakeAccounts(),
+        )
         self.thread = self.threads.add("th_1")
+
+    staff = staticmethod(staff)
+    client = staticmethod(client)
 
     async def with_tasks(self, *texts: str) -> TaskList:
         return await self.service.add(staff(), self.thread.thread_id, list(texts))
+
+
+@pytest.fixture
+def w() -> World:
+    return World()

@@ -1,0 +1,24 @@
+"""Small shared pieces every service uses: the stored-document alias, time and ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import uuid_utils
+
+__all__ = ["Document", "new_id", "utc_now"]
+
+Document = dict[str, Any]
+"""A MongoDB document as PyMongo reads and writes it."""
+
+
+def utc_now() -> datetime:
+    """Timezone-aware now in UTC (what the Mongo client stores and returns)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A time-ordered UUIDv7 string: ids sort by creation time."""
+    return str(UUID(bytes=uuid_utils.uuid7().bytes))

@@ -1,0 +1,126 @@
+"""Leased claims and periodic() on a real MongoDB-protocol server: one holder at a time,
+renewal, release, takeover when the holder dies (expiry is in the queries: no TTL index)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from threadline.kit.leases import Leases, periodic
+
+from .conftest import eventually
+
+pytestmark = pytest.mark.integration
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def database(run_id: str) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        os.environ["THREADLINE_MONGODB_URL"], tz_aware=True
+    )
+    name = f"threadline_leases_{run_id}"
+    yield client[name]
+    await client.drop_database(name)
+    await client.close()
+
+
+async def test_one_holder_at_a_time_renewal_release_and_takeover_after_expiry(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    clock = FakeClock()
+    first = Leases(database, holder="replica-a", clock=clock)
+    second = Leases(database, holder="replica-b", clock=clock)
+    assert await first.claim("job", seconds=30)
+    assert not await second.claim("job", seconds=30)
+    assert await first.claim("job", seconds=30), "the holder may claim again (renews)"
+    clock.now += timedelta(seconds=20)
+    assert await first.renew("job", seconds=30)
+    clock.now += timedelta(seconds=20)
+    assert not await second.claim("job", seconds=30), "renewed: still held at +40 s"
+    assert await second.holder_of("job") == "replica-a"
+    clock.now += timedelta(seconds=31)  # replica-a died: no renewal
+    assert await second.claim("job", seconds=30)
+    assert not await first.renew("job", seconds=30), "a taken-over lease cannot be renewed"
+    assert await first.holder_of("job") == "replica-b"
+    await second.release("job")
+    assert await first.holder_of("job") is None
+    assert await first.claim("job", seconds=30), "released: free at once"
+
+
+REPLICA = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pymongo import AsyncMongoClient
+    from threadline.kit.leases import Leases, periodic
+
+    async def main(url, name):
+        database = AsyncMongoClient(url, tz_aware=True)[name]
+        leases = Leases(database, holder="replica-process")
+
+        async def job():
+            await database["runs"].insert_one({"holder": leases.holder})
+            return 1
+
+        await periodic(job, every_seconds=0.2, what="test job", leases=leases, lease_seconds=4)()
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    """
+)
+
+
+async def test_periodic_runs_on_one_replica_and_another_takes_over_when_it_is_killed(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    runs = database["runs"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", REPLICA, os.environ["THREADLINE_MONGODB_URL"], database.name
+    )
+    try:
+        await eventually(
+            lambda: runs.count_documents({"holder": "replica-process"}), until=lambda n: n >= 2
+        )
+        local = Leases(database, holder="replica-local")
+
+        async def job() -> int:
+            await runs.insert_one({"holder": local.holder})
+            return 1
+
+        replica = asyncio.create_task(
+            periodic(job, every_seconds=0.2, what="test job", leases=local, lease_seconds=4)()
+        )
+        before = await runs.count_documents({"holder": "replica-process"})
+        await eventually(
+            lambda: runs.count_documents({"holder": "replica-process"}),
+            until=lambda n: n >= before + 3,
+        )
+        assert await runs.count_documents({"holder": "replica-local"}) == 0, (
+            "while the holder lives, the other replica never runs the job"
+        )
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await eventually(
+            lambda: runs.count_documents({"holder": "replica-local"}), until=lambda n: n >= 2
+        )
+        replica.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
