@@ -1,9 +1,9 @@
 """The event plumbing end to end on real Kafka and the MongoDB-protocol server.
 
 Messaging writes firm chat settings through its outbox; reminders keeps a projection of
-them (K7: client e-mails show message context only when the firm allows it). The
-projection appends every revision it applies to ``history``, so a lost event shows as a
-gap and a doubly applied one as a repeat.
+them (K7: client e-mails show message context only when the firm allows it). Each test
+adds a recording handler beside the projection's (the router runs every handler of a type
+once per event id), so a lost event shows as a gap and a doubly applied one as a repeat.
 """
 
 import uuid
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from threadline.contracts import decode
+from threadline.contracts import Envelope, decode
+from threadline.contracts.events.messaging import FirmChatSettingsChanged
 from threadline.contracts.topics import Topic
 from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.consumer import dead_letter_topic
@@ -40,9 +41,20 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def projected_history(reminders_app: Any, firm: str) -> list[int]:
-    document = await reminders_app.state.firm_settings.get(firm) or {}
-    return [entry["revision"] for entry in document.get("history", [])]
+class Applied:
+    """The settings events reminders applied for one firm, in order (revision, event id)."""
+
+    def __init__(self, reminders_app: Any, firm: str) -> None:
+        self.events: list[tuple[int, str]] = []
+
+        async def record(event: Envelope[Any]) -> None:
+            if event.firm == firm:
+                self.events.append((event.data.revision, str(event.id)))
+
+        reminders_app.state.runtime.events.on(FirmChatSettingsChanged, record)
+
+    async def revisions(self) -> list[int]:
+        return [revision for revision, _ in self.events]
 
 
 async def pending_outbox(messaging_app: Any, firm: str) -> list[Any]:
@@ -57,6 +69,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     messaging, messaging_http = await start_service("messaging")
     reminders, reminders_http = await start_service("reminders")
     firm = f"firm_{run_id}"
+    applied = Applied(reminders, firm)
 
     first = await change_settings(
         messaging_http,
@@ -67,7 +80,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     assert first["revision"] == 1
     await change_settings(messaging_http, firm, clients_can_create_threads=False)
 
-    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1, 2])
+    await eventually(applied.revisions, until=lambda h: h == [1, 2])
     seen = await reminders_http.get(
         "/v1/firm/notification-settings", headers=auth(token_for(firm, role="member"))
     )
@@ -75,10 +88,11 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     assert await eventually(lambda: pending_outbox(messaging, firm), until=lambda p: p == []) == []
 
     processed = reminders.state.runtime.database["processed_events"]
-    event_ids = [
-        entry["event_id"] for entry in (await reminders.state.firm_settings.get(firm))["history"]
-    ]
-    assert await processed.count_documents({"_id": {"$in": event_ids}}) == 2
+    event_ids = [event_id for _, event_id in applied.events]
+    marked = await eventually(  # marked right after the handlers (the recorder is the last)
+        lambda: processed.count_documents({"_id": {"$in": event_ids}}), until=lambda n: n == 2
+    )
+    assert marked == 2
 
     # A redelivery of an already applied event (same id) is recognised and has no effect.
     router = reminders.state.runtime.events
@@ -96,7 +110,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
         return router.stats["duplicates"]
 
     await eventually(duplicates, until=lambda count: count > duplicates_before)
-    assert await projected_history(reminders, firm) == [1, 2]
+    assert await applied.revisions() == [1, 2]
 
 
 async def test_writes_succeed_while_kafka_is_down_and_arrive_after_restart(
@@ -105,8 +119,9 @@ async def test_writes_succeed_while_kafka_is_down_and_arrive_after_restart(
     messaging, messaging_http = await start_service("messaging")
     reminders, _ = await start_service("reminders")
     firm = f"firm_{run_id}"
+    applied = Applied(reminders, firm)
     await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
-    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1])
+    await eventually(applied.revisions, until=lambda h: h == [1])
 
     await kafka_control.astop("kafka")
     try:
@@ -116,9 +131,7 @@ async def test_writes_succeed_while_kafka_is_down_and_arrive_after_restart(
     finally:
         await kafka_control.astart("kafka")
 
-    history = await eventually(
-        lambda: projected_history(reminders, firm), until=lambda h: len(h) >= 4, within=120
-    )
+    history = await eventually(applied.revisions, until=lambda h: len(h) >= 4, within=120)
     assert history == [1, 2, 3, 4]
     await eventually(lambda: pending_outbox(messaging, firm), until=lambda p: p == [], within=60)
     final = await reminders.state.firm_settings.get(firm)
@@ -131,6 +144,7 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
     messaging, messaging_http = await start_service("messaging")
     reminders, _ = await start_service("reminders")
     firm = f"firm_{run_id}"
+    applied = Applied(reminders, firm)
     poison = f'{{"type": "messaging.firm_chat_settings.changed", "poison": "{uuid.uuid4()}"}}'
 
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
@@ -141,7 +155,7 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
         await producer.stop()
     await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
 
-    await eventually(lambda: projected_history(reminders, firm), until=lambda h: h == [1])
+    await eventually(applied.revisions, until=lambda h: h == [1])
     parked = await _find_on_topic(
         _bootstrap(messaging), dead_letter_topic("reminders"), poison.encode()
     )

@@ -16,6 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from threadline.kit.consumer import MongoProcessedEvents
 from threadline.kit.leases import Leases, periodic
 
 from .conftest import eventually
@@ -124,3 +125,17 @@ async def test_periodic_runs_on_one_replica_and_another_takes_over_when_it_is_ki
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_processed_event_ids_older_than_the_retention_are_purged(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    processed = MongoProcessedEvents(database)
+    await processed.mark("old", "t")
+    await processed.mark("recent", "t")
+    await database["processed_events"].update_one(
+        {"_id": "old"}, {"$set": {"processed_at": datetime.now(UTC) - timedelta(days=15)}}
+    )
+    assert await processed.purge(older_than=timedelta(days=14)) == 1
+    assert not await processed.seen("old")
+    assert await processed.seen("recent")

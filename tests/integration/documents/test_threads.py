@@ -100,11 +100,19 @@ async def test_m3_internal_upload_posts_internal_message(both: tuple[Docs, Firm]
 
 
 async def test_m4_upload_right_after_creating_the_thread_succeeds_100_times_in_a_row(
-    both: tuple[Docs, Firm],
+    start_service: ServiceFactory, run_id: str
 ) -> None:
     """A 201 from messaging makes the thread usable in documents at once: the kit's thread
-    projection waits (bounded) for an id it has not projected yet instead of answering 404."""
-    docs, firm = both
+    projection waits (bounded) for an id it has not projected yet instead of answering 404.
+    The bound is raised here because the shared test Kafka carries every concurrent run's
+    events, so projection lag in tests can exceed a quiet deployment's."""
+    messaging_app, messaging_http = await start_service("messaging")
+    documents_app, documents_http = await start_service(
+        "documents", thread_projection_wait_seconds=30
+    )
+    await seed_directory([messaging_app, documents_app], f"firm_{run_id}")
+    docs = Docs(firm=f"firm_{run_id}", http=documents_http, app=documents_app)
+    firm = Firm(firm=f"firm_{run_id}", http=messaging_http, app=messaging_app)
     failures = []
     for attempt in range(100):
         thread = await firm.new_thread(subject=f"Attempt {attempt}")

@@ -78,7 +78,7 @@ class ThreadCreatedWatch:
 
     async def events(self, thread_ids: set[str], *, within: float = 60.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + within
-        while set(self.found) < thread_ids:
+        while not thread_ids <= set(self.found):
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"no thread.created for {thread_ids - set(self.found)}")
             for records in (await self._consumer.getmany(timeout_ms=500)).values():
@@ -102,7 +102,7 @@ async def add_accounts(firm: Firm, accounts: list[AccountUpserted]) -> None:
     async def projected() -> int:
         return await database["directory_accounts"].count_documents({"_id": {"$in": wanted}})
 
-    await eventually(projected, until=lambda count: count == len(wanted))
+    await eventually(projected, until=lambda count: count == len(wanted), within=180)
 
 
 def account(account_id: str, name: str, *contacts: tuple[str, bool]) -> AccountUpserted:

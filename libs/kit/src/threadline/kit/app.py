@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -23,12 +24,13 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.kit.auth import TokenVerifier
-from threadline.kit.consumer import EventRouter, MongoProcessedEvents
+from threadline.kit.consumer import PROCESSED_EVENTS_INDEXES, EventRouter, MongoProcessedEvents
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 from threadline.kit.leases import Leases, periodic
 from threadline.kit.logs import configure_logging, correlation_middleware
+from threadline.kit.metrics import ServiceMetrics, metrics_router
 from threadline.kit.mongo import IndexSpec, connect, ensure_indexes, ping
 from threadline.kit.outbox import Outbox
 from threadline.kit.settings import ServiceSettings
@@ -36,6 +38,8 @@ from threadline.kit.settings import ServiceSettings
 __all__ = ["ServiceRuntime", "Wiring", "build_runtime", "create_service_app", "periodic"]
 
 _log = structlog.get_logger(__name__)
+
+PROCESSED_PURGE_INTERVAL_SECONDS = 3600
 
 
 @dataclass
@@ -48,8 +52,10 @@ class ServiceRuntime:
     broker: KafkaBroker
     outbox: Outbox
     events: EventRouter
+    processed: MongoProcessedEvents
     verifier: TokenVerifier
     leases: Leases
+    metrics: ServiceMetrics
     """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
     across replicas)."""
 
@@ -61,9 +67,11 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
     )
     publisher = KafkaRecordPublisher(broker)
+    processed = MongoProcessedEvents(database)
+    metrics = ServiceMetrics(settings.service_name)
     events = EventRouter(
         service=settings.service_name,
-        processed=MongoProcessedEvents(database),
+        processed=processed,
         dead_letters=publisher,
         max_attempts=settings.consumer_max_attempts,
         backoff_seconds=settings.consumer_backoff_seconds,
@@ -77,6 +85,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         public_key=settings.jwt_public_key,
         jwks_url=settings.jwt_jwks_url,
     )
+    events.observe = metrics.event_outcome
     return ServiceRuntime(
         settings=settings,
         mongo=mongo,
@@ -84,8 +93,10 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         broker=broker,
         outbox=Outbox(publisher),
         events=events,
+        processed=processed,
         verifier=verifier,
         leases=Leases(database),
+        metrics=metrics,
     )
 
 
@@ -118,9 +129,32 @@ def create_service_app(
         runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
     )
 
+    async def refresh_gauges() -> None:
+        runtime.metrics.consumer_lag.clear()
+        for (topic, partition), lag in (await runtime.events.lag()).items():
+            runtime.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+        count, oldest_age = await runtime.outbox.pending()
+        runtime.metrics.outbox_pending.set(count)
+        runtime.metrics.outbox_oldest_age.set(oldest_age)
+
+    runtime.metrics.on_scrape(refresh_gauges)
+
+    async def purge_processed_ids() -> int:
+        retention = timedelta(hours=settings.processed_events_retention_hours)
+        return await runtime.processed.purge(older_than=retention)
+
+    kit_jobs = [
+        periodic(
+            purge_processed_ids,
+            every_seconds=PROCESSED_PURGE_INTERVAL_SECONDS,
+            what="purged processed event ids",
+            leases=runtime.leases,
+        )
+    ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await ensure_indexes(runtime.database, indexes)
+        await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
         await runtime.broker.start()
@@ -131,7 +165,7 @@ def create_service_app(
                     relay_grace_seconds=settings.outbox_relay_grace_seconds,
                 )
             ),
-            *(asyncio.create_task(job()) for job in wired.background),
+            *(asyncio.create_task(job()) for job in [*kit_jobs, *wired.background]),
         ]
         try:
             yield
@@ -148,9 +182,11 @@ def create_service_app(
     app.state.runtime = runtime
     for name, value in wired.state.items():
         setattr(app.state, name, value)
+    app.middleware("http")(runtime.metrics.http_middleware)
     app.middleware("http")(correlation_middleware)
     install_problem_handlers(app)
     app.include_router(_health_router(runtime, wired.readiness_checks))
+    app.include_router(metrics_router(runtime.metrics))
     for router in routers:
         app.include_router(router)
     return app

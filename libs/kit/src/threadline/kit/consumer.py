@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
@@ -39,8 +39,10 @@ from threadline.contracts import Envelope, EventData, EventDecodeError, decode, 
 from threadline.kit.failures import classify
 from threadline.kit.kafka import RecordPublisher
 from threadline.kit.logs import bind_correlation
+from threadline.kit.mongo import IndexSpec
 
 __all__ = [
+    "PROCESSED_EVENTS_INDEXES",
     "EventHandler",
     "EventRouter",
     "MongoProcessedEvents",
@@ -57,6 +59,9 @@ class TransientFailureOutlasted(Exception):
     """A dependency stayed down for the whole retry window: the record is redelivered."""
 
 
+PROCESSED_EVENTS_INDEXES = (IndexSpec("processed_events", [("processed_at", 1)]),)
+
+
 def dead_letter_topic(service: str) -> str:
     return f"threadline.{service}.dlq.v1"
 
@@ -69,6 +74,13 @@ class MongoProcessedEvents:
 
     async def seen(self, event_id: str) -> bool:
         return await self._collection.find_one({"_id": event_id}, {"_id": 1}) is not None
+
+    async def purge(self, *, older_than: timedelta) -> int:
+        """Forget ids processed longer ago than ``older_than``: safe once that exceeds the
+        topics' retention, since Kafka can no longer redeliver those events."""
+        cutoff = datetime.now(UTC) - older_than
+        result = await self._collection.delete_many({"processed_at": {"$lt": cutoff}})
+        return result.deleted_count
 
     async def mark(self, event_id: str, event_type: str) -> None:
         try:
@@ -106,6 +118,8 @@ class EventRouter:
         self._clock = clock
         self._handlers: dict[str, list[EventHandler]] = {}
         self._subscriber: Any = None
+        self.observe: Callable[[str, str], None] = lambda event_type, outcome: None
+        """Called with (event type, outcome) per event and per retry (metrics)."""
         self.stats = {
             "handled": 0,
             "duplicates": 0,
@@ -167,6 +181,19 @@ class EventRouter:
         )
         self._subscriber(on_record)
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the partition's end, per assigned (topic, partition)."""
+        consumer = None if self._subscriber is None else self._subscriber.consumer
+        if consumer is None:
+            return {}
+        lags: dict[tuple[str, int], int] = {}
+        for partition in consumer.assignment():
+            end = consumer.highwater(partition)
+            if end is not None:
+                position = await consumer.position(partition)
+                lags[(partition.topic, partition.partition)] = max(end - position, 0)
+        return lags
+
     async def positioned(self) -> bool:
         """Readiness: the group gave this instance its partitions and their positions are
         known, so every event published from now on will be consumed."""
@@ -194,15 +221,18 @@ class EventRouter:
         handlers = self._handlers.get(event.type)
         if not handlers:
             self.stats["ignored"] += 1
+            self.observe(event.type, "ignored")
             return
         event_id = str(event.id)
         if await self._processed.seen(event_id):
             self.stats["duplicates"] += 1
+            self.observe(event.type, "duplicate")
             return
         bind_correlation(event.correlation_id or event_id)
         reason = await self._run_with_retries(handlers, event)
         if reason is None:
             self.stats["handled"] += 1
+            self.observe(event.type, "handled")
             await self._processed.mark(event_id, event.type)
         else:
             await self._dead_letter(body, headers, source=source, key=key, reason=reason)
@@ -233,6 +263,7 @@ class EventRouter:
                     return f"failed {attempt} times: {type(exc).__name__}: {exc}"
                 log.warning("event handler failed; retrying", failure=kind, exc_info=True)
                 self.stats["retried"] += 1
+                self.observe(event.type, f"retried:{kind}")
                 await self._sleep(min(self._backoff * 2 ** (attempt - 1), self._max_backoff))
             else:
                 return None
@@ -258,6 +289,7 @@ class EventRouter:
             headers=dl_headers,
         )
         self.stats["dead_lettered"] += 1
+        self.observe(dl_headers.get("event-type", "undecodable"), "dead_lettered")
         _log.error("event parked on dead-letter topic", source=source, reason=reason[:300])
 
 

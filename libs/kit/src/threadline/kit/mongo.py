@@ -14,10 +14,13 @@ from typing import Any
 
 import structlog
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
-__all__ = ["IndexSpec", "connect", "ensure_indexes", "ping"]
+__all__ = ["DUPLICATE_KEY", "IndexSpec", "connect", "ensure_indexes", "insert_new", "ping"]
+
+DUPLICATE_KEY = 11000
 
 _log = structlog.get_logger(__name__)
 
@@ -69,3 +72,21 @@ async def ensure_indexes(
         except OperationFailure:
             _log.info("server refused a TTL index; expiry is enforced by queries", index=spec)
             await collection.create_index(list(spec.keys), **options)
+
+
+async def insert_new(
+    collection: AsyncCollection[dict[str, Any]], documents: Sequence[dict[str, Any]]
+) -> set[Any]:
+    """Insert ``documents`` unordered, leaving alone those whose ``_id`` exists (a retried
+    batch); returns the ids this call inserted. Any error but a duplicate id is raised."""
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(list(documents), ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        skipped = {error["index"] for error in errors}
+        return {doc["_id"] for index, doc in enumerate(documents) if index not in skipped}
+    return {document["_id"] for document in documents}

@@ -31,6 +31,7 @@ from pymongo.errors import BulkWriteError
 from threadline.contracts import Envelope
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
+from threadline.kit.mongo import insert_new
 
 __all__ = [
     "OUTBOX_FIELD",
@@ -125,6 +126,31 @@ class Outbox:
         """
         if not self._degraded:
             self._queue.put_nowait((collection, document_id, list(entries)))
+
+    async def pending(self) -> tuple[int, float]:
+        """How many events wait to be published, and the oldest one's age in seconds."""
+        count, oldest_ms = 0, None
+        for collection in self._collections:
+            rows = await collection.aggregate(
+                [
+                    {"$match": {f"{OUTBOX_FIELD}.0": {"$exists": True}}},
+                    {"$unwind": f"${OUTBOX_FIELD}"},
+                    {"$group": {"_id": None, "count": {"$sum": 1}}},
+                ]
+            )
+            async for row in rows:
+                count += int(row["count"])
+            first = (
+                await collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {_CREATED: 1})
+                .sort(_CREATED, 1)
+                .limit(1)
+                .to_list()
+            )
+            for document in first:
+                created = min(entry["created_ms"] for entry in document[OUTBOX_FIELD])
+                oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+        age = 0.0 if oldest_ms is None else max(time.time() - oldest_ms / 1000, 0.0)
+        return count, age
 
     async def drain(self) -> None:
         """Wait until everything scheduled so far was published or left to the relay."""
@@ -286,6 +312,21 @@ class OutboxWriter:
             raise
         for document, entries in rows:
             self._outbox.schedule(self.collection, document["_id"], entries)
+
+    async def insert_new(self, documents: Sequence[tuple[Document, _Events]]) -> set[Any]:
+        """Insert each document with its own events, leaving alone those whose ``_id``
+        exists (an idempotent retry, e.g. with ids derived from a job); schedules the events
+        of the documents this call inserted, and returns their ids."""
+        rows = {
+            document["_id"]: (document, [outbox_entry(event) for event in events])
+            for document, events in documents
+        }
+        inserted = await insert_new(
+            self.collection, [with_outbox(document, entries) for document, entries in rows.values()]
+        )
+        for document_id in inserted:
+            self._outbox.schedule(self.collection, document_id, rows[document_id][1])
+        return inserted
 
     async def update_one(
         self, filter: Document, update: Document, *, events: _Events, upsert: bool = False

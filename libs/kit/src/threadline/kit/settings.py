@@ -87,6 +87,15 @@ class ServiceSettings(BaseSettings):
             "(just created in messaging) before answering 404."
         ),
     )
+    processed_events_retention_hours: float = Field(
+        default=336.0,
+        gt=0,
+        description=(
+            "How long consumed event ids are kept for deduplication. MUST exceed the Kafka "
+            "topics' retention (168 h by default), or a redelivered old event would be "
+            "applied again."
+        ),
+    )
     log_level: str = "INFO"
 
     @classmethod

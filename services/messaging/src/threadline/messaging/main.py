@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from fastapi import FastAPI
+from prometheus_client import Counter, Gauge
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
@@ -76,7 +77,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             window=timedelta(seconds=settings.task_digest_seconds),
         )
         tasklists.subscribe(runtime.events, task_messages=task_messages)
-        hub = StreamHub(mentions=threads.mentioned_staff, queue_size=settings.stream_queue_size)
+        registry = runtime.metrics.registry
+        dropped = Counter(
+            "threadline_stream_dropped_subscribers_total",
+            "Stream connections closed because the client fell too far behind.",
+            registry=registry,
+        )
+        hub = StreamHub(
+            mentions=threads.mentioned_staff,
+            queue_size=settings.stream_queue_size,
+            on_dropped=dropped.inc,
+        )
+        Gauge(
+            "threadline_stream_subscribers",
+            "Stream connections open on this replica.",
+            registry=registry,
+        ).set_function(lambda: hub.connections)
         feed = KafkaStreamFeed(
             hub,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -115,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads=threads,
             messages=messages,
             directory=directory,
+            leases=runtime.leases,
             wake=bulk_wake,
             settings=WorkerSettings(
                 batch_size=settings.bulk_batch_size,

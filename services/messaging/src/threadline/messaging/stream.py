@@ -96,19 +96,29 @@ class Subscription:
     principal: Principal
     queue: asyncio.Queue[dict[str, Any]]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    on_dropped: Callable[[], None] = lambda: None
 
     def offer(self, frame: dict[str, Any]) -> None:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
+            if not self.overflowed.is_set():
+                self.on_dropped()
             self.overflowed.set()
 
 
 class StreamHub:
     """The subscribers connected to this replica, by firm, and the per-user fan-out."""
 
-    def __init__(self, *, mentions: MentionLookup, queue_size: int) -> None:
+    def __init__(
+        self,
+        *,
+        mentions: MentionLookup,
+        queue_size: int,
+        on_dropped: Callable[[], None] = lambda: None,
+    ) -> None:
         self._mentions = mentions
+        self._on_dropped = on_dropped
         self._queue_size = queue_size
         self._by_firm: dict[str, set[Subscription]] = defaultdict(set)
 
@@ -117,7 +127,9 @@ class StreamHub:
         return sum(len(subscriptions) for subscriptions in self._by_firm.values())
 
     def subscribe(self, principal: Principal) -> Subscription:
-        subscription = Subscription(principal, asyncio.Queue(maxsize=self._queue_size))
+        subscription = Subscription(
+            principal, asyncio.Queue(maxsize=self._queue_size), on_dropped=self._on_dropped
+        )
         self._by_firm[principal.firm].add(subscription)
         return subscription
 

@@ -1,14 +1,11 @@
 """Reminders' MongoDB store: its projection of each firm's chat settings.
 
 Client e-mails (K7) show message content only when the firm allows it, so reminders keeps
-the latest settings per firm, applying a change only when its revision is newer. Every
-applied revision is appended to ``history``: a gap or a repeat there would mean a lost or
-doubly applied event.
+the latest settings per firm, applying a change only when its revision is newer.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -39,13 +36,6 @@ class MongoFirmSettingsProjection:
                             data.show_message_context_in_notifications
                         ),
                         "revision": data.revision,
-                    },
-                    "$push": {
-                        "history": {
-                            "revision": data.revision,
-                            "event_id": str(event.id),
-                            "applied_at": datetime.now(UTC),
-                        }
                     },
                 },
                 upsert=True,

@@ -2,11 +2,11 @@
 
 ``BulkService.start`` stores the job (the content rendered later is fixed now: a template
 is copied into the job, so editing or deleting it meanwhile changes nothing) and answers at
-once. ``BulkWorker.run`` — one per replica — claims jobs by lease and works through them in
-batches: one directory query per batch, every thread rendered with the same function as
-a single thread creation, then one unordered insert of the first messages and one of the
-threads (each carrying its ``thread.created`` and ``message.posted`` events), the per-account
-results, and the job's progress.
+once. ``BulkWorker.run`` — one per replica — claims jobs by lease (``kit.leases``) and
+works through them in batches: one directory query per batch, every thread rendered with
+the same function as a single thread creation, then one unordered insert of the first
+messages and one of the threads (each carrying its ``thread.created`` and
+``message.posted`` events), the per-account results, and the job's progress.
 
 Exactly once in effect: a thread's id (and its first message's) is derived from job and
 account, so a batch redone after a crash or by the replica that took over inserts nothing
@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import structlog
@@ -30,6 +30,7 @@ from threadline.contracts.events.messaging import Author, ReminderSettings
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.errors import Conflict, NotFound
+from threadline.kit.leases import Leases
 from threadline.kit.policy import can_access_account
 from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessagingError, utc_now
 from threadline.messaging.service.compose import (
@@ -59,7 +60,6 @@ Document = dict[str, Any]
 MAX_BULK_ACCOUNTS = 10_000
 _IDS = uuid.UUID("5c0a3f0e-6d1b-4a8e-9a51-3b7f4d1c2e90")
 """Namespace of the ids derived for bulk jobs, their threads and first messages."""
-_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BulkJobNotFound(MessagingError, NotFound):
@@ -159,8 +159,6 @@ class BulkService:
             "status": "running",
             "created_at": now,
             "finished_at": None,
-            "lease_owner": None,
-            "lease_until": _NEVER,
         }
         if await self._store.insert(job):
             self._wake.set()
@@ -213,6 +211,7 @@ class BulkWorker:
         threads: MongoThreadStore,
         messages: MongoMessageStore,
         directory: MongoDirectory,
+        leases: Leases,
         wake: asyncio.Event,
         settings: WorkerSettings,
     ) -> None:
@@ -220,12 +219,9 @@ class BulkWorker:
         self._threads = threads
         self._messages = messages
         self._directory = directory
+        self._leases = leases
         self._wake = wake
         self._settings = settings
-        self.owner = new_id()
-
-    def _lease_end(self) -> datetime:
-        return utc_now() + timedelta(seconds=self._settings.lease_seconds)
 
     async def run(self) -> None:
         """Claim and work jobs for the app's lifetime (a storage failure is retried)."""
@@ -241,36 +237,36 @@ class BulkWorker:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
 
     async def work_once(self) -> bool:
-        """Claim one claimable job and work it to the end; False when there was none."""
-        now = utc_now()
-        for job_id in await self._store.claimable(now, limit=5):
-            job = await self._store.claim(
-                job_id, owner=self.owner, now=now, until=self._lease_end()
-            )
-            if job is not None:
-                try:
-                    await self._work(job)
-                except _LeaseLost:
-                    _log.info("bulk job taken over by another replica", job_id=job_id)
+        """Claim one unfinished job nobody holds and work it to the end; False when there
+        was none."""
+        for job_id in await self._store.unfinished(limit=20):
+            lease = f"bulk:{job_id}"
+            if not await self._leases.claim(lease, seconds=self._settings.lease_seconds):
+                continue
+            try:
+                job = await self._store.job(job_id)
+                if job is not None:
+                    await self._work(job, lease)
+            except _LeaseLost:
+                _log.info("bulk job taken over by another replica", job_id=job_id)
                 return True
+            await self._leases.release(lease)
+            return True
         return False
 
-    async def _work(self, document: Document) -> None:
+    async def _work(self, document: Document, lease: str) -> None:
         job = _Job.of(document)
         _log.info("bulk job working", job_id=job.id, cursor=document["cursor"], total=job.total)
         cursor = int(document["cursor"])
         while cursor < job.total:
             end = min(cursor + self._settings.batch_size, job.total)
             counts = await self._batch(job, cursor, end)
-            if not await self._store.record_batch(
-                job.id, owner=self.owner, start=cursor, end=end, counts=counts
-            ):
+            if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
                 raise _LeaseLost
+            await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
             cursor = end
-            if not await self._store.renew(job.id, owner=self.owner, until=self._lease_end()):
-                raise _LeaseLost
             await asyncio.sleep(self._settings.pause_seconds)  # let interactive requests in
-        await self._store.finish(job.id, owner=self.owner, at=utc_now(), released=_NEVER)
+        await self._store.finish(job.id, at=utc_now())
         _log.info("bulk job done", job_id=job.id, total=job.total)
 
     async def _batch(self, job: _Job, start: int, end: int) -> dict[str, int]:

@@ -18,7 +18,7 @@ MESSAGING_INDEXES = (
     IndexSpec("read_cursors", [("thread_id", 1)]),
     IndexSpec("task_digests", [("due_at", 1)]),
     IndexSpec("templates", [("firm", 1), ("_id", 1)]),
-    IndexSpec("bulk_jobs", [("status", 1), ("lease_until", 1)]),
+    IndexSpec("bulk_jobs", [("status", 1), ("created_at", 1)]),
     IndexSpec("bulk_results", [("job_id", 1), ("index", 1)]),
     IndexSpec("firm_settings", [("_outbox.created_ms", 1)]),
     IndexSpec("threads", [("_outbox.created_ms", 1)]),

@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
+from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
-from threadline.messaging.store.threads import insert_new
 
 __all__ = ["MongoMessageStore", "SeqField"]
 

@@ -15,17 +15,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pymongo import ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
-from threadline.kit.outbox import Outbox, outbox_entry, with_outbox
+from threadline.kit.outbox import Outbox
 from threadline.kit.policy import visible_account_filter
 from threadline.messaging.domain import InvalidMessage, Thread
 
-__all__ = ["MongoThreadStore", "ThreadPage", "insert_new"]
+__all__ = ["MongoThreadStore", "ThreadPage"]
 
 Document = dict[str, Any]
 StatusFilter = Literal["active", "archived", "all"]
@@ -62,22 +60,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidMessage("The cursor is not one this API returned.") from None
 
 
-async def insert_new(collection: AsyncCollection[Document], documents: list[Document]) -> set[str]:
-    """Insert ``documents`` unordered, skipping ids already present; returns the ids inserted.
-    Any error other than a duplicate id is raised."""
-    try:
-        await collection.insert_many(documents, ordered=False)
-    except BulkWriteError as exc:
-        errors = exc.details.get("writeErrors", [])
-        if any(error.get("code") != DUPLICATE_KEY for error in errors):
-            raise
-        skipped = {error["index"] for error in errors}
-        return {d["_id"] for index, d in enumerate(documents) if index not in skipped}
-    return {document["_id"] for document in documents}
-
-
-DUPLICATE_KEY = 11000
-
 PENDING_FIRST = "pending_first_message"
 """A new thread carries its first message until that message is stored (see ThreadService)."""
 
@@ -85,7 +67,6 @@ PENDING_FIRST = "pending_first_message"
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._threads = database["threads"]
-        self._outbox = outbox
         self._writes = outbox.writer(self._threads)
 
     async def get(self, firm: str, thread_id: str) -> Document | None:
@@ -94,18 +75,7 @@ class MongoThreadStore:
     async def create_many(self, created: list[tuple[Document, list[Envelope[Any]]]]) -> set[str]:
         """Insert new threads with their events in one round trip; ids already present are
         left alone (a retried bulk batch). Returns the ids this call inserted."""
-        if not created:
-            return set()
-        pending = {
-            document["_id"]: [outbox_entry(e) for e in events] for document, events in created
-        }
-        inserted = await insert_new(
-            self._threads,
-            [with_outbox(document, pending[document["_id"]]) for document, _ in created],
-        )
-        for thread_id in inserted:
-            self._outbox.schedule(self._threads, thread_id, pending[thread_id])
-        return inserted
+        return await self._writes.insert_new(created)
 
     async def latest_active(self, firm: str, account_id: str) -> Document | None:
         """J1: the account's most recently active thread (not archived), if any."""

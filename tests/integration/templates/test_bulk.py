@@ -1,0 +1,337 @@
+"""Bulk messages on real servers (P2): jobs, skipped accounts, idempotency, leases, and a
+real uvicorn messaging process killed with SIGKILL in the middle of a job."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from threadline.devtools.seed import demo_directory
+from threadline.kit.directory import MongoDirectory
+from threadline.kit.leases import Leases
+from threadline.messaging.domain import utc_now
+from threadline.messaging.service.bulk import BulkWorker, WorkerSettings, thread_id_for
+from threadline.messaging.store import MongoMessageStore, MongoThreadStore
+from threadline.messaging.store.bulk import MongoBulkStore
+
+from ..conftest import eventually, token_for
+from ..messaging.conftest import DORMANT, LEE, PATEL
+from .conftest import TemplateFirm, ThreadCreatedWatch, account, add_accounts
+
+pytestmark = pytest.mark.integration
+
+
+async def finished(firm: TemplateFirm, job_id: str, who: str = "owner") -> dict[str, Any]:
+    async def job() -> dict[str, Any]:
+        response = await firm.call(
+            who, "GET", f"/v1/bulk-messages/{job_id}", params={"limit": 1000}
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    return await eventually(job, until=lambda body: body["status"] == "done", within=90)
+
+
+async def test_p2_bulk_to_50_accounts_creates_one_thread_each_and_skips_with_reasons(
+    firm: TemplateFirm,
+) -> None:
+    active = [account(f"acc_b{i}", f"Client {i}", (f"First{i} Last{i}", True)) for i in range(40)]
+    inactive = [account(f"acc_off{i}", f"Off {i}", (f"Off{i} Person", False)) for i in range(6)]
+    await add_accounts(firm, active + inactive)
+    account_ids = [a.account_id for a in active + inactive] + [LEE, DORMANT, PATEL, "acc_nope"]
+    template = await firm.new_template(
+        subject="Hello [[account.name]]",
+        html="<p>Dear [[contact.first_name]], from [[firm.name]]</p>",
+        client_tasks=["Task for [[account.name]]"],
+        reminders={"enabled": True, "days_between": 2, "max_reminders": 4},
+    )
+    bootstrap = firm.app.state.runtime.settings.kafka_bootstrap_servers
+    async with ThreadCreatedWatch(bootstrap) as watch:
+        started = await firm.call(
+            "owner",
+            "POST",
+            "/v1/bulk-messages",
+            json={"account_ids": account_ids, "template_id": template["id"]},
+        )
+        assert started.status_code == 202, started.text
+        assert started.json()["total"] == 50
+        job = await finished(firm, started.json()["id"])
+        created = {r["account_id"]: r["thread_id"] for r in job["results"] if r["thread_id"]}
+        events = await watch.events(set(created.values()))
+
+    assert (job["created"], job["skipped"], job["failed"], job["processed"]) == (42, 8, 0, 50)
+    assert [r["index"] for r in job["results"]] == list(range(50))
+    assert set(created) == {a.account_id for a in active} | {LEE, PATEL}
+    skipped = {r["account_id"]: r["reason"] for r in job["results"] if r["outcome"] == "skipped"}
+    assert set(skipped) == {a.account_id for a in inactive} | {DORMANT, "acc_nope"}
+    assert "portal access" in skipped[DORMANT] and "does not exist" in skipped["acc_nope"]
+
+    thread = (await firm.call("owner", "GET", f"/v1/threads/{created['acc_b7']}")).json()
+    assert thread["subject"] == "Hello Client 7" and thread["account_id"] == "acc_b7"
+    page = await firm.call("owner", "GET", f"/v1/threads/{created['acc_b7']}/messages")
+    assert [m["text"] for m in page.json()["messages"]] == ["Dear First7, from Chen & Berg CPAs"]
+    lee = events[created[LEE]].data
+    assert lee.template_id == template["id"] and lee.reminders.max_reminders == 4
+    assert [task.text for task in lee.client_tasks] == ["Task for Lee Family"]
+    client_view = await firm.call("client", "GET", f"/v1/threads/{created[LEE]}/messages")
+    assert client_view.json()["messages"][0]["text"] == "Dear Ann, Ben, from Chen & Berg CPAs"
+
+    database = firm.app.state.runtime.database
+    per_account = await database["threads"].count_documents({"bulk_job_id": job["id"]})
+    assert per_account == 42
+    assert (
+        await database["messages"].count_documents({"thread_id": {"$in": list(created.values())}})
+        == 42
+    )
+    paged = await firm.call(
+        "owner", "GET", f"/v1/bulk-messages/{job['id']}", params={"after": 9, "limit": 10}
+    )
+    assert [r["index"] for r in paged.json()["results"]] == list(range(10, 20))
+    assert paged.json()["next_cursor"] == 19
+
+
+async def test_p2_idempotency_key_returns_the_same_job(firm: TemplateFirm) -> None:
+    body = {"account_ids": [LEE, PATEL], "subject": "Hi [[account.name]]", "html": "<p>Hi</p>"}
+    key = {"Idempotency-Key": f"retry-{firm.firm}"}
+    first = await firm.call("admin", "POST", "/v1/bulk-messages", json=body, headers=key)
+    again = await firm.call("admin", "POST", "/v1/bulk-messages", json=body, headers=key)
+    assert first.status_code == again.status_code == 202, again.text
+    assert first.json()["id"] == again.json()["id"]
+    job = await finished(firm, first.json()["id"])
+    after = await firm.call("admin", "POST", "/v1/bulk-messages", json=body, headers=key)
+    assert after.json()["id"] == job["id"] and after.json()["created"] == 2
+    other = await firm.call(
+        "admin", "POST", "/v1/bulk-messages", json=body | {"account_ids": [LEE]}, headers=key
+    )
+    assert other.status_code == 409, other.text
+    fresh = await firm.call("admin", "POST", "/v1/bulk-messages", json=body)
+    assert fresh.json()["id"] != job["id"]
+    database = firm.app.state.runtime.database
+    assert await database["threads"].count_documents({"bulk_job_id": job["id"]}) == 2
+
+
+async def test_p2_bulk_requests_are_bounded_and_checked(firm: TemplateFirm) -> None:
+    async def start(who: str, body: dict[str, Any], **headers: str) -> httpx.Response:
+        return await firm.call(who, "POST", "/v1/bulk-messages", json=body, headers=headers)
+
+    ok = {"account_ids": [LEE], "subject": "s", "html": "h"}
+    too_many = ok | {"account_ids": [f"acc_{i}" for i in range(10_001)]}
+    assert (await start("owner", too_many)).status_code == 422
+    assert (await start("owner", ok | {"template_id": "t"})).status_code == 422
+    assert (await start("owner", {"account_ids": [LEE], "subject": "s"})).status_code == 422
+    unknown = await start("owner", ok | {"subject": "[[account.nickname]]"})
+    assert unknown.status_code == 422 and unknown.json()["unknown_shortcodes"] == [
+        "account.nickname"
+    ]
+    assert (await start("owner", ok, **{"Idempotency-Key": "a b"})).status_code == 422
+    missing = await start("owner", {"account_ids": [LEE], "template_id": "nope"})
+    assert missing.status_code == 404
+    assert (await start("client", ok)).status_code == 403
+    job = (await start("assigned member", ok)).json()["id"]
+    assert (
+        await firm.call("unassigned member", "GET", f"/v1/bulk-messages/{job}")
+    ).status_code == 404
+    assert (await firm.call("other firm", "GET", f"/v1/bulk-messages/{job}")).status_code == 404
+    assert (await firm.call("client", "GET", f"/v1/bulk-messages/{job}")).status_code == 403
+    done = await finished(firm, job, who="assigned member")
+    assert done["created"] == 1
+
+
+async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
+    firm: TemplateFirm,
+) -> None:
+    """While another replica holds a job's lease, a worker leaves the job alone; once the
+    lease is free it completes it; a batch recorded twice (a redo) is counted once."""
+    runtime = firm.app.state.runtime
+    database = runtime.database
+    store = MongoBulkStore(database)
+    worker = BulkWorker(
+        store=store,
+        threads=MongoThreadStore(database, outbox=runtime.outbox),
+        messages=MongoMessageStore(database, outbox=runtime.outbox),
+        directory=MongoDirectory(database),
+        leases=Leases(database, holder="replica-b"),
+        wake=asyncio.Event(),
+        settings=WorkerSettings(batch_size=1),
+    )
+    other_replica = Leases(database, holder="replica-a")
+    job_id = f"lease-{firm.firm}"
+    assert await other_replica.claim(f"bulk:{job_id}", seconds=600)
+    assert await store.insert(
+        {"_id": job_id, "firm": firm.firm, "status": "running", "total": 2, "cursor": 0,
+         "created": 0, "skipped": 0, "failed": 0, "created_at": utc_now(), "finished_at": None,
+         "account_ids": [LEE, DORMANT], "template_id": None, "today": "2026-01-05",
+         "created_by": {"sub": "st_olivia", "kind": "staff", "role": "owner", "perms": [],
+                        "accounts": [], "name": "Olivia"},
+         "sender": {"firm_name": "F", "sender_name": "Olivia"},
+         "content": {"subject": "s [[date.year]]", "html": "<p>h</p>", "client_tasks": [],
+                     "reminders": {"enabled": False, "days_between": 3, "max_reminders": 1}}}
+    )  # fmt: skip
+    assert not await worker.work_once()
+    held = await store.summary(firm.firm, job_id)
+    assert held is not None and held["cursor"] == 0
+    assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 0
+
+    await other_replica.release(f"bulk:{job_id}")
+    job = await eventually(
+        lambda: store.summary(firm.firm, job_id),
+        until=lambda found: found is not None and found["status"] == "done",
+    )
+    assert (job["cursor"], job["created"], job["skipped"]) == (2, 1, 1)
+    counts = {"created": 1, "skipped": 0, "failed": 0}
+    assert not await store.record_batch(job_id, start=0, end=1, counts=counts)
+    assert (await store.summary(firm.firm, job_id) or {})["created"] == 1
+    threads = await database["threads"].find({"bulk_job_id": job_id}).to_list()
+    assert [t["subject"] for t in threads] == ["s 2026"]
+
+
+# --- a real process, killed mid-job -------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def messaging_process(
+    env: dict[str, str], port: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``uvicorn`` serving messaging on ``port`` until it is ready; killed at the end."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "uvicorn", "--factory", "threadline.messaging.main:create_app"),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        env=os.environ | env,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+
+            async def ready() -> int:
+                try:
+                    return (await http.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, until=lambda status: status == 200, within=90)
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_p2_a_job_resumes_after_sigkill_with_no_duplicate_and_none_missing(
+    run_id: str,
+) -> None:
+    firm = f"firm_{run_id}"
+    database_name = f"it_messaging_kill_{run_id}"
+    env = {
+        "MESSAGING_MONGODB_DATABASE": database_name,
+        "MESSAGING_CONSUMER_GROUP": f"it-kill-{run_id}",
+        "MESSAGING_CONSUMER_START": "latest",
+        "MESSAGING_OUTBOX_RELAY_INTERVAL_SECONDS": "0.3",
+        "MESSAGING_OUTBOX_RELAY_GRACE_SECONDS": "1.0",
+        "MESSAGING_BULK_BATCH_SIZE": "10",
+        "MESSAGING_BULK_PAUSE_SECONDS": "0.15",
+        "MESSAGING_BULK_LEASE_SECONDS": "2",
+        "MESSAGING_BULK_POLL_SECONDS": "0.2",
+        "MESSAGING_LOG_LEVEL": "WARNING",
+    }
+    accounts = [account(f"acc_k{i}", f"Kill {i}", (f"Kim{i} Doe", True)) for i in range(120)]
+    port = free_port()
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["THREADLINE_MONGODB_URL"])
+    database = mongo[database_name]
+    headers = {"Authorization": f"Bearer {token_for(firm, role='owner', sub='st_olivia')}"}
+    try:
+        async with messaging_process(env, port) as first:
+            # The demo directory goes through the projection's own apply methods (what its
+            # Kafka handlers call); the 120 accounts are written in the projection's shape in
+            # one insert (one upsert each takes ~0.4 s on this shared machine's FerretDB).
+            directory = MongoDirectory(database)
+            apply = {
+                "directory.firm.upserted": directory.apply_firm,
+                "directory.staff.upserted": directory.apply_staff,
+                "directory.account.upserted": directory.apply_account,
+            }
+            for event in demo_directory(firm):
+                await apply[event.type](event)
+            await database["directory_accounts"].insert_many(
+                [
+                    each.model_dump()
+                    | {"_id": f"{firm}:{each.account_id}", "firm": firm}
+                    | {"removed": False, "as_of": utc_now()}
+                    for each in accounts
+                ]
+            )
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                started = await http.post(
+                    "/v1/bulk-messages",
+                    headers=headers,
+                    json={
+                        "account_ids": [a.account_id for a in accounts],
+                        "subject": "Year end [[account.name]]",
+                        "html": "<p>Dear [[contact.first_name]]</p>",
+                    },
+                )
+                assert started.status_code == 202, started.text
+                job_id = started.json()["id"]
+
+                async def processed() -> int:
+                    job = await database["bulk_jobs"].find_one({"_id": job_id})
+                    return int(job["cursor"]) if job else 0
+
+                at_kill = await eventually(processed, until=lambda n: n >= 30, within=90)
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        assert at_kill < 120, "the job finished before the kill; slow it down"
+
+        async with (
+            messaging_process(env, port),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        ):
+
+            async def job() -> dict[str, Any]:
+                response = await http.get(
+                    f"/v1/bulk-messages/{job_id}", headers=headers, params={"limit": 1000}
+                )
+                return dict(response.json())
+
+            done = await eventually(job, until=lambda j: j["status"] == "done", within=120)
+
+            async def unpublished() -> int:
+                """Threads whose events (written before or after the kill) are not out yet."""
+                query = {"bulk_job_id": job_id, "_outbox.0": {"$exists": True}}
+                return await database["threads"].count_documents(query)
+
+            await eventually(unpublished, until=lambda n: n == 0, within=60)
+
+        assert (done["created"], done["skipped"], done["failed"]) == (120, 0, 0)
+        assert len(done["results"]) == 120
+        threads = (
+            await database["threads"].find({"bulk_job_id": job_id}, {"account_id": 1}).to_list()
+        )
+        assert sorted(t["account_id"] for t in threads) == sorted(a.account_id for a in accounts)
+        assert {t["_id"] for t in threads} == {
+            thread_id_for(job_id, a.account_id) for a in accounts
+        }
+        messages = await database["messages"].count_documents(
+            {"thread_id": {"$in": [t["_id"] for t in threads]}}
+        )
+        assert messages == 120
+        assert all(
+            r["thread_id"] == thread_id_for(job_id, r["account_id"]) for r in done["results"]
+        )
+    finally:
+        await mongo.drop_database(database_name)
+        await mongo.close()
