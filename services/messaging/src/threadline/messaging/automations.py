@@ -27,6 +27,7 @@ from threadline.contracts.events.pipeline import SendMessageRequested
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.failures import TransientError
 from threadline.messaging.service.compose import PRODUCER
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.templates import TemplateService, draft_of
@@ -113,7 +114,7 @@ class PipelineAutomations:
         if await self._messages.get(thread_id, message_id) is None:
             account = await self._directory.account(sender.firm, data.account_id)
             if account is None:
-                raise LookupError(f"account {data.account_id} is not in the directory yet")
+                raise TransientError(f"account {data.account_id} is not in the directory yet")
             rendered = await self._templates.fill(
                 sender,
                 template_id=data.template_id,
