@@ -196,7 +196,11 @@ class FirmClient:
 
 
 async def seed_directory(
-    apps: Iterable[FastAPI], firm: str, *, extra: Sequence[Envelope[Any]] = ()
+    apps: Iterable[FastAPI],
+    firm: str,
+    *,
+    extra: Sequence[Envelope[Any]] = (),
+    within: float = 45.0,
 ) -> None:
     """Publish the demo directory of ``firm`` (plus ``extra`` events) and wait until every
     app's directory projection holds all its accounts and staff."""
@@ -216,7 +220,7 @@ async def seed_directory(
                 await database["directory_staff"].count_documents({"firm": firm}),
             )
 
-        await eventually(projected, until=lambda counts: counts == expected)
+        await eventually(projected, until=lambda counts: counts == expected, within=within)
 
 
 def token_for(firm: str, *, kind: str = "staff", role: str | None = "owner", **claims: Any) -> str:

@@ -29,7 +29,7 @@ from ..tasks.conftest import LEE, PATEL, Platform
 
 __all__ = ["LEE", "PATEL", "PipelineFirm", "eventually", "pipeline_events"]
 
-PATIENCE = 120.0
+PATIENCE = 180.0
 """Seconds a cross-service wait may take: the shared test servers can be slow when several
 suites run at once; correct code gets there far sooner, broken code never does."""
 T = TypeVar("T")
@@ -159,12 +159,12 @@ async def firm(start_service: ServiceFactory, run_id: str) -> AsyncIterator[Pipe
     messaging_app, messaging_http = await start_service("messaging", task_digest_seconds=1.0)
     tasks_app, tasks_http = await start_service("tasks")
     pipeline = PipelineService(run_id)
-    await pipeline.start()
-    name = f"firm_{run_id}"
-    await seed_directory([messaging_app], name)
-    world = PipelineFirm(firm=name, http=messaging_http, app=messaging_app)
-    world.tasks_http, world.tasks_app, world.pipeline = tasks_http, tasks_app, pipeline
     try:
+        await pipeline.start()
+        name = f"firm_{run_id}"
+        await seed_directory([messaging_app], name, within=PATIENCE)
+        world = PipelineFirm(firm=name, http=messaging_http, app=messaging_app)
+        world.tasks_http, world.tasks_app, world.pipeline = tasks_http, tasks_app, pipeline
         yield world
     finally:
         await pipeline.stop()
