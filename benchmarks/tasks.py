@@ -178,60 +178,75 @@ class Benchmark:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"could not create the benchmark thread: {created.text}")
 
-    async def measure(self, messaging: httpx.AsyncClient, tasks: httpx.AsyncClient) -> None:
+    async def shown(self, messaging: httpx.AsyncClient, thread_id: str) -> int | None:
+        """Tasks done for ``thread_id`` as messaging's thread list shows them."""
+        params = {"account_id": ACCOUNT, "limit": 5}
+        listed = await messaging.get("/v1/threads", params=params, headers=self.staff)
+        rows = [row for row in listed.json()["threads"] if row["id"] == thread_id]
+        return int(rows[0]["tasks"]["done"]) if rows else None
+
+    async def measure_ticks(
+        self, messaging: httpx.AsyncClient, tasks: httpx.AsyncClient
+    ) -> tuple[list[float], list[float], float]:
+        """Back-to-back ticks and undos: their latency, their tick → Kafka latency, and how
+        long after the last one messaging's list showed it (3 s unchanged)."""
         progress("creating the benchmark thread with 100 tasks")
         thread_id, task_ids = await self.new_thread(messaging)
-        first = await tasks.get(f"/v1/threads/{thread_id}/tasks", headers=self.client)
-        first.raise_for_status()
-        revision = first.json()["revision"]
-        samples = self.args.samples
+        (await tasks.get(f"/v1/threads/{thread_id}/tasks", headers=self.client)).raise_for_status()
         watcher = ChangeWatcher(self.bootstrap, thread_id)
         await watcher.start()
-
         started_at: dict[int, float] = {}
-        tick_latency: list[float] = []
-        progress_latency: list[float] = []
+        latency: list[float] = []
         done = 0
-
-        async def tick(i: int) -> None:
-            nonlocal done, revision
-            task_id = task_ids[i % TASKS]
+        progress(f"{self.args.samples} ticks, one after another")
+        for i in range(self.args.samples):
             ticking = (i // TASKS) % 2 == 0
-            url = f"/v1/threads/{thread_id}/tasks/{task_id}/done"
+            url = f"/v1/threads/{thread_id}/tasks/{task_ids[i % TASKS]}/done"
             started = time.perf_counter()
             response = await (tasks.put if ticking else tasks.delete)(url, headers=self.client)
             response.raise_for_status()
-            tick_latency.append(time.perf_counter() - started)
-            revision = response.json()["revision"]
-            started_at[revision] = started
+            latency.append(time.perf_counter() - started)
+            started_at[response.json()["revision"]] = started
             done += 1 if ticking else -1
-
-        async def progress_visible() -> None:
-            deadline = time.perf_counter() + 10
-            params = {"account_id": ACCOUNT, "limit": 5}
-            while time.perf_counter() < deadline:
-                listed = await messaging.get("/v1/threads", params=params, headers=self.staff)
-                rows = [row for row in listed.json()["threads"] if row["id"] == thread_id]
-                if rows and rows[0]["tasks"]["done"] == done:
-                    return
-                await asyncio.sleep(0.01)
-            raise RuntimeError("progress did not reach messaging within 10 s")
-
-        progress(f"{samples} ticks, one after another")
-        for i in range(samples):
-            await tick(i)
-        progress(f"{samples // 4} ticks, each waiting for messaging's thread list")
-        for i in range(samples, samples + samples // 4):
-            await tick(i)
-            await progress_visible()
-            progress_latency.append(time.perf_counter() - started_at[revision])
-        await asyncio.sleep(2)
+        progress("waiting for messaging to show the last of them")
+        last_tick, steady_since = time.perf_counter(), None
+        while time.perf_counter() - last_tick < 180:
+            if await self.shown(messaging, thread_id) != done:
+                steady_since = None
+            elif steady_since is None:
+                steady_since = time.perf_counter()
+            elif time.perf_counter() - steady_since >= 3:
+                break
+            await asyncio.sleep(0.05)
         await watcher.stop()
-        to_kafka = [
-            watcher.arrivals[r] - started_at[r] for r in started_at if r in watcher.arrivals
-        ]
+        to_kafka = [watcher.arrivals[r] - t for r, t in started_at.items() if r in watcher.arrivals]
+        return latency, to_kafka, (steady_since or time.perf_counter()) - last_tick
 
-        raw_latency = await self.measure_raw(thread_id, samples)
+    async def measure_progress(
+        self, messaging: httpx.AsyncClient, tasks: httpx.AsyncClient
+    ) -> list[float]:
+        """Ticks on a fresh thread, each followed by polling messaging's list (10 ms) until
+        it shows the new count."""
+        count = min(self.args.samples // 4, TASKS)
+        progress(f"{count} ticks on a second thread, each waiting for messaging's thread list")
+        thread_id, task_ids = await self.new_thread(messaging)
+        latency: list[float] = []
+        for n, task_id in enumerate(task_ids[:count], start=1):
+            url = f"/v1/threads/{thread_id}/tasks/{task_id}/done"
+            started = time.perf_counter()
+            (await tasks.put(url, headers=self.client)).raise_for_status()
+            while await self.shown(messaging, thread_id) != n:
+                if time.perf_counter() - started > 10:
+                    raise RuntimeError("progress did not reach messaging within 10 s")
+                await asyncio.sleep(0.01)
+            latency.append(time.perf_counter() - started)
+        return latency
+
+    async def measure(self, messaging: httpx.AsyncClient, tasks: httpx.AsyncClient) -> None:
+        samples = self.args.samples
+        tick_latency, to_kafka, catch_up = await self.measure_ticks(messaging, tasks)
+        progress_latency = await self.measure_progress(messaging, tasks)
+        raw_latency = await self.measure_raw(f"raw-{self.firm}", samples)
 
         def p99(values: list[float]) -> float:
             ordered = sorted(values)
@@ -245,9 +260,12 @@ class Benchmark:
         )
         print(
             f"tick -> tasks.list.changed:        {summary(to_kafka)}"
-            f"  ({len(to_kafka)}/{len(started_at)} seen)"
+            f"  ({len(to_kafka)}/{len(tick_latency)} seen)"
         )
         print(f"tick -> progress in thread list:   {summary(progress_latency)}  (target p99 500)")
+        print(
+            f"messaging showed the last of {samples} back-to-back ticks {catch_up:5.1f} s after it"
+        )
 
     async def measure_raw(self, thread_id: str, samples: int) -> list[float]:
         """The baseline: what one tick must at least do — one findAndModify of a list

@@ -41,13 +41,14 @@ def test_every_container_has_a_healthcheck(compose: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_app_service_builds_from_its_dockerfile_with_the_repo_as_context(
+def test_app_service_builds_from_the_one_dockerfile_with_its_name_as_argument(
     compose: dict[str, Any], name: str
 ) -> None:
     build = compose["services"][name]["build"]
     assert Path(build["context"]) == Path()
-    assert build["dockerfile"] == f"services/{name}/Dockerfile"
-    assert (ROOT / build["dockerfile"]).is_file()
+    assert build["dockerfile"] == "Dockerfile"
+    assert build["args"] == {"SERVICE": name}
+    assert (ROOT / "services" / name / "pyproject.toml").is_file(), "the argument names a service"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -77,17 +78,26 @@ def test_dependencies_wait_until_healthy(compose: dict[str, Any]) -> None:
         assert servers <= set(compose["services"][name]["depends_on"])
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
-def test_dockerfile_runs_uvicorn_on_the_service_factory_as_non_root(name: str) -> None:
-    text = (ROOT / "services" / name / "Dockerfile").read_text()
+def test_dockerfile_runs_uvicorn_on_the_named_service_factory_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
     cmd = next(line for line in text.splitlines() if line.startswith("CMD"))
-    factory = f'"uvicorn", "--factory", "threadline.{name}.main:create_app"'
-    assert factory in cmd
-    assert '"--port", "8000"' in cmd
+    assert "THREADLINE_SERVICE_MODULE=threadline.${SERVICE}.main" in text
+    assert 'exec uvicorn --factory \\"$THREADLINE_SERVICE_MODULE:create_app\\"' in cmd
+    assert "--port 8000" in cmd
+    assert "--timeout-graceful-shutdown 15" in cmd, "in-flight requests get a deadline"
     assert "FROM python:3.11-slim" in text
     final_stage = text.rsplit("FROM ", 1)[1]
     assert "\nUSER " in final_stage and "USER root" not in final_stage
-    for source in ("libs/contracts", "libs/kit", f"services/{name}"):
+    for source in ("libs/contracts", "libs/kit", "services/${SERVICE}"):
         assert f"COPY {source} {source}" in text
-    others = [other for other in SERVICES if other != name]
-    assert not any(f"services/{other}" in text for other in others)
+    assert "--package threadline-${SERVICE}" in text
+    assert not any(f"services/{other}" in text for other in SERVICES), "only the named one"
+    assert not list(ROOT.glob("services/*/Dockerfile")), "one parametrised Dockerfile"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_service_stop_grace_outlasts_the_graceful_shutdown(
+    compose: dict[str, Any], name: str
+) -> None:
+    grace = compose["services"][name]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > 15 + 10

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -56,6 +59,7 @@ class ServiceRuntime:
     verifier: TokenVerifier
     leases: Leases
     metrics: ServiceMetrics
+    draining: bool = False
     """Claims of this process (``periodic(..., leases=runtime.leases)`` runs a job once
     across replicas)."""
 
@@ -111,6 +115,9 @@ class Wiring:
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    """Run first when SIGTERM arrives, before the server stops taking requests (e.g. close
+    open streams with 1001)."""
 
 
 def create_service_app(
@@ -167,16 +174,12 @@ def create_service_app(
             ),
             *(asyncio.create_task(job()) for job in [*kit_jobs, *wired.background]),
         ]
+        restore_signal = _on_sigterm(lambda: _going_away(runtime, wired.on_shutdown))
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await runtime.broker.stop()
-            await runtime.mongo.close()
+            restore_signal()
+            await _shut_down(runtime, tasks)
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.runtime = runtime
@@ -192,6 +195,69 @@ def create_service_app(
     return app
 
 
+def _on_sigterm(going_away: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """Run ``going_away`` when SIGTERM arrives, then hand the signal to the server's own
+    handler (uvicorn then stops listening, finishes in-flight requests within
+    ``--timeout-graceful-shutdown`` and runs the lifespan shutdown). Returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        async def then_stop() -> None:
+            try:
+                await going_away()
+            finally:
+                if callable(previous):
+                    previous(signum, frame)
+                else:
+                    raise SystemExit(0)
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(then_stop()))
+
+    signal.signal(signal.SIGTERM, handle)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+async def _going_away(
+    runtime: ServiceRuntime, steps: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
+    runtime.draining = True  # /readyz answers 503: load balancers stop sending requests
+    _log.info("SIGTERM: shutting down", deadline_seconds=runtime.settings.shutdown_deadline_seconds)
+    for step in steps:
+        with contextlib.suppress(Exception):
+            await step()
+
+
+async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
+    """After the last request: stop consuming (the record in hand is finished and committed,
+    or redelivered later), publish what the outbox still holds, then stop — all within the
+    configured deadline (what is left stays pending for the relay of the next start)."""
+    deadline = runtime.settings.shutdown_deadline_seconds
+    try:
+        async with asyncio.timeout(deadline):
+            await runtime.events.stop()
+            await runtime.outbox.drain()
+            await runtime.outbox.relay_once(grace_seconds=0)
+    except TimeoutError:
+        _log.warning("shutdown deadline reached; pending events stay for the relay")
+    except Exception:  # broker or storage down: the outbox relay publishes after restart
+        _log.warning("draining at shutdown failed", exc_info=True)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await runtime.broker.stop()
+    await runtime.mongo.close()
+    _log.info("shut down")
+
+
 def _health_router(
     runtime: ServiceRuntime, extra_checks: Mapping[str, Callable[[], Awaitable[bool]]]
 ) -> APIRouter:
@@ -204,6 +270,7 @@ def _health_router(
     @router.get("/readyz", summary="Readiness: MongoDB and Kafka reachable, partitions assigned.")
     async def readyz() -> JSONResponse:
         checks = {
+            "accepting": not runtime.draining,
             "mongodb": await ping(runtime.database),
             "kafka": await runtime.broker.ping(timeout=2.0),
             "consumer": await runtime.events.positioned(),

@@ -181,6 +181,12 @@ class EventRouter:
         )
         self._subscriber(on_record)
 
+    async def stop(self) -> None:
+        """Stop consuming (shutdown): the record being handled is finished and committed;
+        nothing after it is fetched."""
+        if self._subscriber is not None:
+            await self._subscriber.stop()
+
     async def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the partition's end, per assigned (topic, partition)."""
         consumer = None if self._subscriber is None else self._subscriber.consumer

@@ -96,6 +96,16 @@ class ServiceSettings(BaseSettings):
             "applied again."
         ),
     )
+    shutdown_deadline_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=120,
+        description=(
+            "After SIGTERM and the last request: time to stop consuming and drain the outbox. "
+            "Give uvicorn `--timeout-graceful-shutdown` for the requests, and the container "
+            "manager a stop grace period above both."
+        ),
+    )
     log_level: str = "INFO"
 
     @classmethod

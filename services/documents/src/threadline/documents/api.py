@@ -13,7 +13,7 @@ from threadline.documents.domain import Permission, is_inline_image
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 
 __all__ = ["ROUTERS"]
 
@@ -21,16 +21,11 @@ Document = dict[str, Any]
 router = APIRouter(prefix="/v1", tags=["documents"])
 
 
-def _service(request: Request) -> DocumentService:
-    service: DocumentService = request.app.state.documents
-    return service
-
-
 def _max_upload_bytes(request: Request) -> int:
     return int(request.app.state.runtime.settings.max_upload_bytes)
 
 
-DocumentServiceDep = Annotated[DocumentService, Depends(_service)]
+DocumentServiceDep = Annotated[DocumentService, Depends(from_state("documents", DocumentService))]
 MaxUploadBytes = Annotated[int, Depends(_max_upload_bytes)]
 
 

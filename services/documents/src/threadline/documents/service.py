@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
 from threadline.documents.archives import (
@@ -49,12 +49,13 @@ from threadline.documents.store import (
 )
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.events import EventFactory
 from threadline.kit.policy import can_see_internal, can_view_thread
 from threadline.kit.threads import ThreadProjection
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 
-PRODUCER = "documents"
+EVENTS = EventFactory("documents")
 Document = dict[str, Any]
 _SPOOL_WRITE_BYTES = 1024 * 1024
 _CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
@@ -277,7 +278,7 @@ class DocumentService:
 
     @staticmethod
     def _uploaded_event(document: Document) -> Envelope[DocumentUploaded]:
-        return new_event(
+        return EVENTS(
             DocumentUploaded(
                 document_id=document["_id"],
                 account_id=document["account_id"],
@@ -292,7 +293,6 @@ class DocumentService:
                 uploaded_by=Actor(**document["uploaded_by"]),
             ),
             firm=document["firm"],
-            producer=PRODUCER,
         )
 
     async def get(self, principal: Principal, document_id: str) -> Document:
@@ -403,7 +403,7 @@ class DocumentService:
         return deleted
 
     async def _delete(self, document: Document, *, deleted_by: Actor | None, reason: str) -> bool:
-        event = new_event(
+        event = EVENTS(
             DocumentDeleted(
                 document_id=document["_id"],
                 account_id=document["account_id"],
@@ -412,7 +412,6 @@ class DocumentService:
                 reason=reason,  # type: ignore[arg-type]
             ),
             firm=document["firm"],
-            producer=PRODUCER,
         )
         if not await self._documents.mark_deleted(document, event=event):
             return False

@@ -20,14 +20,14 @@ from typing import Any
 import structlog
 from pymongo.errors import DuplicateKeyError
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
 from threadline.contracts.events.messaging import AttachmentRemoved
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
 from threadline.messaging.domain import InvalidMessage
 from threadline.messaging.service import MessageDraft, MessageService
-from threadline.messaging.service.compose import PRODUCER
+from threadline.messaging.service.compose import EVENTS
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 
 __all__ = ["AttachmentPoster", "attachment_message_id", "subscribe"]
@@ -113,7 +113,7 @@ class AttachmentPoster:
                 item | {"removed": True} if item["document_id"] == data.document_id else item
                 for item in message.get("attachments", [])
             ]
-            removed = new_event(
+            removed = EVENTS(
                 AttachmentRemoved(
                     thread_id=data.thread_id,
                     account_id=data.account_id,
@@ -122,7 +122,6 @@ class AttachmentPoster:
                     document_id=data.document_id,
                 ),
                 firm=event.firm,
-                producer=PRODUCER,
                 causation_id=str(event.id),
                 correlation_id=event.correlation_id,
             )

@@ -21,14 +21,14 @@ from typing import Any
 import structlog
 from pymongo.errors import DuplicateKeyError
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import NewClientTask, ThreadLinkedToJob
 from threadline.contracts.events.pipeline import SendMessageRequested
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.failures import TransientError
-from threadline.messaging.service.compose import PRODUCER
+from threadline.messaging.service.compose import EVENTS
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.templates import TemplateService, draft_of
 from threadline.messaging.service.threads import NewThread, ThreadService
@@ -137,7 +137,7 @@ class PipelineAutomations:
                 await self._message_service.store_prepared(
                     sender, thread, document, mentions, client_tasks=tasks
                 )
-        linked = new_event(
+        linked = EVENTS(
             ThreadLinkedToJob(
                 thread_id=thread_id,
                 account_id=data.account_id,
@@ -145,7 +145,6 @@ class PipelineAutomations:
                 linked_by=None,
             ),
             firm=sender.firm,
-            producer=PRODUCER,
         )
         if await self._threads.link_job(thread_id, data.job_id, event=linked):
             _log.info("automation replied and linked", thread_id=thread_id, job_id=data.job_id)

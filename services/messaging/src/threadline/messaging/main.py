@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "templates": templates,
                 "bulk": BulkService(store=bulk_store, templates=templates, wake=bulk_wake),
             },
+            on_shutdown=[hub.close_all],
             background=[
                 periodic(
                     purge_expired_drafts,
@@ -181,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     task_messages.flush_due,
                     every_seconds=TASK_DIGEST_POLL_SECONDS,
                     what="posted batched task completions",
+                    leases=runtime.leases,
                 ),
                 feed.run,
                 bulk_worker.run,

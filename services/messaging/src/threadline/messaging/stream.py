@@ -47,6 +47,8 @@ UNAUTHORISED = 4401
 """Close code (application range) for a missing, invalid or expired token."""
 TOO_SLOW = 4408
 """Close code for a subscriber whose queue overflowed: reconnect and resync."""
+GOING_AWAY = 1001
+"""Closed because the server is shutting down (RFC 6455): reconnect to another replica."""
 
 MentionLookup = Callable[[str, str], Awaitable[frozenset[str]]]
 """(firm, thread_id) → staff ids mentioned in the thread, for access granted by a mention."""
@@ -96,6 +98,7 @@ class Subscription:
     principal: Principal
     queue: asyncio.Queue[dict[str, Any]]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+    going_away: asyncio.Event = field(default_factory=asyncio.Event)
     on_dropped: Callable[[], None] = lambda: None
 
     def offer(self, frame: dict[str, Any]) -> None:
@@ -121,6 +124,7 @@ class StreamHub:
         self._on_dropped = on_dropped
         self._queue_size = queue_size
         self._by_firm: dict[str, set[Subscription]] = defaultdict(set)
+        self.closed = False
 
     @property
     def connections(self) -> int:
@@ -132,6 +136,18 @@ class StreamHub:
         )
         self._by_firm[principal.firm].add(subscription)
         return subscription
+
+    async def close_all(self, *, within_seconds: float = 5.0) -> None:
+        """Shutdown: take no new subscribers, close every open stream with 1001 (going
+        away) and wait, bounded, until they are gone."""
+        self.closed = True
+        for subscriptions in list(self._by_firm.values()):
+            for subscription in subscriptions:
+                subscription.going_away.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within_seconds):
+                while self.connections:  # noqa: ASYNC110 - pumps unsubscribe as they close
+                    await asyncio.sleep(0.05)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         firm = subscription.principal.firm
@@ -242,6 +258,9 @@ async def stream(websocket: WebSocket) -> None:
     verifier: TokenVerifier = websocket.app.state.runtime.verifier
     auth_timeout: float = websocket.app.state.runtime.settings.stream_auth_timeout_seconds
     await websocket.accept()
+    if hub.closed:
+        await websocket.close(code=GOING_AWAY, reason="The server is shutting down.")
+        return
     try:
         async with asyncio.timeout(auth_timeout):
             principal = await _authenticate(websocket, verifier)
@@ -285,16 +304,21 @@ async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
     remaining = (expires_at - datetime.now(UTC)).total_seconds() if expires_at else None
     listener = asyncio.create_task(_until_disconnected(websocket))
     overflow = asyncio.create_task(subscription.overflowed.wait())
+    going_away = asyncio.create_task(subscription.going_away.wait())
     try:
         async with asyncio.timeout(remaining):
             while True:
                 frame_ready = asyncio.create_task(subscription.queue.get())
                 done, _ = await asyncio.wait(
-                    {frame_ready, listener, overflow}, return_when=asyncio.FIRST_COMPLETED
+                    {frame_ready, listener, overflow, going_away},
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if frame_ready not in done:
                     frame_ready.cancel()
                 if listener in done:
+                    return
+                if going_away in done:
+                    await websocket.close(code=GOING_AWAY, reason="The server is shutting down.")
                     return
                 if overflow in done:
                     await websocket.close(code=TOO_SLOW, reason="Too far behind: reconnect.")
@@ -303,7 +327,7 @@ async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
     except TimeoutError:
         await websocket.close(code=UNAUTHORISED, reason="The token has expired.")
     finally:
-        for task in (listener, overflow):
+        for task in (listener, overflow, going_away):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await task

@@ -3,8 +3,9 @@
 - ``tasks.list.changed``: the thread's progress "done/total" for the list, its view and the
   T6 filter (K5), applied only if newer than the last applied snapshot; a ``created`` or
   ``added`` change posts the whole list as a task message (adding tasks shows the updated
-  list, not a second one); ``completed`` ticks are batched (``TaskDigestWindow``) into one
-  "Ann Lee completed 2 of 3 tasks" message.
+  list, not a second one); ``completed`` ticks are batched into one "Ann Lee completed 2 of
+  3 tasks" message: a batch closes ``window`` after its first tick happened (the event's
+  time, so the batch does not depend on how fast this consumer keeps up).
 - ``tasks.list.resent``: the current list, posted again (K3).
 - ``tasks.request.changed`` with ``attached``: the request, shown in the thread (M12).
 
@@ -167,7 +168,7 @@ class TaskMessages:
                 revision=data.revision,
                 task_ids=list(data.changed_task_ids),
                 actor=data.changed_by.model_dump(),
-                due_at=utc_now() + self._window,
+                due_at=event.occurred_at + self._window,
             )
         if data.revision is not None:
             await self._digests.keep_snapshot(
@@ -218,32 +219,32 @@ class TaskMessages:
         """K4: post one message per batch of ticks whose window has passed; returns how many
         batches were handled. Safe on any number of replicas (leased claims)."""
         handled = 0
-        while digest := await self._digests.claim_due(now=utc_now(), lease=DIGEST_LEASE):
-            await self._post_digest(digest)
-            await self._digests.posted(digest)
+        while batch := await self._digests.claim_due(now=utc_now(), lease=DIGEST_LEASE):
+            await self._post_digest(batch)
+            await self._digests.posted(batch)
             handled += 1
         return handled
 
-    async def _post_digest(self, digest: Document) -> None:
-        snapshot = digest.get("snapshot") or {}
-        tasks = snapshot.get("tasks", [])
-        pending = set(digest.get("pending_task_ids", []))
-        ticked = [task for task in tasks if task["task_id"] in pending and task["done"]]
+    async def _post_digest(self, batch: Document) -> None:
+        snapshot = batch["snapshot"]
+        pending = set(batch["task_ids"])
+        ticked = [task for task in snapshot.get("tasks", []) if task["task_id"] in pending]
+        ticked = [task for task in ticked if task["done"]]
         if not ticked:  # every tick of the batch was undone (or its task deleted)
             return
-        actors = [Actor.model_validate(actor) for actor in digest.get("actors", [])]
+        actors = [Actor.model_validate(actor) for actor in batch["actors"]]
         names = list(
             dict.fromkeys(
-                [await self._name(actor, digest["firm"], digest["account_id"]) for actor in actors]
+                [await self._name(actor, batch["firm"], batch["account_id"]) for actor in actors]
             )
         )
         who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
         progress = snapshot["progress"]
         noun = "task" if progress["total"] == 1 else "tasks"
         await self._post(
-            digest["firm"],
-            digest["_id"],
-            message_id=task_message_id(digest["_id"], f"done:{digest['snapshot_revision']}"),
+            batch["firm"],
+            batch["_id"],
+            message_id=task_message_id(batch["_id"], f"done:{batch['revision']}"),
             author=actors[0],
             html_body=(
                 f"<p>{html.escape(who)} completed {progress['done']} of {progress['total']} "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
 from threadline.kit.errors import Forbidden
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.reminders.store import MongoFirmSettingsProjection
 
 __all__ = ["router"]
@@ -16,9 +16,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["notification settings"])
 
 
-def _projection(request: Request) -> MongoFirmSettingsProjection:
-    projection: MongoFirmSettingsProjection = request.app.state.firm_settings
-    return projection
+_projection = from_state("firm_settings", MongoFirmSettingsProjection)
 
 
 class NotificationSettingsOut(BaseModel):

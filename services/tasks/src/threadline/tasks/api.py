@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from threadline.contracts.events.common import Actor
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.kit.links import link_segments
 from threadline.tasks.domain import (
     MAX_REQUEST_DESCRIPTION,
@@ -36,12 +36,7 @@ AccountFilter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def _service(request: Request) -> TaskService:
-    service: TaskService = request.app.state.tasks
-    return service
-
-
-TaskServiceDep = Annotated[TaskService, Depends(_service)]
+TaskServiceDep = Annotated[TaskService, Depends(from_state("tasks", TaskService))]
 
 
 # --- request bodies --------------------------------------------------------------------

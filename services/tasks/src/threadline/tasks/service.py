@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal, Protocol
 
-import uuid_utils
-
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import MessagePosted, ThreadCreated
 from threadline.contracts.events.tasks import (
@@ -31,6 +29,8 @@ from threadline.contracts.events.tasks import (
     TaskListResent,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.events import EventFactory
+from threadline.kit.ids import new_id
 from threadline.kit.policy import ThreadFacts, visible_account_filter
 from threadline.tasks.domain import (
     MAX_REQUEST_DESCRIPTION,
@@ -70,15 +70,12 @@ __all__ = [
 ]
 
 PRODUCER = "tasks"
+EVENTS = EventFactory(PRODUCER)
 MAX_WRITE_ATTEMPTS = 40
 """Conditional writes one change may lose to concurrent ones before the caller gets 409."""
 _NAMESPACE = uuid.UUID("3b8e6f0a-9c4d-4e21-8f5a-6d2c1b7e9a43")
 StatusFilter = Literal["open", "done", "all"]
 RequestFilter = Literal["open", "completed", "cancelled", "all"]
-
-
-def new_id() -> str:
-    return str(uuid.UUID(bytes=uuid_utils.uuid7().bytes))
 
 
 def thread_task_id(event_id: str, index: int) -> str:
@@ -190,7 +187,7 @@ def list_events(change: ListChange, *, causation_id: str | None = None) -> list[
     "all completed" → ``tasks.list.all_completed`` as well (in the same write)."""
     after = change.after
     events: list[Envelope[Any]] = [
-        new_event(
+        EVENTS(
             TaskListChanged(
                 thread_id=after.thread_id,
                 account_id=after.account_id,
@@ -202,13 +199,12 @@ def list_events(change: ListChange, *, causation_id: str | None = None) -> list[
                 revision=after.revision,
             ),
             firm=after.firm,
-            producer=PRODUCER,
             causation_id=causation_id,
         )
     ]
     if change.became_all_completed:
         events.append(
-            new_event(
+            EVENTS(
                 TaskListAllCompleted(
                     thread_id=after.thread_id,
                     account_id=after.account_id,
@@ -218,7 +214,6 @@ def list_events(change: ListChange, *, causation_id: str | None = None) -> list[
                     revision=after.revision,
                 ),
                 firm=after.firm,
-                producer=PRODUCER,
                 causation_id=causation_id,
             )
         )
@@ -349,7 +344,7 @@ class TaskService:
             current = await self._list_of(thread)
             if not current.tasks:
                 raise InvalidTasks("The thread has no tasks to resend.")
-            event = new_event(
+            event = EVENTS(
                 TaskListResent(
                     thread_id=current.thread_id,
                     account_id=current.account_id,
@@ -359,7 +354,6 @@ class TaskService:
                     revision=current.revision,
                 ),
                 firm=current.firm,
-                producer=PRODUCER,
             )
             if await self._lists.events_only(current, [event]):
                 return current
@@ -528,7 +522,7 @@ class TaskService:
         *,
         thread_id: str | None = None,
     ) -> Envelope[Any]:
-        return new_event(
+        return EVENTS(
             ClientRequestChanged(
                 request_id=request.request_id,
                 account_id=request.account_id,
@@ -539,7 +533,6 @@ class TaskService:
                 revision=request.revision,
             ),
             firm=request.firm,
-            producer=PRODUCER,
         )
 
     async def _change_request(

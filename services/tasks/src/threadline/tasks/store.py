@@ -19,6 +19,7 @@ from pymongo.errors import DuplicateKeyError
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.kit.directory import DIRECTORY_INDEXES
+from threadline.kit.ids import Document
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox, OutboxWriter
 from threadline.tasks.domain import (
@@ -31,7 +32,6 @@ from threadline.tasks.domain import (
 
 __all__ = ["TASKS_INDEXES", "MongoListStore", "MongoRequestStore", "MongoThreadSubjects"]
 
-Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
 
 TASKS_INDEXES = (

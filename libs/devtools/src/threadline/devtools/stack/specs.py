@@ -368,6 +368,8 @@ def _service_spec(cfg: StackConfig, name: str) -> Spec:
             cfg.host,
             "--port",
             str(port),
+            "--timeout-graceful-shutdown",
+            "15",
         ],
         ports=(port,),
         check=check,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from threadline.kit.http import from_state
 from threadline.messaging.service import (
     DraftService,
     FirmSettingsService,
@@ -16,27 +17,9 @@ from threadline.messaging.service import (
 __all__ = ["DraftServiceDep", "FirmSettingsServiceDep", "MessageServiceDep", "ThreadServiceDep"]
 
 
-def _threads(request: Request) -> ThreadService:
-    service: ThreadService = request.app.state.threads
-    return service
-
-
-def _messages(request: Request) -> MessageService:
-    service: MessageService = request.app.state.messages
-    return service
-
-
-def _drafts(request: Request) -> DraftService:
-    service: DraftService = request.app.state.drafts
-    return service
-
-
-def _firm_settings(request: Request) -> FirmSettingsService:
-    service: FirmSettingsService = request.app.state.firm_settings
-    return service
-
-
-ThreadServiceDep = Annotated[ThreadService, Depends(_threads)]
-MessageServiceDep = Annotated[MessageService, Depends(_messages)]
-DraftServiceDep = Annotated[DraftService, Depends(_drafts)]
-FirmSettingsServiceDep = Annotated[FirmSettingsService, Depends(_firm_settings)]
+ThreadServiceDep = Annotated[ThreadService, Depends(from_state("threads", ThreadService))]
+MessageServiceDep = Annotated[MessageService, Depends(from_state("messages", MessageService))]
+DraftServiceDep = Annotated[DraftService, Depends(from_state("drafts", DraftService))]
+FirmSettingsServiceDep = Annotated[
+    FirmSettingsService, Depends(from_state("firm_settings", FirmSettingsService))
+]

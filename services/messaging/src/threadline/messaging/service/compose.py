@@ -12,17 +12,18 @@ from uuid import UUID
 
 import uuid_utils
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import Author, Embed, MessagePosted
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.events import EventFactory
 from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessageNotFound
 from threadline.messaging.embeds import parse_video_embed
 from threadline.messaging.richtext import MessageBody
 
-__all__ = ["PRODUCER", "Composer", "MessageDraft", "message_document", "new_id"]
+__all__ = ["EVENTS", "Composer", "MessageDraft", "message_document", "new_id"]
 
-PRODUCER = "messaging"
+EVENTS = EventFactory("messaging")
 Document = dict[str, Any]
 MAX_MENTIONS = 50
 MAX_EMBEDS = 10
@@ -177,7 +178,7 @@ def preview(document: Document) -> Document:
 
 
 def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
-    return new_event(
+    return EVENTS(
         MessagePosted(
             thread_id=document["thread_id"],
             account_id=document["account_id"],
@@ -198,5 +199,4 @@ def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
             posted_at=document["posted_at"],
         ),
         firm=firm,
-        producer=PRODUCER,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from threadline.contracts import new_event
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     MessageDeleted,
@@ -29,7 +28,7 @@ from threadline.messaging.domain import (
 )
 from threadline.messaging.richtext import MessageBody
 from threadline.messaging.service.compose import (
-    PRODUCER,
+    EVENTS,
     Composer,
     MessageDraft,
     posted_event,
@@ -194,7 +193,7 @@ class MessageService:
             now=now,
         )
         body = MessageBody.from_user_html(html, max_bytes=self._composer.max_body_bytes)
-        event = new_event(
+        event = EVENTS(
             MessageEdited(
                 thread_id=thread_id,
                 account_id=thread["account_id"],
@@ -207,7 +206,6 @@ class MessageService:
                 edited_at=now,
             ),
             firm=principal.firm,
-            producer=PRODUCER,
         )
         previous = {"html": message["html"], "text": message["text"], "replaced_at": now}
         saved = await self._messages.update(
@@ -238,7 +236,7 @@ class MessageService:
         message = await self._visible_message(principal, thread_id, message_id)
         if message["author"]["user_id"] != principal.sub:
             raise ActionForbidden("Only the sender can delete a message.")
-        event = new_event(
+        event = EVENTS(
             MessageDeleted(
                 thread_id=thread_id,
                 account_id=thread["account_id"],
@@ -248,7 +246,6 @@ class MessageService:
                 document_ids=message.get("document_ids", []),
             ),
             firm=principal.firm,
-            producer=PRODUCER,
         )
         if not await self._messages.erase(message, event=event):
             raise MessageNotFound(f"Message {message_id} does not exist in this thread.")
@@ -277,7 +274,7 @@ class MessageService:
         model = MessagePinned if pinned else MessageUnpinned
         actor = Actor(user_id=principal.sub, kind=principal.kind)
         actor_field = "pinned_by" if pinned else "unpinned_by"
-        event = new_event(
+        event = EVENTS(
             model(
                 thread_id=thread_id,
                 account_id=thread["account_id"],
@@ -286,7 +283,6 @@ class MessageService:
                 **{actor_field: actor},
             ),
             firm=principal.firm,
-            producer=PRODUCER,
         )
         changes = {"pinned": pinned, "pinned_at": utc_now() if pinned else None}
         await self._messages.update(
@@ -318,7 +314,7 @@ class MessageService:
         if target < 1:
             return {"thread_id": thread_id, "last_read_seq": 0}
         now = utc_now()
-        event = new_event(
+        event = EVENTS(
             MessagesRead(
                 thread_id=thread_id,
                 account_id=thread["account_id"],
@@ -327,7 +323,6 @@ class MessageService:
                 read_at=now,
             ),
             firm=principal.firm,
-            producer=PRODUCER,
         )
         await self._reads.advance(
             firm=principal.firm,

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from threadline.contracts import new_event
 from threadline.contracts.events.messaging import FirmChatSettingsChanged
 from threadline.kit.auth import Principal
 from threadline.messaging.domain import FirmChatSettings, SettingsConflict, SettingsForbidden
+from threadline.messaging.service.compose import EVENTS
 from threadline.messaging.store import MongoFirmSettingsStore
 
 __all__ = ["FirmSettingsService"]
-
-PRODUCER = "messaging"
 
 
 class FirmSettingsService:
@@ -46,7 +44,7 @@ class FirmSettingsService:
             clients_can_create_threads=clients_can_create_threads,
             show_message_context_in_notifications=show_message_context_in_notifications,
         )
-        event = new_event(
+        event = EVENTS(
             FirmChatSettingsChanged(
                 clients_can_create_threads=updated.clients_can_create_threads,
                 show_message_context_in_notifications=updated.show_message_context_in_notifications,
@@ -55,7 +53,6 @@ class FirmSettingsService:
             ),
             firm=principal.firm,
             key=principal.firm,
-            producer=PRODUCER,
         )
         if not await self._store.save(updated, expected_revision=current.revision, event=event):
             raise SettingsConflict("Another change was saved at the same time; retry.")

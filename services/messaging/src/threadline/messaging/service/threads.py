@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     NewClientTask,
@@ -25,7 +25,7 @@ from threadline.messaging.domain import (
     check_can_manage_thread,
     utc_now,
 )
-from threadline.messaging.service.compose import PRODUCER, MessageDraft, new_id
+from threadline.messaging.service.compose import EVENTS, MessageDraft, new_id
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.templates import (
     DEFAULT_REMINDERS,
@@ -112,7 +112,7 @@ def thread_created_event(
     document: Document, *, first_message_id: str, client_tasks: tuple[str, ...]
 ) -> Envelope[ThreadCreated]:
     """``messaging.thread.created`` of ``document``: rendered tasks and reminders included."""
-    return new_event(
+    return EVENTS(
         ThreadCreated(
             thread_id=document["_id"],
             account_id=document["account_id"],
@@ -127,7 +127,6 @@ def thread_created_event(
             template_id=document["template_id"],
         ),
         firm=document["firm"],
-        producer=PRODUCER,
     )
 
 
@@ -305,20 +304,18 @@ class ThreadService:
         actor = Actor(user_id=principal.sub, kind=principal.kind)
         event: Envelope[Any]
         if archived:
-            event = new_event(
+            event = EVENTS(
                 ThreadArchived(
                     thread_id=thread_id, account_id=document["account_id"], archived_by=actor
                 ),
                 firm=principal.firm,
-                producer=PRODUCER,
             )
         else:
-            event = new_event(
+            event = EVENTS(
                 ThreadReopened(
                     thread_id=thread_id, account_id=document["account_id"], reopened_by=actor
                 ),
                 firm=principal.firm,
-                producer=PRODUCER,
             )
         wanted, expected = ("archived", "active") if archived else ("active", "archived")
         await self._threads.set_status(thread_id, status=wanted, expected=expected, event=event)
