@@ -34,6 +34,7 @@ import httpx
 import urllib3
 from minio import Minio
 
+from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
 ACCOUNT = "acc_lee_family"
@@ -118,6 +119,24 @@ class ServiceClient:
         document = json.loads(response.data)["documents"][0]
         assert document["size"] == size, document
         return str(document["id"]), elapsed
+
+    def wait_for_account(self, seconds: float = 60) -> None:
+        """Uploads name an existing account: wait until the directory projection has it."""
+        deadline = time.monotonic() + seconds
+        while True:
+            response = self._http.request(
+                "POST",
+                f"{self._url}/v1/accounts/{ACCOUNT}/documents",
+                body=multipart_body(1, "probe.bin"),
+                headers=self._headers
+                | {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+                chunked=True,
+            )
+            if response.status == 201:
+                return
+            if response.status != 404 or time.monotonic() > deadline:
+                raise SystemExit(f"cannot upload: {response.status} {response.data[:300]!r}")
+            time.sleep(0.2)
 
     def download(self, document_id: str, size: int) -> float:
         started = time.perf_counter()
@@ -217,6 +236,7 @@ async def main(args: argparse.Namespace) -> None:
     env = os.environ | {
         "DOCUMENTS_MONGODB_DATABASE": f"bench_documents_{firm}",
         "DOCUMENTS_CONSUMER_GROUP": f"bench-{firm}",
+        "DOCUMENTS_CONSUMER_START": "latest",
         "DOCUMENTS_LOG_LEVEL": "WARNING",
         "DOCUMENTS_UPLOAD_PART_SIZE_BYTES": str(part_size),
     }
@@ -231,6 +251,8 @@ async def main(args: argparse.Namespace) -> None:
         )
         size = args.mib * MIB
         service = ServiceClient(url, token, args.timeout)
+        await publish(os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], demo_directory(firm))
+        await asyncio.to_thread(service.wait_for_account)
         ids: list[str] = []
 
         def service_upload() -> float:

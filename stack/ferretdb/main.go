@@ -1,19 +1,22 @@
-// Command threadline-ferretdb runs FerretDB 1.24 with its SQLite backend as the
-// MongoDB-protocol server of the local stack.
+// Command threadline-ferretdb runs FerretDB 1.24 as the MongoDB-protocol server of
+// the local stack: on PostgreSQL (the default), which it starts and stops itself
+// as a child process so that one process group is the whole server, or on SQLite.
 //
 // It embeds FerretDB through its public package instead of `go install`ing the
 // upstream command, whose version file is generated at build time and missing
 // from the module (the installed binary panics at start).
 //
-// FerretDB 1.24 executes an update as read, modify, write without a lock, so two
+// FerretDB 1.24 executes update, findAndModify and delete as read, modify, write
+// without a lock (handler/msg_update.go, common/update.go, msg_delete.go), so two
 // concurrent updates of one document lose one of them ($inc, $push, $pull...),
 // which breaks the per-document atomicity every MongoDB client relies on. This
-// program therefore serves clients through a small wire-protocol proxy that runs
-// one writing command at a time: FerretDB listens on a private loopback port, the
-// proxy on the public one, and a lock spans each request and its reply — shared
-// by read-only commands (find, count, aggregate...), which SQLite's WAL serves
-// from consistent snapshots, exclusive for everything else. A slow query then no
-// longer holds up every write behind it.
+// program therefore serves clients through a small wire-protocol proxy: FerretDB
+// listens on a private loopback port, the proxy on the public one, and a mutex
+// spans each read-modify-write request and its reply, so those run one at a time.
+// Reads, inserts and handshakes take no lock at all: they change no existing
+// document, so they cannot lose an update, and they never wait behind a slow
+// query or a slow update (with a reader-writer lock a write waited for every read
+// already running, seconds behind one slow list).
 package main
 
 import (
@@ -29,9 +32,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -40,50 +49,77 @@ const (
 	headerSize     = 16
 	maxMessageSize = 48 << 20
 	opMsg          = 2013
+	opQuery        = 2004
 	moreToComeFlag = 1 << 1
 )
 
 func main() {
+	if err := run(); err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
-	dataDir := flag.String("data", "./ferretdb-data", "directory that holds the SQLite databases")
+	handler := flag.String("handler", "postgresql", `FerretDB backend: "postgresql" or "sqlite"`)
+	dataDir := flag.String("data", "./ferretdb-data", "directory of the SQLite databases or the PostgreSQL cluster")
+	pgBin := flag.String("postgres-bin", "/usr/lib/postgresql/15/bin", "PostgreSQL's binaries")
+	pgPort := flag.Int("postgres-port", 54320, "PostgreSQL's port on 127.0.0.1")
+	pgUser := flag.String("postgres-user", "", "run PostgreSQL as this user (when started as root)")
 	flag.Parse()
-
-	if err := os.MkdirAll(*dataDir, 0o755); err != nil {
-		log.Fatalf("create data dir: %v", err)
-	}
-
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	db, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dataDir + "/",
-	})
-	if err != nil {
-		log.Fatalf("start ferretdb: %v", err)
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	config := &ferretdb.Config{
+		Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Handler:  *handler,
+	}
+	switch *handler {
+	case "sqlite":
+		if err := os.MkdirAll(*dataDir, 0o755); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+		config.SQLiteURL = "file:" + *dataDir + "/"
+	case "postgresql":
+		postgres, err := startPostgres(ctx, *pgBin, *dataDir, *pgPort, *pgUser)
+		if err != nil {
+			return fmt.Errorf("start postgresql: %w", err)
+		}
+		defer postgres.stop()
+		config.PostgreSQLURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres", *pgPort)
+	default:
+		return fmt.Errorf("unknown handler %q", *handler)
+	}
+	return serve(ctx, config, *listen)
+}
+
+// serve runs FerretDB on a private port and the locking proxy on listen until ctx ends.
+func serve(ctx context.Context, config *ferretdb.Config, listen string) error {
+	db, err := ferretdb.New(config)
+	if err != nil {
+		return fmt.Errorf("start ferretdb: %w", err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- db.Run(ctx) }()
 
 	upstream, err := upstreamAddr(db.MongoDBURI())
 	if err != nil {
-		log.Fatalf("ferretdb address: %v", err)
+		return fmt.Errorf("ferretdb address: %w", err)
 	}
-	listener, err := net.Listen("tcp", *listen)
+	listener, err := net.Listen("tcp", listen)
 	if err != nil {
-		log.Fatalf("listen on %s: %v", *listen, err)
+		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	go func() {
 		<-ctx.Done()
 		listener.Close()
 	}()
-	log.Printf("ferretdb listening on %s (sqlite in %s, writes serialised)", *listen, *dataDir)
+	log.Printf("ferretdb listening on %s (%s, read-modify-write commands serialised)", listen, config.Handler)
 
-	var serial sync.RWMutex
+	var serial sync.Mutex
 	for {
 		client, err := listener.Accept()
 		if err != nil {
@@ -91,8 +127,74 @@ func main() {
 		}
 		go proxy(client, upstream, &serial)
 	}
-	if err := <-done; err != nil {
-		log.Fatalf("ferretdb stopped: %v", err)
+	return <-done
+}
+
+// postgresProcess is the PostgreSQL server this program started.
+type postgresProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// startPostgres runs `postgres` on an initialised cluster in dataDir (the stack's set-up
+// runs initdb) and waits until it accepts connections. The server dies with this
+// program (parent-death signal), so a killed wrapper never leaves it holding the port.
+// fsync is off: a killed process loses nothing, only a machine crash could.
+func startPostgres(ctx context.Context, bin, dataDir string, port int, runAs string) (*postgresProcess, error) {
+	cmd := exec.Command(filepath.Join(bin, "postgres"),
+		"-D", dataDir, "-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
+		"-c", "logging_collector=off", "-c", "log_min_messages=warning",
+	)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if runAs != "" && os.Geteuid() == 0 {
+		account, err := user.Lookup(runAs)
+		if err != nil {
+			return nil, err
+		}
+		uid, _ := strconv.Atoi(account.Uid)
+		gid, _ := strconv.Atoi(account.Gid)
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		cmd.Env = append(os.Environ(), "HOME="+account.HomeDir)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	process := &postgresProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(process.exited)
+	}()
+	for deadline := time.Now().Add(120 * time.Second); ; {
+		ready := exec.Command(filepath.Join(bin, "pg_isready"), "-q", "-U", "postgres", "-h", "127.0.0.1", "-p", strconv.Itoa(port))
+		if ready.Run() == nil {
+			return process, nil
+		}
+		select {
+		case <-process.exited:
+			return nil, fmt.Errorf("postgres exited during start-up: %v", cmd.ProcessState)
+		case <-ctx.Done():
+			process.stop()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			process.stop()
+			return nil, errors.New("postgres did not accept connections within 120s")
+		}
+	}
+}
+
+// stop asks for a fast shutdown (SIGINT), then kills after a few seconds.
+func (p *postgresProcess) stop() {
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(8 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
 	}
 }
 
@@ -108,7 +210,7 @@ func upstreamAddr(uri string) (string, error) {
 }
 
 // proxy relays one client connection, holding serial from each request until its reply.
-func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
+func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
 	defer client.Close()
 	server, err := net.Dial("tcp", upstream)
 	if err != nil {
@@ -136,14 +238,8 @@ func proxy(client net.Conn, upstream string, serial *sync.RWMutex) {
 	}
 }
 
-func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.RWMutex) ([]byte, error) {
-	name := commandName(request)
-	switch {
-	case lockFreeCommands[name]:
-	case readOnlyCommands[name]:
-		serial.RLock()
-		defer serial.RUnlock()
-	default:
+func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.Mutex) ([]byte, error) {
+	if !lockFreeCommands[commandName(request)] {
 		serial.Lock()
 		defer serial.Unlock()
 	}
@@ -173,40 +269,61 @@ func readMessage(r io.Reader) ([]byte, error) {
 	return message, nil
 }
 
-// lockFreeCommands touch no data: drivers' handshakes and heartbeats must answer even
-// while a long write holds the lock, or the driver declares the server down and
-// cancels everything in flight.
+// lockFreeCommands never change an existing document, so they cannot lose an
+// update and run without the lock: handshakes and heartbeats (a driver that gets
+// no answer declares the server down and cancels everything in flight), reads
+// (FerretDB 1.24 rejects the writing aggregation stages $out and $merge) and
+// inserts (a new document; the unique indexes of the backend reject duplicates).
+// Everything else (update, findAndModify, delete, and the rare schema commands)
+// takes the lock.
 var lockFreeCommands = map[string]bool{
 	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
-	"buildinfo": true, "getParameter": true, "endSessions": true,
-}
-
-// readOnlyCommands never change data, so they may run beside each other
-// (FerretDB 1.24 rejects the writing aggregation stages $out and $merge).
-var readOnlyCommands = map[string]bool{
+	"buildinfo": true, "getParameter": true, "endSessions": true, "saslStart": true,
+	"saslContinue": true, "connectionStatus": true, "whatsmyuri": true, "hostInfo": true,
+	"listCommands": true, "getCmdLineOpts": true, "getLog": true, "logout": true,
 	"find": true, "getMore": true, "count": true, "distinct": true, "aggregate": true,
 	"listCollections": true, "listDatabases": true, "listIndexes": true, "explain": true,
-	"dbStats": true, "collStats": true, "serverStatus": true, "killCursors": true,
+	"dbStats": true, "dbstats": true, "collStats": true, "dataSize": true,
+	"serverStatus": true, "killCursors": true, "currentOp": true, "validate": true,
+	"insert": true,
 }
 
-// commandName returns the first key of an OP_MSG body section (the command), or "".
-// Anything else (legacy opcodes, other section layouts) counts as a write.
+// commandName returns the command of a request: the first key of an OP_MSG body
+// section, or of an OP_QUERY on a "$cmd" collection (drivers send their first
+// handshake of a connection that way). "" for anything else, which takes the lock.
 func commandName(message []byte) string {
-	const bodyStart = headerSize + 4 // header, flag bits
-	if binary.LittleEndian.Uint32(message[12:16]) != opMsg || len(message) < bodyStart+6 {
-		return ""
-	}
-	if message[bodyStart] != 0 { // section kind 0: the command document comes first
-		return ""
-	}
-	// kind byte, int32 document length, element type byte, then the name as a C string
-	name := message[bodyStart+6:]
-	for i, b := range name {
-		if b == 0 {
-			return string(name[:i])
+	switch binary.LittleEndian.Uint32(message[12:16]) {
+	case opMsg:
+		const bodyStart = headerSize + 4 // header, flag bits
+		if len(message) < bodyStart+6 || message[bodyStart] != 0 {
+			return "" // section kind 0 (the command document) must come first
 		}
+		// kind byte, int32 document length, element type byte, then the name
+		name, _ := cString(message[bodyStart+6:])
+		return name
+	case opQuery:
+		if len(message) < headerSize+4 {
+			return ""
+		}
+		// header, int32 flags, collection name, int32 skip, int32 limit, query document
+		collection, rest := cString(message[headerSize+4:])
+		if !strings.HasSuffix(collection, ".$cmd") || len(rest) < 8+5 {
+			return ""
+		}
+		name, _ := cString(rest[8+5:]) // skip, limit, document length, element type
+		return name
 	}
 	return ""
+}
+
+// cString splits a NUL-terminated string off the front of b ("" when unterminated).
+func cString(b []byte) (string, []byte) {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i]), b[i+1:]
+		}
+	}
+	return "", nil
 }
 
 // expectsNoReply reports an OP_MSG sent with moreToCome (an unacknowledged write).

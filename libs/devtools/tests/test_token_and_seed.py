@@ -2,8 +2,12 @@
 
 import pytest
 
-from threadline.contracts.events.directory import AccountUpserted, StaffMemberUpserted
-from threadline.devtools.seed import demo_directory
+from threadline.contracts.events.directory import (
+    AccountUpserted,
+    FirmUpserted,
+    StaffMemberUpserted,
+)
+from threadline.devtools.seed import DEMO_FIRM_NAME, demo_directory
 from threadline.devtools.token import main, mint_token
 from threadline.kit.auth import TokenVerifier
 
@@ -60,3 +64,14 @@ def test_demo_directory_has_owner_admin_two_members_and_several_accounts() -> No
         (False, True),
     }
     assert all(e.key == e.data.account_id for e in events if isinstance(e.data, AccountUpserted))
+
+
+def test_p1_demo_directory_names_the_firm_before_its_staff() -> None:
+    """The firm's name feeds the ``[[firm.name]]`` shortcode; it shares the firm-keyed
+    partition with the staff events and comes first, so a projection holding the staff
+    holds the name too."""
+    events = demo_directory("firm_x")
+    firm_keyed = [e for e in events if e.key == "firm_x"]
+    assert isinstance(firm_keyed[0].data, FirmUpserted)
+    assert firm_keyed[0].data.name == DEMO_FIRM_NAME
+    assert all(isinstance(e.data, StaffMemberUpserted) for e in firm_keyed[1:])

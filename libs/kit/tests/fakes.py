@@ -33,9 +33,11 @@ class InMemoryProcessedEvents:
 
 
 class InMemoryOutboxCollection:
-    """The slice of an AsyncCollection the outbox uses: insert, find by created_ms, $pull."""
+    """The slice of an AsyncCollection the outbox uses: insert, find by created_ms, $pull,
+    and a publishing round's ``$pullAll`` over ``_id $in``."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
         self.documents: dict[Any, dict[str, Any]] = {}
 
     async def insert_one(self, document: dict[str, Any]) -> None:
@@ -45,6 +47,12 @@ class InMemoryOutboxCollection:
         document = self.documents[query["_id"]]
         for field, element in update["$pull"].items():
             document[field] = [item for item in document.get(field, []) if item != element]
+
+    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        for document_id in query["_id"]["$in"]:
+            document = self.documents[document_id]
+            for field, elements in update["$pullAll"].items():
+                document[field] = [item for item in document.get(field, []) if item not in elements]
 
     def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
         cutoff = float("inf") if "_outbox.0" in query else query["_outbox.created_ms"]["$lt"]

@@ -12,8 +12,14 @@ Kafka. If the process dies or Kafka is down in between, the entries stay pending
 relay (``relay_once``, run periodically) republishes everything older than a grace period,
 oldest first. Delivery is therefore at-least-once; consumers deduplicate on the event id.
 
+The relay scans storage only when something may be pending: at start-up (what a stopped
+process left behind, again once its grace period has passed), on every tick while degraded
+or after a failed pass or clear, and otherwise in a slow safety sweep (a replica that died
+for good). Idle, it costs nothing however much data is stored.
+
 Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
-back (FerretDB supports ``$pull`` of an exact element, not of a query).
+back (FerretDB supports ``$pull`` of an exact element, not of a query); a publishing round
+clears all it published with one ``$pullAll`` of exact elements per collection.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ def outbox_push(entries: Sequence[Document]) -> Document:
 MAX_BATCHES_PER_ROUND = 256
 """Scheduled writes published together in one round of the background publisher."""
 
+RELAY_SWEEP_SECONDS = 300.0
+"""Safety sweep: how often the relay scans for what a process that never came back left."""
+
 
 class Outbox:
     """Publishes pending events right after their write, and relays what was left behind.
@@ -102,6 +111,7 @@ class Outbox:
         self._degraded = False
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
+        self._rescan = False  # something may have been left pending: relay at the next tick
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
@@ -166,6 +176,7 @@ class Outbox:
                     async with self._lock:
                         await self._publish_round(batches)
             except Exception:  # storage hiccup while clearing: the relay republishes
+                self._rescan = True
                 _log.warning("publishing scheduled events failed", exc_info=True)
             finally:
                 for _ in batches:
@@ -179,11 +190,20 @@ class Outbox:
             for entry in entries:
                 by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
+        # One write per collection clears the round: every entry is unique (it holds its
+        # event id), so pulling all of them from each document removes only its own.
+        cleared: dict[str, tuple[AsyncCollection[Document], dict[Any, None], list[Document]]] = {}
+        for run in published:
+            for collection, document_id, entry in run:
+                _, ids, entries = cleared.setdefault(collection.name, (collection, {}, []))
+                ids[document_id] = None
+                entries.append(entry)
         await asyncio.gather(
             *(
-                collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
-                for run in published
-                for collection, document_id, entry in run
+                collection.update_many(
+                    {"_id": {"$in": list(ids)}}, {"$pullAll": {OUTBOX_FIELD: entries}}
+                )
+                for collection, ids, entries in cleared.values()
             )
         )
 
@@ -256,23 +276,42 @@ class Outbox:
             _log.info("outbox relay published pending events", count=published)
         return published
 
-    async def run(self, *, relay_interval_seconds: float, relay_grace_seconds: float) -> None:
+    async def run(
+        self,
+        *,
+        relay_interval_seconds: float,
+        relay_grace_seconds: float,
+        relay_sweep_seconds: float = RELAY_SWEEP_SECONDS,
+    ) -> None:
         """Publish scheduled events and relay left-behind ones until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._publish_scheduled())
             tasks.create_task(
                 self._relay_forever(
-                    interval_seconds=relay_interval_seconds, grace_seconds=relay_grace_seconds
+                    interval_seconds=relay_interval_seconds,
+                    grace_seconds=relay_grace_seconds,
+                    sweep_seconds=relay_sweep_seconds,
                 )
             )
 
-    async def _relay_forever(self, *, interval_seconds: float, grace_seconds: float) -> None:
-        """While degraded, relay everything pending (no grace) to catch up."""
+    async def _relay_forever(
+        self, *, interval_seconds: float, grace_seconds: float, sweep_seconds: float
+    ) -> None:
+        """Relay when something may be pending (see the module doc); while degraded,
+        everything pending (no grace) to catch up."""
+        started = time.monotonic()
+        # start-up: at once, and again when what the last process wrote is past its grace
+        due = [started, started + grace_seconds + interval_seconds]
         while True:
-            try:
-                await self.relay_once(grace_seconds=0 if self._degraded else grace_seconds)
-            except Exception:  # storage hiccup: log and try again next tick
-                _log.warning("outbox relay pass failed", exc_info=True)
+            now = time.monotonic()
+            if self._degraded or self._rescan or (due and now >= due[0]):
+                self._rescan = False
+                due = [at for at in due if at > now] or [now + sweep_seconds]
+                try:
+                    await self.relay_once(grace_seconds=0 if self._degraded else grace_seconds)
+                except Exception:  # storage hiccup: log and try again next tick
+                    self._rescan = True
+                    _log.warning("outbox relay pass failed", exc_info=True)
             await asyncio.sleep(interval_seconds)
 
 

@@ -1,6 +1,6 @@
 """The local stack: Threadline's servers and services as plain processes, no Docker needed.
 
-Kafka (KRaft, from its Maven Central jars), FerretDB 1.24 on SQLite (MongoDB protocol),
+Kafka (KRaft, from its Maven Central jars), FerretDB 1.24 on PostgreSQL 15 (MongoDB protocol),
 MinIO (built from its Go module) and an SMTP sink run on 127.0.0.1, built once into
 `${THREADLINE_CACHE_DIR:-~/.cache/threadline}`, with pids, logs, data and mail in
 `${THREADLINE_STATE_DIR:-<repo>/.threadline}`. `./threadline` and `python -m

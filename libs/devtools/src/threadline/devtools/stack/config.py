@@ -63,6 +63,7 @@ _DEFAULT_PORTS: Mapping[str, int] = {
     "kafka": 9092,
     "kafka_controller": 9093,
     "mongodb": 27017,
+    "postgres": 54320,  # FerretDB's PostgreSQL, part of the `mongodb` server
     "minio": 9000,
     "minio_console": 9001,
     "smtp": 1025,

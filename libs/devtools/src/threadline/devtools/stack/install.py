@@ -6,6 +6,10 @@ Layout under the cache directory (`${THREADLINE_CACHE_DIR:-~/.cache/threadline}`
     ferretdb/<version>-<source hash>/ferretdb  `go build` of stack/ferretdb (FerretDB embedded)
     minio/<version>/minio                      `go install github.com/minio/minio@<version>`
 
+PostgreSQL 15, which FerretDB stores into, is Debian's `postgresql-15` package: installed with
+apt-get when `/usr/lib/postgresql/15/bin` is missing and we run as root (otherwise the error
+says what to install).
+
 Each build runs in a temporary sibling directory that is renamed into place only when it
 succeeded, under a file lock: an interrupted or concurrent build never leaves a half-filled
 entry that a later run would trust. A new version (or a changed recipe) is a new key, so it
@@ -39,7 +43,12 @@ __all__ = [
     "install_ferretdb",
     "install_kafka",
     "install_minio",
+    "install_postgres",
 ]
+
+#: Debian's PostgreSQL 15 (package `postgresql-15`).
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_PACKAGE = "postgresql-15"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Artifacts:
     kafka_libs: Path
     ferretdb: Path
     minio: Path
+    postgres_bin: Path
 
 
 def _tool(name: str, hint: str) -> str:
@@ -179,7 +189,7 @@ def install_kafka(cfg: StackConfig, say: Callable[[str], None]) -> Path:
 
 
 def install_ferretdb(cfg: StackConfig, say: Callable[[str], None]) -> Path:
-    """Our FerretDB 1.24 wrapper (SQLite backend), version taken from its go.mod."""
+    """Our FerretDB 1.24 wrapper, version taken from its go.mod."""
     source = _require_recipe(cfg, "ferretdb")
     files = [source / "go.mod", source / "go.sum", source / "main.go"]
     match = re.search(r"github\.com/FerretDB/FerretDB (v\S+)", files[0].read_text())
@@ -204,6 +214,46 @@ def install_ferretdb(cfg: StackConfig, say: Callable[[str], None]) -> Path:
     return _cached(cfg, component="ferretdb", key=key, artifact="ferretdb", build=build, say=say)
 
 
+def install_postgres(cfg: StackConfig, say: Callable[[str], None]) -> Path:
+    """PostgreSQL 15's binaries, installing Debian's package first when they are missing."""
+    if (POSTGRES_BIN / "postgres").is_file():
+        return POSTGRES_BIN
+    with _locked(cfg.cache_dir, "postgres"):
+        if (POSTGRES_BIN / "postgres").is_file():
+            return POSTGRES_BIN
+        apt = shutil.which("apt-get")
+        if apt is None or os.geteuid() != 0:
+            raise StackError(
+                f"PostgreSQL 15 is missing ({POSTGRES_BIN}); install it as root: "
+                f"apt-get install {POSTGRES_PACKAGE}"
+            )
+        # The package would create and start a cluster of its own on port 5432: not wanted.
+        conf = Path("/etc/postgresql-common/createcluster.conf")
+        if not conf.exists():
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text("create_main_cluster = false\n")
+        log_dir = cfg.cache_dir / "build-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"postgres-{time.strftime('%Y%m%dT%H%M%S')}.log"
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        started = time.monotonic()
+        say(f"postgres: installing {POSTGRES_PACKAGE} with apt-get (log: {log}) ...")
+        install_cmd = [apt, "install", "-y", "--no-install-recommends", POSTGRES_PACKAGE]
+        try:
+            _run_build(install_cmd, cwd=cfg.cache_dir, env=env, log=log)
+        except StackError:  # stale package lists: refresh once and retry
+            _run_build([apt, "update"], cwd=cfg.cache_dir, env=env, log=log)
+            _run_build(install_cmd, cwd=cfg.cache_dir, env=env, log=log)
+        say(f"postgres: installed in {time.monotonic() - started:.0f}s")
+    return POSTGRES_BIN
+
+
+def install_mongodb(cfg: StackConfig, say: Callable[[str], None]) -> Path:
+    """What the `mongodb` server runs: PostgreSQL present, then our FerretDB wrapper."""
+    install_postgres(cfg, say)
+    return install_ferretdb(cfg, say)
+
+
 def install_minio(cfg: StackConfig, say: Callable[[str], None]) -> Path:
     """MinIO server built from its Go module at a pinned pseudo-version."""
     version = cfg.minio_version
@@ -219,18 +269,25 @@ def install_minio(cfg: StackConfig, say: Callable[[str], None]) -> Path:
 #: Server name → installer returning the cached artifact it runs from.
 INSTALLERS: dict[str, Callable[[StackConfig, Callable[[str], None]], Path]] = {
     "kafka": install_kafka,
-    "mongodb": install_ferretdb,
+    "mongodb": install_mongodb,
     "minio": install_minio,
 }
 
 
 def install(cfg: StackConfig, say: Callable[[str], None] = print) -> Artifacts:
     """Make sure every server is in the cache (building the missing ones in parallel)."""
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="install") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="install") as pool:
         kafka = pool.submit(install_kafka, cfg, say)
         ferretdb = pool.submit(install_ferretdb, cfg, say)
         minio = pool.submit(install_minio, cfg, say)
-        errors = [f.exception() for f in (kafka, ferretdb, minio) if f.exception()]
+        postgres = pool.submit(install_postgres, cfg, say)
+        futures = (kafka, ferretdb, minio, postgres)
+        errors = [f.exception() for f in futures if f.exception()]
     if errors:
         raise StackError("\n\n".join(str(error) for error in errors))
-    return Artifacts(kafka_libs=kafka.result(), ferretdb=ferretdb.result(), minio=minio.result())
+    return Artifacts(
+        kafka_libs=kafka.result(),
+        ferretdb=ferretdb.result(),
+        minio=minio.result(),
+        postgres_bin=postgres.result(),
+    )

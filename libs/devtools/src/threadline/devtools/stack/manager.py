@@ -100,7 +100,9 @@ class LocalStack:
 
     def _ports(self, name: str) -> tuple[int, ...]:
         ports = self.config.ports
-        extra = {"kafka": "kafka_controller", "minio": "minio_console"}.get(name)
+        extra = {"kafka": "kafka_controller", "mongodb": "postgres", "minio": "minio_console"}.get(
+            name
+        )
         return (ports[name], ports[extra]) if extra else (ports[name],)
 
     # --- servers -----------------------------------------------------------------------

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import pwd
+import shutil
 import smtplib
 import subprocess
 import sys
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from .config import S3_ACCESS_KEY, S3_SECRET_KEY, StackConfig
 from .errors import StackError
-from .install import java_executable
+from .install import POSTGRES_BIN, java_executable
 from .procs import port_open
 
 __all__ = [
@@ -221,9 +224,64 @@ async def _kafka_metadata(bootstrap: str) -> None:
         raise NotReady("Kafka answered metadata without any broker")
 
 
-# --- FerretDB (MongoDB protocol) ---------------------------------------------------------
+# --- FerretDB on PostgreSQL (MongoDB protocol) ------------------------------------------
+#: PostgreSQL refuses to run as root; when the stack runs as root, this account owns its data.
+POSTGRES_ACCOUNT = "postgres"
+
+
+def _postgres_account() -> pwd.struct_passwd | None:
+    """The account PostgreSQL runs as: `postgres` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(POSTGRES_ACCOUNT)
+    except KeyError as exc:
+        raise StackError(
+            f"running as root, PostgreSQL needs the {POSTGRES_ACCOUNT!r} account "
+            "(Debian's postgresql-15 package creates it)"
+        ) from exc
+
+
+def _initdb(data: Path, account: pwd.struct_passwd | None) -> None:
+    """Initialise a PostgreSQL cluster in `data` (beside it first, renamed when complete)."""
+    temp = data.with_name(f".{data.name}-init")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir(mode=0o700, parents=True)
+    if account is not None:
+        os.chown(temp, account.pw_uid, account.pw_gid)
+    result = subprocess.run(  # noqa: S603 - Debian's initdb
+        [
+            str(POSTGRES_BIN / "initdb"),
+            "-D",
+            str(temp),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ],
+        cwd=temp,
+        env={**os.environ, "HOME": account.pw_dir if account else os.environ.get("HOME", "/")},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        user=account.pw_uid if account else None,
+        group=account.pw_gid if account else None,
+        extra_groups=[] if account else None,
+    )
+    if result.returncode != 0:
+        raise StackError(f"initdb in {temp} failed:\n{result.stdout}{result.stderr}")
+    temp.rename(data)
+
+
 def _mongodb_spec(cfg: StackConfig, binary: Path) -> Spec:
+    """FerretDB with its PostgreSQL: one process group, so `stop mongodb` stops (and a kill
+    kills) both. The wrapper starts PostgreSQL as its child (stack/ferretdb/main.go)."""
     url = f"mongodb://{cfg.host}:{cfg.ports['mongodb']}"
+    data = cfg.data_dir / "postgres"
 
     def check() -> None:
         _require_port(cfg.host, cfg.ports["mongodb"])
@@ -234,28 +292,35 @@ def _mongodb_spec(cfg: StackConfig, binary: Path) -> Spec:
             url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000
         )
         try:
-            client.admin.command("ping")
+            client.admin.command("ping")  # FerretDB asks PostgreSQL for its status
         except PyMongoError as exc:
             raise NotReady(f"MongoDB ping failed: {exc}") from exc
         finally:
             client.close()
 
+    account = _postgres_account()
+
     def prepare() -> None:
-        (cfg.data_dir / "ferretdb").mkdir(parents=True, exist_ok=True)
+        if not (data / "PG_VERSION").is_file():
+            _initdb(data, account)
 
     return Spec(
         name="mongodb",
         command=[
             str(binary),
             f"-listen={cfg.host}:{cfg.ports['mongodb']}",
-            f"-data={cfg.data_dir / 'ferretdb'}",
+            "-handler=postgresql",
+            f"-data={data}",
+            f"-postgres-bin={POSTGRES_BIN}",
+            f"-postgres-port={cfg.ports['postgres']}",
+            f"-postgres-user={account.pw_name if account else ''}",
         ],
-        ports=(cfg.ports["mongodb"],),
+        ports=(cfg.ports["mongodb"], cfg.ports["postgres"]),
         check=check,
         logs=(cfg.log_file("mongodb"),),
         cwd=cfg.state_dir,
         prepare=prepare,
-        start_timeout=60.0,
+        start_timeout=120.0,
     )
 
 
@@ -339,7 +404,7 @@ _SERVER_SPECS: dict[str, Callable[..., Spec]] = {
 }
 
 #: Seconds between SIGTERM and SIGKILL; Kafka's controlled shutdown takes a few seconds.
-STOP_TIMEOUTS: dict[str, float] = {"kafka": 30.0, "mongodb": 10.0, "minio": 10.0, "smtp": 5.0}
+STOP_TIMEOUTS: dict[str, float] = {"kafka": 30.0, "mongodb": 20.0, "minio": 10.0, "smtp": 5.0}
 SERVICE_STOP_TIMEOUT = 15.0
 
 

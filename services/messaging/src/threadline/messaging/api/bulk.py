@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.messaging.api.templates import MAX_HTML_CHARS, MAX_TASKS, ReminderSettingsIn
 from threadline.messaging.service.bulk import MAX_BULK_ACCOUNTS, BulkService
 from threadline.messaging.service.templates import MAX_SUBJECT_CHARS, MAX_TASK_CHARS, Content
@@ -21,12 +21,7 @@ AccountId = Annotated[str, Field(min_length=1, max_length=200)]
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 
-def _bulk(request: Request) -> BulkService:
-    service: BulkService = request.app.state.bulk
-    return service
-
-
-BulkServiceDep = Annotated[BulkService, Depends(_bulk)]
+BulkServiceDep = Annotated[BulkService, Depends(from_state("bulk", BulkService))]
 
 
 class BulkIn(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from threadline.contracts.events.messaging import ReminderSettings
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, from_state
 from threadline.messaging.service.templates import (
     MAX_NAME_CHARS,
     MAX_SUBJECT_CHARS,
@@ -30,12 +30,7 @@ TemplateId = Annotated[str, Path(min_length=1, max_length=100)]
 Task = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS)]
 
 
-def _templates(request: Request) -> TemplateService:
-    service: TemplateService = request.app.state.templates
-    return service
-
-
-TemplateServiceDep = Annotated[TemplateService, Depends(_templates)]
+TemplateServiceDep = Annotated[TemplateService, Depends(from_state("templates", TemplateService))]
 
 
 class ReminderSettingsIn(BaseModel):
@@ -166,7 +161,7 @@ async def list_templates(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> TemplatePageOut:
     """Every staff member lists the firm's templates, oldest first."""
-    page, next_cursor = await templates.list(principal, cursor=cursor, limit=limit)
+    page, next_cursor = await templates.page(principal, cursor=cursor, limit=limit)
     return TemplatePageOut(
         templates=[TemplateOut.of(document) for document in page], next_cursor=next_cursor
     )

@@ -264,7 +264,7 @@ class TemplateService:
             raise TemplateNotFound(f"Template {template_id} does not exist.")
         return found
 
-    async def list(
+    async def page(
         self, principal: Principal, *, cursor: str | None, limit: int
     ) -> tuple[list[Document], str | None]:
         check_staff(principal)

@@ -199,28 +199,35 @@ class MongoThreadStore:
     ) -> ThreadPage:
         """T6: newest activity first, filtered, only what the caller may see (T7, M3)."""
         activity = "client_activity_at" if principal.is_client else "last_activity_at"
-        conditions: list[Document] = [{"firm": principal.firm}]
+        # Flat: equality fields at the top level, so the server can filter on them in its
+        # storage engine (FerretDB on PostgreSQL skips `$and`/`$or` wholesale).
+        query: Document = {"firm": principal.firm}
+        alternatives: list[Document] = []
         if account_id is not None:
-            conditions.append({"account_id": account_id})
+            query["account_id"] = account_id
         accounts = visible_account_filter(principal)
         if accounts is not None:
             scope: list[Document] = [{"account_id": {"$in": sorted(accounts)}}]
             if principal.is_staff:
                 scope.append({"mentioned_staff": principal.sub})
-            conditions.append({"$or": scope})
+            alternatives.append({"$or": scope})
         if status != "all":
-            conditions.append({"status": status})
+            query["status"] = status
         if tasks == "incomplete":
-            conditions.append({"tasks_progress.open": {"$gt": 0}})
+            query["tasks_progress.open"] = {"$gt": 0}
         elif tasks == "completed":
-            conditions += [{"tasks_progress.total": {"$gt": 0}}, {"tasks_progress.open": 0}]
+            query |= {"tasks_progress.total": {"$gt": 0}, "tasks_progress.open": 0}
         if cursor is not None:
             at, last_id = _decode_cursor(cursor)
-            conditions.append(
+            alternatives.append(
                 {"$or": [{activity: {"$lt": at}}, {activity: at, "_id": {"$lt": last_id}}]}
             )
+        if len(alternatives) == 1:
+            query |= alternatives[0]
+        elif alternatives:
+            query["$and"] = alternatives
         documents = (
-            await self._threads.find({"$and": conditions}, {"_outbox": 0})
+            await self._threads.find(query, {"_outbox": 0})
             .sort([(activity, -1), ("_id", -1)])
             .limit(limit + 1)
             .to_list()

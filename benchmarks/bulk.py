@@ -1,0 +1,342 @@
+"""Bulk message benchmark (P2): prints figures measured in one run on the running local stack.
+
+    ./threadline servers && eval "$(./threadline env)" && .venv/bin/python benchmarks/bulk.py
+
+Against a real uvicorn messaging process, in one run:
+1. idle post latency: POST /messages one after another while nothing else runs (p50/p99);
+2. raw baseline: the same number of thread and first-message documents as the job
+   creates (built by the service's own document builders, rendered the same way), written
+   with ``insert_many`` in batches of the job's batch size, plus the same number of events
+   (thread.created + message.posted per account) produced in batches to a scratch topic
+   and flushed per batch (acks=all);
+3. the bulk job: POST /v1/bulk-messages for N accounts (default 10,000), timed until the
+   job reports done, and until every one of its events left the outbox; meanwhile messages
+   are posted at a steady pace and their latency recorded (p50/p99).
+Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of the baseline; post p99
+while the job runs ≤ 2 x idle p99. The N accounts are written into the directory
+projection directly (in its document shape): through Kafka each costs a consumer upsert,
+which is not what is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import AsyncMongoClient
+
+from threadline.contracts.events.messaging import Author
+from threadline.devtools.seed import demo_directory, publish
+from threadline.devtools.token import mint_token
+from threadline.kit.auth import Principal
+from threadline.kit.kafka import envelope_record
+from threadline.messaging.service.bulk import derived_id
+from threadline.messaging.service.compose import message_document, posted_event
+from threadline.messaging.service.templates import Content, Sender, render
+from threadline.messaging.service.threads import new_thread_document, thread_created_event
+
+ACCOUNT = "acc_lee_family"
+RAW_TOPIC = "threadline.benchmark.raw.v1"
+SUBJECT = "[[date.last_year]] documents for [[account.name]]"
+HTML = "<p>Dear [[contact.first_name]],</p><p>please upload your papers. [[sender.name]]</p>"
+
+
+def progress(phase: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {phase}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def summary(samples: list[float]) -> str:
+    return (
+        f"p50 {percentile_ms(samples, 0.5):7.1f} ms  p99 {percentile_ms(samples, 0.99):7.1f} ms"
+        f"  (n={len(samples)})"
+    )
+
+
+def account_document(firm: str, index: int) -> dict[str, Any]:
+    account_id = f"acc_bulk_{index:05d}"
+    return {
+        "_id": f"{firm}:{account_id}",
+        "firm": firm,
+        "account_id": account_id,
+        "name": f"Client {index} & Sons",
+        "contacts": [
+            {
+                "contact_id": f"ct_bulk_{index:05d}",
+                "name": f"Pat{index} Doe",
+                "email": f"pat{index}@bulk.example",
+                "portal_activated": True,
+                "notify": True,
+            }
+        ],
+        "assigned_staff": ["st_mia"],
+        "removed": False,
+        "as_of": datetime.now(UTC),
+    }
+
+
+class Benchmark:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.accounts: int = args.accounts
+        self.batch_size: int = args.batch_size
+        self.post_interval: float = args.post_interval
+        self.firm = f"bench_{uuid.uuid4().hex[:8]}"
+        self.database = f"bench_bulk_{self.firm}"
+        self.raw_database = f"bench_bulk_raw_{self.firm}"
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
+        self.mongo: AsyncMongoClient[Any] = AsyncMongoClient(
+            os.environ["THREADLINE_MONGODB_URL"], tz_aware=True
+        )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
+        )
+        self.owner = mint_token(sub="st_olivia", firm=self.firm, kind="staff", role="owner")
+        self.staff = mint_token(
+            sub="st_mia", firm=self.firm, kind="staff", role="member", accounts=[ACCOUNT]
+        )
+
+    async def start_server(self) -> asyncio.subprocess.Process:
+        env = os.environ | {
+            "MESSAGING_MONGODB_DATABASE": self.database,
+            "MESSAGING_CONSUMER_GROUP": f"bench-{self.firm}",
+            "MESSAGING_CONSUMER_START": "latest",
+            "MESSAGING_LOG_LEVEL": "WARNING",
+            "MESSAGING_BULK_BATCH_SIZE": str(self.batch_size),
+        }
+        port = self.url.rsplit(":", 1)[1]
+        server = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "uvicorn", "--factory"),
+            "threadline.messaging.main:create_app",
+            *("--host", "127.0.0.1", "--port", port, "--log-level", "warning", "--no-access-log"),
+            env=env,
+        )
+        async with httpx.AsyncClient() as client:
+            for _ in range(900):
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return server
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        server.terminate()
+        raise RuntimeError("messaging did not become ready within 90 s")
+
+    async def create_raw_topic(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(RAW_TOPIC, num_partitions=1, replication_factor=1)])
+        except Exception as exc:  # already there from an earlier run
+            if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
+                raise
+        finally:
+            await admin.close()
+
+    async def seed(self, http: httpx.AsyncClient) -> str:
+        """The demo directory through Kafka, the N accounts straight into the projection;
+        returns a thread to post into."""
+        await publish(self.bootstrap, demo_directory(self.firm))
+        accounts = [account_document(self.firm, i) for i in range(self.accounts)]
+        for start in range(0, len(accounts), 1000):
+            await self.mongo[self.database]["directory_accounts"].insert_many(
+                accounts[start : start + 1000]
+            )
+        body = {"account_id": ACCOUNT, "subject": "bench", "message": {"html": "start"}}
+        headers = {"Authorization": f"Bearer {self.staff}"}
+        for _ in range(600):
+            created = await http.post("/v1/threads", json=body, headers=headers)
+            if created.status_code == 201:
+                return str(created.json()["id"])
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"could not create the benchmark thread: {created.text}")
+
+    async def post(self, http: httpx.AsyncClient, thread_id: str, text: str) -> float:
+        started = time.perf_counter()
+        response = await http.post(
+            f"/v1/threads/{thread_id}/messages",
+            json={"html": f"<p>{text}</p>"},
+            headers={"Authorization": f"Bearer {self.staff}"},
+        )
+        assert response.status_code == 201, response.text
+        return time.perf_counter() - started
+
+    async def baseline(self) -> float:
+        """Seconds to write and produce what the job writes and produces, the raw way."""
+        principal = Principal(sub="st_olivia", firm=self.firm, kind="staff", role="owner")
+        author = Author(user_id="st_olivia", kind="staff", name="Olivia Owner")
+        sender = Sender(firm_name="Chen & Berg CPAs", sender_name="Olivia Owner")
+        content = Content(subject=SUBJECT, html=HTML)
+        database = self.mongo[self.raw_database]
+        started = time.perf_counter()
+        for start in range(0, self.accounts, self.batch_size):
+            threads, messages, records = [], [], []
+            now = datetime.now(UTC)
+            for i in range(start, min(start + self.batch_size, self.accounts)):
+                account = account_document(self.firm, i)
+                rendered = render(
+                    content,
+                    sender=sender,
+                    account=account,
+                    contact_ids=[account["contacts"][0]["contact_id"]],
+                    today=now.date(),
+                    max_body_bytes=64 * 1024,
+                )
+                thread = new_thread_document(
+                    thread_id=derived_id("raw", self.firm, str(i)),
+                    principal=principal,
+                    account_id=account["account_id"],
+                    subject=rendered.subject,
+                    to_contacts=[account["contacts"][0]["contact_id"]],
+                    job_ids=[],
+                    reminders=rendered.reminders,
+                    template_id=None,
+                    now=now,
+                )
+                message = message_document(
+                    message_id=derived_id("raw-message", self.firm, str(i)),
+                    thread=thread,
+                    author=author,
+                    internal=False,
+                    body=rendered.body,
+                    mentions=[],
+                    reply_to=None,
+                    embeds=[],
+                    at=now,
+                ) | {"seq": 1, "client_seq": 1}
+                threads.append(thread)
+                messages.append(message)
+                records += [
+                    envelope_record(
+                        thread_created_event(
+                            thread, first_message_id=message["_id"], client_tasks=()
+                        )
+                    ),
+                    envelope_record(posted_event(message, firm=self.firm)),
+                ]
+            await database["messages"].insert_many(messages, ordered=False)
+            await database["threads"].insert_many(threads, ordered=False)
+            for record in records:
+                await self.producer.send(
+                    RAW_TOPIC,
+                    key=record["key"].encode(),
+                    value=record["value"],
+                    headers=[(k, v.encode()) for k, v in record["headers"].items()],
+                )
+            await self.producer.flush()
+        return time.perf_counter() - started
+
+    async def bulk(
+        self, http: httpx.AsyncClient, thread_id: str
+    ) -> tuple[float, float, list[float]]:
+        """Seconds until the job is done, until its events are out, and post latencies
+        measured meanwhile."""
+        headers = {"Authorization": f"Bearer {self.owner}"}
+        ids = [f"acc_bulk_{i:05d}" for i in range(self.accounts)]
+        started = time.perf_counter()
+        response = await http.post(
+            "/v1/bulk-messages",
+            json={"account_ids": ids, "subject": SUBJECT, "html": HTML},
+            headers=headers,
+        )
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        latencies: list[float] = []
+        while True:
+            latencies.append(await self.post(http, thread_id, f"during {len(latencies)}"))
+            await asyncio.sleep(self.post_interval)
+            job = (await http.get(f"/v1/bulk-messages/{job_id}", headers=headers,
+                                  params={"limit": 1})).json()  # fmt: skip
+            if job["status"] == "done":
+                assert job["created"] == self.accounts, job
+                break
+        # The job's own timestamps: polling between slow posts would add its own delay.
+        finished = datetime.fromisoformat(job["finished_at"])
+        job_seconds = (finished - datetime.fromisoformat(job["created_at"])).total_seconds()
+        await self.all_published(job_id)
+        return job_seconds, time.perf_counter() - started, latencies
+
+    async def all_published(self, job_id: str) -> None:
+        threads = self.mongo[self.database]["threads"]
+        pending = {"bulk_job_id": job_id, "_outbox.0": {"$exists": True}}
+        for _ in range(7200):
+            if not await threads.count_documents(pending):
+                return
+            await asyncio.sleep(0.5)
+        raise RuntimeError("the job's events were not published within an hour")
+
+    async def run(self) -> None:
+        await self.create_raw_topic()
+        await self.producer.start()
+        progress("starting messaging")
+        server = await self.start_server()
+        try:
+            async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+                progress(f"seeding {self.accounts} accounts")
+                thread_id = await self.seed(http)
+                progress("idle post latency")
+                idle = [await self.post(http, thread_id, f"idle {i}") for i in range(100)]
+                progress("raw baseline")
+                raw_seconds = await self.baseline()
+                progress("bulk job")
+                job_seconds, events_seconds, during = await self.bulk(http, thread_id)
+        finally:
+            server.terminate()
+            await server.wait()
+            await self.producer.stop()
+            await self.mongo.drop_database(self.database)
+            await self.mongo.drop_database(self.raw_database)
+            await self.mongo.close()
+        raw_rate = self.accounts / raw_seconds
+        job_rate = self.accounts / job_seconds
+        events_rate = self.accounts / events_seconds
+        idle_p99, during_p99 = percentile_ms(idle, 0.99), percentile_ms(during, 0.99)
+        print(f"bulk benchmark: {self.accounts} accounts, batches of {self.batch_size}")
+        print(f"  raw baseline (insert_many + batched produce) {raw_rate:8.1f} accounts/s")
+        print(f"  bulk job, until done                          {job_rate:8.1f} accounts/s "
+              f"({job_rate / raw_rate:5.1%} of baseline; target >= 50%)")  # fmt: skip
+        print(f"  bulk job, until every event is published      {events_rate:8.1f} accounts/s "
+              f"({events_rate / raw_rate:5.1%} of baseline)")  # fmt: skip
+        print(f"  post message, idle                            {summary(idle)}")
+        print(f"  post message, while the job runs              {summary(during)}")
+        print(f"  p99 while running / idle p99                  {during_p99 / idle_p99:5.2f}x "
+              "(target <= 2x)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--post-interval", type=float, default=0.1, help="Pause between posts during the job."
+    )
+    args = parser.parse_args()
+
+    async def run() -> None:
+        await Benchmark(args).run()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
