@@ -307,12 +307,19 @@ class Benchmark:
             progress(f"{self.args.jobs} jobs, {self.args.concurrency} at a time")
             limit = asyncio.Semaphore(self.args.concurrency)
 
-            async def job(index: int) -> tuple[float, float]:
+            async def job(index: int) -> tuple[float, float] | None:
                 async with limit:
-                    return await self.one_job(index, pipeline_id, watch, http, client_tasks)
+                    try:
+                        return await self.one_job(index, pipeline_id, watch, http, client_tasks)
+                    except (TimeoutError, httpx.HTTPError) as exc:
+                        progress(f"job {index} did not complete: {exc!r}")
+                        return None
 
             started = time.perf_counter()
-            results = await asyncio.gather(*(job(i) for i in range(self.args.jobs)))
+            outcomes = await asyncio.gather(*(job(i) for i in range(self.args.jobs)))
+            results = [outcome for outcome in outcomes if outcome is not None]
+            if not results:
+                raise RuntimeError("no job completed the loop")
             elapsed = time.perf_counter() - started
             await watch.stop()
             for client in (*http.values(), client_tasks):
@@ -352,7 +359,10 @@ def report(
             + updates * pct(raw["update"], q)
         )
 
-    print(f"\n{args.jobs} jobs through the loop in {elapsed:.1f} s ({args.concurrency} at a time)")
+    print(
+        f"\n{len(moved)} of {args.jobs} jobs through the loop in {elapsed:.1f} s "
+        f"({args.concurrency} at a time)"
+    )
     print(line("raw Kafka produce → consume", raw["kafka"]))
     print(line("raw MongoDB find by id", raw["find"]))
     print(line("raw MongoDB conditional update", raw["update"]))
