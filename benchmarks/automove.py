@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import AsyncMongoClient
 
 from threadline.contracts import decode
@@ -47,6 +47,27 @@ ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
 SERVICES = ("messaging", "tasks", "pipeline")
 T = TypeVar("T")
+
+
+async def at_end(bootstrap: str, *topics: str) -> AIOKafkaConsumer:
+    """A group-less consumer assigned every partition of ``topics``, positioned at their
+    end before returning (so nothing published afterwards is missed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="latest")
+    await consumer.start()
+    partitions = []
+    for topic in topics:
+        for _ in range(100):
+            found = await consumer._client.fetch_all_metadata()
+            numbers = found.partitions_for_topic(topic)
+            if numbers:
+                partitions += [TopicPartition(topic, number) for number in numbers]
+                break
+            await asyncio.sleep(0.1)
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for partition in partitions:
+        await consumer.position(partition)
+    return consumer
 
 
 def progress(phase: str) -> None:
@@ -73,17 +94,14 @@ class Watch:
     when each job's thread, first message and move were seen."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.consumer = AIOKafkaConsumer(
-            Topic.MESSAGING, Topic.PIPELINE, bootstrap_servers=bootstrap, auto_offset_reset="latest"
-        )
+        self.bootstrap = bootstrap
         self.thread_of: dict[str, str] = {}
         self.posted_at: dict[str, float] = {}
         self.moved_at: dict[str, float] = {}
         self.changed = asyncio.Event()
 
     async def start(self) -> None:
-        await self.consumer.start()
-        await self.consumer.seek_to_end()
+        self.consumer = await at_end(self.bootstrap, Topic.MESSAGING, Topic.PIPELINE)
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -185,13 +203,9 @@ class Benchmark:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
         )
-        consumer = AIOKafkaConsumer(
-            RAW_TOPIC, bootstrap_servers=self.bootstrap, auto_offset_reset="latest"
-        )
         await producer.start()
         await producer.send_and_wait(RAW_TOPIC, b"warm-up")
-        await consumer.start()
-        await consumer.seek_to_end()
+        consumer = await at_end(self.bootstrap, RAW_TOPIC)
         kafka: list[float] = []
         for index in range(samples):
             payload = f"{self.firm}-{index}".encode()
