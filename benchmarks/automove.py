@@ -218,6 +218,7 @@ class Benchmark:
             kafka.append(time.perf_counter() - started)
         await producer.stop()
         await consumer.stop()
+        progress("raw hops: Kafka measured, now MongoDB")
         mongo: AsyncMongoClient[Any] = AsyncMongoClient(self.mongo_url)
         collection = mongo[self.database("raw")]["jobs"]
         await collection.insert_one({"_id": "job", "revision": 0, "stage_id": "a"})
