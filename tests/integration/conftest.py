@@ -271,7 +271,11 @@ async def find_record(
 
 
 async def seed_directory(
-    apps: Iterable[FastAPI], firm: str, *, extra: Sequence[Envelope[Any]] = ()
+    apps: Iterable[FastAPI],
+    firm: str,
+    *,
+    extra: Sequence[Envelope[Any]] = (),
+    within: float = 45.0,
 ) -> None:
     """Publish the demo directory of ``firm`` (plus ``extra`` events) and wait until every
     app's directory projection holds all its accounts and staff."""
@@ -291,7 +295,7 @@ async def seed_directory(
                 await database["directory_staff"].count_documents({"firm": firm}),
             )
 
-        await eventually(projected, until=lambda counts: counts == expected)
+        await eventually(projected, until=lambda counts: counts == expected, within=within)
 
 
 def token_for(firm: str, *, kind: str = "staff", role: str | None = "owner", **claims: Any) -> str:

@@ -70,10 +70,10 @@ async def test_n2_k5_k6_inbox_items_per_action_and_none_for_ones_own(
     )
     by_type = {i["type"]: i for i in mia}
     assert by_type["client_reply"]["actor"]["kind"] == "client"
-    assert by_type["staff_reply"]["actor"] == {
+    assert by_type["staff_reply"]["actor"] == {  # the directory's name, not the token's
         "user_id": "st_noah",
         "kind": "staff",
-        "name": "Noah",
+        "name": "Noah Berg",
     }
     task_change = by_type["task_change"]
     assert task_change["actor"] == {"user_id": "ct_ann_lee", "kind": "client", "name": "Ann Lee"}

@@ -27,7 +27,10 @@ def _keep_unknown_value(
         return handler(value)
     except ValidationError as exc:
         decoding = bool(info.context and info.context.get(DECODING))
-        only_unlisted = all(error["type"] == "literal_error" for error in exc.errors())
+        # An optional enum (``Literal[...] | None``) also reports that the value is not None.
+        only_unlisted = all(
+            error["type"] in {"literal_error", "none_required"} for error in exc.errors()
+        )
         if decoding and only_unlisted and isinstance(value, str):
             return value
         raise

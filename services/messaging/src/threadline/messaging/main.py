@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
-from threadline.messaging import attachments, handlers, tasklists
+from threadline.messaging import attachments, automations, handlers, tasklists
 from threadline.messaging.api import ROUTERS
 from threadline.messaging.domain import utc_now
 from threadline.messaging.service import (
@@ -112,6 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             directory=directory,
             message_service=message_service,
             templates=templates,
+        )
+        automations.subscribe(
+            runtime.events,
+            automations.PipelineAutomations(
+                threads=threads,
+                messages=messages,
+                thread_service=thread_service,
+                message_service=message_service,
+                templates=templates,
+                directory=directory,
+            ),
         )
 
         bulk_store, bulk_wake = MongoBulkStore(database), asyncio.Event()

@@ -1,18 +1,49 @@
-"""Pipeline app factory: ``uvicorn --factory threadline.pipeline.main:create_app``.
-
-Only the platform plumbing (health, auth, Kafka, Mongo, outbox relay) exists so far; the
-pipeline features arrive with their own issue.
-"""
+"""Pipeline app factory: ``uvicorn --factory threadline.pipeline.main:create_app``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from threadline.kit.app import create_service_app
+from threadline.kit.app import ServiceRuntime, Wiring, create_service_app
+from threadline.pipeline import handlers
+from threadline.pipeline.api import router
+from threadline.pipeline.service import JobService, PipelineService
 from threadline.pipeline.settings import Settings
+from threadline.pipeline.store import (
+    PIPELINE_INDEXES,
+    MongoJobStore,
+    MongoPipelineStore,
+    MongoThreadStore,
+)
 
 __all__ = ["create_app"]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(settings or Settings(), title="Threadline pipeline")
+    settings = settings or Settings()
+
+    def wire(runtime: ServiceRuntime) -> Wiring:
+        pipelines = MongoPipelineStore(runtime.database)
+        jobs = MongoJobStore(runtime.database, outbox=runtime.outbox)
+        threads = MongoThreadStore(runtime.database)
+        job_service = JobService(
+            pipelines=pipelines,
+            jobs=jobs,
+            threads=threads,
+            unknown_thread_wait_seconds=settings.unknown_thread_wait_seconds,
+        )
+        handlers.subscribe(runtime.events, threads=threads, jobs=job_service)
+        return Wiring(
+            state={
+                "pipelines": PipelineService(pipelines=pipelines, jobs=jobs),
+                "jobs": job_service,
+            }
+        )
+
+    return create_service_app(
+        settings,
+        title="Threadline pipeline",
+        routers=(router,),
+        indexes=PIPELINE_INDEXES,
+        wire=wire,
+    )

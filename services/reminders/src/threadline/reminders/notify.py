@@ -243,9 +243,9 @@ class Notifier:
             for contact in account.get("contacts") or []:
                 if contact.get("contact_id") == actor.user_id:
                     return str(contact.get("name", ""))
-            return ""
+            return actor.name or ""
         staff = await self._directory.staff_member(firm, actor.user_id)
-        return str((staff or {}).get("name", ""))
+        return str((staff or {}).get("name") or actor.name or "")
 
 
 def _thread_card(thread: Mapping[str, Any], account: Mapping[str, Any]) -> Document:

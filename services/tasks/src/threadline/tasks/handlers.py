@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.contracts import Envelope
-from threadline.contracts.events.messaging import ThreadCreated
+from threadline.contracts.events.messaging import MessagePosted, ThreadCreated
 from threadline.kit.consumer import EventRouter
 from threadline.kit.threads import ThreadProjection, subscribe_threads
 from threadline.tasks.service import TaskService
@@ -22,3 +22,4 @@ def subscribe(events: EventRouter, *, tasks: TaskService, threads: ThreadProject
     # finds the thread in the projection also finds its tasks.
     events.on(ThreadCreated, on_thread_created)
     subscribe_threads(events, threads)
+    events.on(MessagePosted, tasks.add_from_message)  # J1: a template's tasks in a reply

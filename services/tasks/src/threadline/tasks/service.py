@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
-from threadline.contracts.events.messaging import ThreadCreated
+from threadline.contracts.events.messaging import MessagePosted, ThreadCreated
 from threadline.contracts.events.tasks import (
     ClientRequest as RequestSnapshot,
 )
@@ -391,6 +391,33 @@ class TaskService:
         actor = data.created_by
         at = event.occurred_at
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+        def decide(current: TaskList) -> ListChange | None:
+            room = MAX_TASKS - len(current.tasks)
+            return current.add(new[: max(room, 0)], actor=actor, at=at) if room > 0 else None
+
+        await self._change(thread, decide, causation_id=str(event.id))
+
+    async def add_from_message(self, event: Envelope[Any]) -> None:
+        """K4, J1: a message that carries client tasks (a template sent as a reply by a
+        pipeline automation) adds them to the thread's existing list. Ids come with the
+        event, so a redelivered message adds nothing twice."""
+        data: MessagePosted = event.data
+        if not data.client_tasks:
+            return
+        thread = ThreadInfo(
+            thread_id=data.thread_id,
+            facts=ThreadFacts(firm=event.firm, account_id=data.account_id),
+        )
+        new = [
+            (
+                task.task_id or thread_task_id(str(event.id), index),
+                " ".join(task.text.split())[:MAX_TASK_TEXT] or "(empty task)",
+            )
+            for index, task in enumerate(data.client_tasks[:MAX_TASKS])
+        ]
+        actor = Actor(user_id=data.author.user_id, kind=data.author.kind, name=data.author.name)
+        at = event.occurred_at.replace(microsecond=event.occurred_at.microsecond // 1000 * 1000)
 
         def decide(current: TaskList) -> ListChange | None:
             room = MAX_TASKS - len(current.tasks)

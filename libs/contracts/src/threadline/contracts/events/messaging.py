@@ -254,6 +254,12 @@ class MessagePosted(EventData):
     posted_at: datetime = Field(
         description="When the message was stored (UTC).", examples=["2026-03-02T09:15:00Z"]
     )
+    client_tasks: list[NewClientTask] = Field(
+        default_factory=list,
+        description="Client tasks the message adds to the thread's list: a template with tasks "
+        "sent as a reply (J1); the tasks service adds them to the existing list (K4).",
+        examples=[[{"task_id": "task_sign_8879", "text": "Sign form 8879"}]],
+    )
 
 
 @register

@@ -146,7 +146,8 @@ class LocalStack:
 
     # --- the platform ------------------------------------------------------------------
     def up(self, *, seed: bool = True) -> list[str]:
-        """Servers, then the five services, then the demo directory. Returns what it started."""
+        """Servers, then the five services, then the demo directory and pipeline. Returns what
+        it started."""
         started = self.servers()
         missing = [n for n in SERVICES if importlib.util.find_spec(f"threadline.{n}.main") is None]
         if missing:
@@ -159,6 +160,11 @@ class LocalStack:
         if seed:
             self._say("seeding the demo directory (threadline-seed) ...")
             self.run_tool("seed")
+            self._say("setting up the demo pipeline (threadline-demo-pipeline) ...")
+            try:
+                self._say(self.run_tool("demo_pipeline").strip())
+            except (StackError, subprocess.TimeoutExpired) as exc:  # the platform is up anyway
+                self._say(f"demo pipeline not set up ({exc}); run threadline-demo-pipeline later")
         return started
 
     def down(self) -> None:

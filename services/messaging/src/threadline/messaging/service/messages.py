@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from threadline.contracts.events.common import Actor
@@ -11,6 +12,7 @@ from threadline.contracts.events.messaging import (
     MessagePinned,
     MessagesRead,
     MessageUnpinned,
+    NewClientTask,
 )
 from threadline.kit.auth import Principal
 from threadline.kit.policy import can_see_internal
@@ -103,8 +105,16 @@ class MessageService:
         )
 
     async def store_prepared(
-        self, principal: Principal, thread: Document, document: Document, mentions: list[str]
+        self,
+        principal: Principal,
+        thread: Document,
+        document: Document,
+        mentions: list[str],
+        *,
+        client_tasks: Sequence[NewClientTask] = (),
     ) -> MessageView:
+        """Store a prepared message; ``client_tasks`` ride on its event for the tasks
+        service to add to the thread's list (a template sent as a reply, J1)."""
         document["seq"], document["client_seq"] = await self._threads.allocate_seq(
             thread["_id"],
             at=document["posted_at"],
@@ -112,7 +122,11 @@ class MessageService:
             internal=document["internal"],
             mentions=mentions,
         )
-        await self._messages.insert(document, event=posted_event(document, firm=thread["firm"]))
+        event = posted_event(document, firm=thread["firm"])
+        if client_tasks:
+            data = event.data.model_copy(update={"client_tasks": list(client_tasks)})
+            event = event.model_copy(update={"data": data})
+        await self._messages.insert(document, event=event)
         return message_view(document, principal)
 
     async def page(

@@ -16,6 +16,7 @@ sanitiser as every message body.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -334,7 +335,7 @@ class TemplateService:
 
     async def preview(
         self, principal: Principal, template_id: str, *, account_id: str
-    ) -> tuple[Rendered, list[str]]:
+    ) -> tuple[Rendered, builtins.list[str]]:
         """What a thread created from the template for ``account_id`` would get (P1)."""
         template = await self.get(principal, template_id)
         if not can_access_account(principal, firm=principal.firm, account_id=account_id):
@@ -362,7 +363,7 @@ class TemplateService:
         client_tasks: tuple[str, ...] | None,
         reminders: ReminderSettings | None,
         account: Document,
-        contact_ids: list[str],
+        contact_ids: builtins.list[str],
     ) -> Rendered:
         """Thread creation from a template: each field given (not ``None``) overrides the
         template's; all of it is rendered for the addressed contacts."""

@@ -77,6 +77,25 @@ class MongoThreadStore:
         left alone (a retried bulk batch). Returns the ids this call inserted."""
         return await self._writes.insert_new(created)
 
+    async def latest_active(self, firm: str, account_id: str) -> Document | None:
+        """J1: the account's most recently active thread (not archived), if any."""
+        cursor = (
+            self._threads.find(
+                {"firm": firm, "account_id": account_id, "status": "active"}, {"_outbox": 0}
+            )
+            .sort("last_activity_at", -1)
+            .limit(1)
+        )
+        return next(iter(await cursor.to_list(1)), None)
+
+    async def link_job(self, thread_id: str, job_id: str, *, event: Envelope[Any]) -> bool:
+        """J1, J3: link a job to the thread with its event; False when already linked."""
+        return await self._writes.update_one(
+            {"_id": thread_id, "job_ids": {"$ne": job_id}},
+            {"$addToSet": {"job_ids": job_id}},
+            events=[event],
+        )
+
     async def mentioned_staff(self, firm: str, thread_id: str) -> frozenset[str]:
         """Staff ids mentioned in the thread (access granted by a mention, T7)."""
         found = await self._threads.find_one(
