@@ -120,7 +120,11 @@ async def start_app(
         **overrides,
     )
     app = module.create_app(settings)
-    manager = await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+    # Shutdown may take up to the service's SHUTDOWN_DEADLINE_SECONDS (stop consuming, drain
+    # the outbox); asgi-lifespan's default of 5 s would cut a busy service short.
+    manager = await stack.enter_async_context(
+        LifespanManager(app, startup_timeout=60, shutdown_timeout=60)
+    )
     transport = httpx.ASGITransport(app=manager.app)
     client = await stack.enter_async_context(
         httpx.AsyncClient(transport=transport, base_url=f"http://{name}")
