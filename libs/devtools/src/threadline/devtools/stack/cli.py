@@ -1,6 +1,7 @@
 """`python -m threadline.devtools.stack <command>`: the local stack from the command line.
 
-Commands: install, servers, up, down, start NAME.., stop NAME.., restart NAME.., env, status.
+Commands: install, servers, up, down, start NAME.., stop NAME.., restart NAME.., kill NAME..,
+env, status.
 Progress goes to stderr, so `eval "$(python -m threadline.devtools.stack env)"` stays clean.
 """
 
@@ -37,7 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-seed", action="store_true", help="do not run threadline-seed")
     commands.add_parser("down", help="stop the services, then the servers")
     names = [*SERVERS, *SERVICES]
-    for verb, text in (("start", "start"), ("stop", "stop"), ("restart", "stop, then start")):
+    verbs = (
+        ("start", "start"),
+        ("stop", "stop"),
+        ("restart", "stop, then start"),
+        ("kill", "SIGKILL (a crash; `start` brings them back)"),
+    )
+    for verb, text in verbs:
         sub = commands.add_parser(verb, help=f"{text} single servers or services")
         sub.add_argument("names", nargs="+", choices=names, metavar="NAME", help=" | ".join(names))
     commands.add_parser("env", help="print `export VAR=value` lines for the endpoints")
@@ -114,6 +121,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, LocalStack], object]] = {
     "start": lambda args, stack: stack.start(*args.names),
     "stop": lambda args, stack: stack.stop(*args.names),
     "restart": _restart,
+    "kill": lambda args, stack: stack.kill(*args.names),
     "env": lambda _, stack: _print_env(stack),
     "status": lambda _, stack: _print_status(stack),
 }

@@ -138,6 +138,18 @@ class LocalStack:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             list(pool.map(self._stop_one, names))
 
+    def kill(self, *names: str) -> None:
+        """SIGKILL the named processes this stack started, all at once (a crash: no graceful
+        shutdown). Their records stay, so `status` shows them dead and `start` restarts them."""
+        for name in names:
+            self._spec_name_known(name)
+        for name in names:
+            record = procs.read_record(self.config.run_dir, name)
+            if record is None:
+                raise StackError(f"{name} was not started by this stack; nothing to kill")
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            list(pool.map(self._kill_one, names))
+
     async def astart(self, *names: str) -> list[str]:
         return await asyncio.to_thread(self.start, *names)
 
@@ -212,6 +224,11 @@ class LocalStack:
         if outcome != "not running":
             self._say(f"{name}: {outcome} (pid {record.pid})")
         procs.forget(self.config.run_dir, name)
+
+    def _kill_one(self, name: str) -> None:
+        record = procs.read_record(self.config.run_dir, name)
+        if record is not None:
+            self._say(f"{name}: {procs.kill(record)} (pid {record.pid})")
 
     def _launch(self, spec: Spec) -> bool:
         """Start `spec` unless its recorded process is alive. True when it started it."""

@@ -25,6 +25,7 @@ from pathlib import Path
 __all__ = [
     "ProcessRecord",
     "is_alive",
+    "kill",
     "port_open",
     "read_record",
     "spawn",
@@ -179,6 +180,17 @@ def terminate(record: ProcessRecord, *, timeout: float) -> str:
     _signal(record, signal.SIGKILL)
     if _wait_dead(record, 10):
         return f"killed after {timeout:.0f}s"
+    return "still running after SIGKILL"
+
+
+def kill(record: ProcessRecord) -> str:
+    """SIGKILL the recorded process and its group at once (a crash, no shutdown), and wait
+    until it is gone. Returns how it ended."""
+    if not is_alive(record):
+        return "not running"
+    _signal(record, signal.SIGKILL)
+    if _wait_dead(record, 10):
+        return "killed"
     return "still running after SIGKILL"
 
 
