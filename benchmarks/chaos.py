@@ -121,11 +121,24 @@ class Profile:
 
 
 QUICK = Profile(
-    warm_seconds=3, outage_seconds=2, tail_seconds=4, settle_seconds=90, requests_per_phase=400
+    warm_seconds=3, outage_seconds=2, tail_seconds=4, settle_seconds=90, requests_per_phase=400,
+    flow_seconds=60,
 )
 FULL = Profile(
     warm_seconds=8, outage_seconds=4, tail_seconds=8, settle_seconds=120, requests_per_phase=1500
 )
+#: The shortened run inside `./threadline test`: every kind of process killed once, three
+#: at a time (a service, a server and one more), on a small workload.
+SUITE = Profile(
+    warm_seconds=2, outage_seconds=1, tail_seconds=3, settle_seconds=60, requests_per_phase=250,
+    flow_seconds=45,
+)
+SUITE_FAULTS: tuple[tuple[str, ...], ...] = (
+    ("minio", "smtp", "messaging"),
+    ("kafka", "tasks", "reminders"),
+    ("mongodb", "pipeline", "documents"),
+)
+JOB_FLOWS_AT_ONCE = 3
 
 
 @dataclass
@@ -239,6 +252,7 @@ class Workload:
         self.ann = self._token("ct_ann_lee", "client", accounts=[LEE], name="Ann Lee")
         self.counter = 0
         self.flows: set[asyncio.Task[None]] = set()
+        self.flow_seconds = 120.0
         self.template_id = self.pipeline_id = ""
         self.stages: list[str] = []
 
@@ -467,16 +481,18 @@ class Workload:
             )
             if thread is not None:
                 tasks = [task["task_id"] for task in thread["client_tasks"]]
-                if await self.tick_all(thread["id"], tasks, time.monotonic() + 60, self.ann):
+                if await self.tick_all(thread["id"], tasks, time.monotonic() + self.flow_seconds, self.ann):
                     self.expected.completed_lists.add(thread["id"])
             await self._pause()
 
     async def jobs(self, stop: asyncio.Event) -> None:
+        """Job flows, `JOB_FLOWS_AT_ONCE` at a time (each waits on consumers in between)."""
         while self._going(stop):
-            flow = asyncio.create_task(self.job_flow(time.monotonic() + 120))
-            self.flows.add(flow)
-            flow.add_done_callback(self.flows.discard)
-            await asyncio.sleep(1.0)
+            if len(self.flows) < JOB_FLOWS_AT_ONCE:
+                flow = asyncio.create_task(self.job_flow(time.monotonic() + self.flow_seconds))
+                self.flows.add(flow)
+                flow.add_done_callback(self.flows.discard)
+            await asyncio.sleep(0.5)
 
     async def job_flow(self, deadline: float) -> None:
         """J1/J2/J4 end to end: create (with an idempotency key, retried), the automation's
@@ -909,6 +925,17 @@ def _gaps(numbers: Sequence[int]) -> str:
     return f"rows {len(numbers)}, top {top}, missing {missing[:8]}, doubled {doubled[:8]}"
 
 
+async def restart(stack: LocalStack, names: Sequence[str]) -> None:
+    """`./threadline start` for what was killed: servers first (a service starting needs
+    them), then services."""
+    servers = [name for name in names if name in SERVERS]
+    services = [name for name in names if name in SERVICES]
+    if servers:
+        await stack.astart(*servers)
+    if services:
+        await stack.astart(*services)
+
+
 async def _time_to_ready(
     platform: Platform, client: httpx.AsyncClient, since: float, restart: Awaitable[Any]
 ) -> float | None:
@@ -940,6 +967,7 @@ async def run_phase(
     label = "kill -9 " + " + ".join(fault) if fault else "no fault (baseline)"
     result = PhaseResult(label)
     workload.api.phase, workload.api.budget = result, profile.requests_per_phase
+    workload.flow_seconds = profile.flow_seconds
     say(f"phase: {label}")
     stop = asyncio.Event()
     load = asyncio.create_task(workload.run_workers(stop))
@@ -950,11 +978,11 @@ async def run_phase(
         await asyncio.sleep(profile.outage_seconds)
         try:
             result.ready_seconds = await _time_to_ready(
-                platform, client, killed_at, platform.stack.astart(*fault)
+                platform, client, killed_at, restart(platform.stack, fault)
             )
         except StackError as exc:
             result.violations["ready"].append(f"restart failed: {exc}")
-            await asyncio.to_thread(platform.stack.start, *fault)  # a second try, or raise
+            await restart(platform.stack, fault)  # a second try, or the run stops here
         say(f"  ready again after {result.ready_seconds or float('nan'):.1f}s")
     else:
         result.ready_seconds = 0.0 if await platform.all_ready(client) else None
@@ -976,6 +1004,8 @@ async def run_phase(
     for name, values in fresh.items():
         result.violations[name] += values
         seen.update(values)
+        for value in values[:5]:
+            say(f"  ✗ {name}: {value}")
     return result
 
 
