@@ -129,11 +129,14 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
 @dataclass(frozen=True)
 class Wiring:
     """What a service's ``wire`` built. Each ``state`` entry becomes an attribute of
-    ``app.state`` for the routes' dependencies; ``on_startup`` steps run after the indexes
-    exist; ``background`` coroutines run for the app's lifetime (e.g. purges);
-    ``readiness_checks`` add service-specific dependencies to ``/readyz``."""
+    ``app.state`` for the routes' dependencies; ``migrations`` run before the indexes are
+    created (data a new index needs, e.g. values a new unique index must not refuse);
+    ``on_startup`` steps run after the indexes exist; ``background`` coroutines run for the
+    app's lifetime (e.g. purges); ``readiness_checks`` add service-specific dependencies
+    to ``/readyz``."""
 
     state: Mapping[str, object] = field(default_factory=dict)
+    migrations: Sequence[Callable[[], Awaitable[None]]] = ()
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
@@ -183,6 +186,8 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for migration in wired.migrations:
+            await migration()
         await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
