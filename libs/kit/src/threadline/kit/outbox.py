@@ -128,7 +128,7 @@ class Outbox:
         and the publish, see ``OutboxWriter.insert_one``'s ``before_publish``) may have been
         cut short by a crash gets it done first. It must be idempotent."""
         self.watch(collection)
-        self._before_relay[collection.full_name] = finish
+        self._before_relay[collection.name] = finish
 
     def relay_soon(self) -> None:
         """Something was left pending on purpose: relay it once its grace period is over."""
@@ -283,10 +283,10 @@ class Outbox:
             pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
             finished: set[tuple[str, Any]] = set()
             for _, collection, document_id, entry in pending:
-                finish = self._before_relay.get(collection.full_name)
-                if finish is not None and (collection.full_name, document_id) not in finished:
+                finish = self._before_relay.get(collection.name)
+                if finish is not None and (collection.name, document_id) not in finished:
                     await finish(document_id)
-                    finished.add((collection.full_name, document_id))
+                    finished.add((collection.name, document_id))
                 if not await self._publish_and_clear(collection, document_id, [entry]):
                     return published
                 published += 1
