@@ -112,19 +112,22 @@ class MongoMessageStore:
 
     async def _taken(self, document: Document, error: DuplicateKeyError) -> set[str]:
         """Which of ``_id``, ``seq``, ``client_seq`` the refused insert collided on. MongoDB
-        names the index in the error; FerretDB does not, so the three are looked up."""
+        names the index in the error; FerretDB does not, so the numbers are looked up (by
+        index, side by side), and the id only when neither number was the collision."""
         pattern = (error.details or {}).get("keyPattern")
         if isinstance(pattern, dict):
             return {key for key in pattern if key != "thread_id"}
         thread_id = document["thread_id"]
         found = await asyncio.gather(
-            self._messages.find_one({"_id": document["_id"]}, {"_id": 1}),
             self._messages.find_one({"thread_id": thread_id, "seq": document["seq"]}, {"_id": 1}),
             self._messages.find_one(
                 {"thread_id": thread_id, "client_seq": document["client_seq"]}, {"_id": 1}
             ),
         )
-        return {name for name, row in zip(("_id", "seq", "client_seq"), found, strict=True) if row}
+        taken = {name for name, row in zip(("seq", "client_seq"), found, strict=True) if row}
+        if not taken and await self._messages.find_one({"_id": document["_id"]}, {"_id": 1}):
+            taken.add("_id")
+        return taken
 
     async def insert_many_new(self, documents: list[Document]) -> None:
         """Insert first messages whose events ride with their threads (bulk jobs); ids
