@@ -8,12 +8,16 @@ allocate-then-insert order losing the numbers of posts in flight on SIGKILL.
 
 import asyncio
 import os
+import socket
+import sys
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.auth import Principal
 from threadline.kit.mongo import ensure_indexes
 from threadline.messaging.service import MessageService
@@ -24,6 +28,7 @@ from threadline.messaging.store.messages import (
     number_internal_messages_for_clients,
 )
 
+from ..conftest import eventually, token_for
 from .conftest import Firm, find_event
 
 pytestmark = pytest.mark.integration
@@ -172,3 +177,123 @@ async def test_m3_databases_from_before_get_internal_client_numbers_and_the_uniq
     finally:
         await client.drop_database(database.name)
         await client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def start_messaging(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "--factory", "threadline.messaging.main:create_app",
+        "--port", str(port), env=env,
+    )  # fmt: skip
+
+
+async def test_m3_sigkill_during_a_burst_of_posts_leaves_no_gap_for_staff_or_clients(
+    run_id: str,
+) -> None:
+    """A real uvicorn process killed with SIGKILL while 8 posters write into one thread
+    (issue 15's finding), then started again: numbering is contiguous for staff and for
+    clients, every 201 is stored, and the thread's counters catch up."""
+    port, database = free_port(), f"it_numbering_kill_{run_id}"
+    env = os.environ | {
+        "MESSAGING_MONGODB_DATABASE": database,
+        "MESSAGING_CONSUMER_GROUP": f"it-numbering-kill-{run_id}",
+        "MESSAGING_CONSUMER_START": "latest",
+        "MESSAGING_OUTBOX_RELAY_INTERVAL_SECONDS": "0.3",
+        "MESSAGING_OUTBOX_RELAY_GRACE_SECONDS": "1",
+    }
+    process = await start_messaging(env, port)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(env["THREADLINE_MONGODB_URL"])
+    firm = f"firm_{run_id}"
+    headers = {"Authorization": "Bearer " + token_for(firm, role="owner", sub="st_olivia")}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+            async def ready() -> int:
+                try:
+                    return (await http.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, until=lambda code: code == 200, within=90)
+            await publish(env["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], demo_directory(firm))
+            body = {"account_id": "acc_lee_family", "subject": "Burst", "message": {"html": "x"}}
+
+            async def created() -> httpx.Response:
+                return await http.post("/v1/threads", json=body, headers=headers)
+
+            thread = (await eventually(created, until=lambda r: r.status_code == 201)).json()
+            url = f"/v1/threads/{thread['id']}/messages"
+            answered = await post_until_killed(http, url, headers, process)
+
+            process = await start_messaging(env, port)
+            await eventually(ready, until=lambda code: code == 200, within=90)
+            for number in range(3):
+                after = await http.post(url, json={"html": f"after {number}"}, headers=headers)
+                assert after.status_code == 201, after.text
+                answered.append(after.json()["id"])
+
+        await assert_contiguous(mongo[database], thread["id"], answered)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await mongo.drop_database(database)
+        await mongo.close()
+
+
+async def _count(items: list[str]) -> int:
+    return len(items)
+
+
+async def post_until_killed(
+    http: httpx.AsyncClient, url: str, headers: dict[str, str], process: Any
+) -> list[str]:
+    """Eight posters (every third message internal); SIGKILL once 20 were answered.
+    Returns the ids of the messages that got 201."""
+    answered: list[str] = []
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for number in range(400):
+        queue.put_nowait(number)
+
+    async def poster() -> None:
+        while not queue.empty():
+            number = queue.get_nowait()
+            message = {"html": f"<p>{number}</p>", "internal": number % 3 == 0}
+            try:
+                response = await http.post(url, json=message, headers=headers)
+            except httpx.TransportError:
+                return  # the process is gone
+            if response.status_code == 201:
+                answered.append(response.json()["id"])
+
+    posters = [asyncio.create_task(poster()) for _ in range(8)]
+    await eventually(lambda: _count(answered), until=lambda n: n >= 20, within=120)
+    process.kill()
+    await process.wait()
+    await asyncio.gather(*posters)
+    return answered
+
+
+async def assert_contiguous(database: Any, thread_id: str, answered: list[str]) -> None:
+    rows = (
+        await database["messages"]
+        .find({"thread_id": thread_id}, {"seq": 1, "client_seq": 1, "internal": 1})
+        .to_list()
+    )
+    assert {row["_id"] for row in rows} >= set(answered), "every 201 is stored"
+    staff = sorted(row["seq"] for row in rows)
+    assert staff == list(range(1, len(rows) + 1)), "staff numbering has a gap"
+    client = sorted(row["client_seq"] for row in rows if not row["internal"])
+    assert client == list(range(1, len(client) + 1)), "client numbering has a gap"
+
+    async def counters() -> tuple[int, int]:
+        found = await database["threads"].find_one({"_id": thread_id})
+        assert found is not None
+        return int(found["seq"]), int(found["client_seq"])
+
+    await eventually(counters, until=lambda c: c == (len(staff), len(client)), within=30)
