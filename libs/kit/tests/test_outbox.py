@@ -171,3 +171,40 @@ async def test_writer_refuses_an_update_that_does_not_name_its_document() -> Non
     event = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
     with pytest.raises(ValueError, match="_id"):
         await writes.update_one({"firm": "f"}, {"$set": {"x": 1}}, events=[event])
+
+
+async def test_before_publish_runs_before_the_events_leave_and_the_relay_finishes_it() -> None:
+    """A write with a follow-up step: the events wait for the step; when the step is cut
+    short, the relay runs the collection's finishing step before publishing them."""
+    publisher, collection = RecordingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher)
+    writes = outbox.writer(collection)  # type: ignore[arg-type]
+    task = await run_outbox(outbox)
+    steps: list[str] = []
+
+    async def follow_up() -> None:
+        steps.append(f"follow-up, {len(publisher.records)} published")
+
+    first = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
+    await writes.insert_one({"_id": "one"}, events=[first], before_publish=follow_up)
+    await outbox.drain()
+    assert steps == ["follow-up, 0 published"]
+    assert [r["key"] for r in publisher.records] == ["a1"]
+
+    async def crash() -> None:
+        raise RuntimeError("storage went away")
+
+    second = new_event(AccountRemoved(account_id="a2"), firm="f", producer="test")
+    with pytest.raises(RuntimeError):
+        await writes.insert_one({"_id": "two"}, events=[second], before_publish=crash)
+    await outbox.drain()
+    assert [r["key"] for r in publisher.records] == ["a1"], "nothing out before the step"
+
+    async def finish(document_id: Any) -> None:
+        steps.append(f"finished {document_id}, {len(publisher.records)} published")
+
+    outbox.before_relay(collection, finish)  # type: ignore[arg-type]
+    assert await outbox.relay_once(grace_seconds=0) == 1
+    task.cancel()
+    assert steps[-1] == "finished two, 1 published"
+    assert [r["key"] for r in publisher.records] == ["a1", "a2"]

@@ -40,7 +40,7 @@ class _NoPublishing:
 
 
 def _message(
-    thread_id: str, seq: int, client_seq: int | None, *, internal: bool, deleted: bool
+    thread_id: str, seq: int, client_seq: int, *, internal: bool, deleted: bool
 ) -> dict[str, Any]:
     return {
         "_id": f"msg_{seq:04d}",
@@ -121,7 +121,7 @@ async def _check(flags: list[tuple[bool, bool]], limit: int, client: bool) -> No
             _message(
                 thread_id,
                 seq,
-                None if internal else next(client_numbers),
+                -seq if internal else next(client_numbers),
                 internal=internal,
                 deleted=deleted,
             )

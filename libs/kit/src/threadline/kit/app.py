@@ -87,7 +87,12 @@ class ServiceRuntime:
 
 
 def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
-    mongo = connect(settings.mongodb_url, app_name=f"threadline-{settings.service_name}")
+    mongo = connect(
+        settings.mongodb_url,
+        app_name=f"threadline-{settings.service_name}",
+        timeout_seconds=settings.mongodb_timeout_seconds,
+        socket_timeout_seconds=settings.mongodb_socket_timeout_seconds,
+    )
     database = mongo[settings.database_name]
     broker = make_broker(
         settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
@@ -129,11 +134,14 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
 @dataclass(frozen=True)
 class Wiring:
     """What a service's ``wire`` built. Each ``state`` entry becomes an attribute of
-    ``app.state`` for the routes' dependencies; ``on_startup`` steps run after the indexes
-    exist; ``background`` coroutines run for the app's lifetime (e.g. purges);
-    ``readiness_checks`` add service-specific dependencies to ``/readyz``."""
+    ``app.state`` for the routes' dependencies; ``migrations`` run before the indexes are
+    created (data a new index needs, e.g. values a new unique index must not refuse);
+    ``on_startup`` steps run after the indexes exist; ``background`` coroutines run for the
+    app's lifetime (e.g. purges); ``readiness_checks`` add service-specific dependencies
+    to ``/readyz``."""
 
     state: Mapping[str, object] = field(default_factory=dict)
+    migrations: Sequence[Callable[[], Awaitable[None]]] = ()
     on_startup: Sequence[Callable[[], Awaitable[None]]] = ()
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
     readiness_checks: Mapping[str, Callable[[], Awaitable[bool]]] = field(default_factory=dict)
@@ -183,6 +191,8 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for migration in wired.migrations:
+            await migration()
         await ensure_indexes(runtime.database, [*PROCESSED_EVENTS_INDEXES, *indexes])
         for startup in wired.on_startup:
             await startup()
@@ -216,8 +226,10 @@ def create_service_app(
         setattr(app.state, name, value)
     install_body_limits(app, settings)  # innermost: the routes read through its receive
     app.middleware("http")(runtime.metrics.http_middleware)
-    install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware)  # added last: outermost, catches everything
+    retry_after = settings.dependency_retry_after_seconds
+    install_problem_handlers(app, retry_after_seconds=retry_after)
+    # added last: outermost, catches everything
+    app.add_middleware(RequestContextMiddleware, retry_after_seconds=retry_after)
     app.include_router(_health_router(runtime, wired.readiness_checks))
     app.include_router(metrics_router(runtime.metrics))
     for router in routers:
@@ -297,20 +309,43 @@ def _health_router(
     async def healthz() -> Liveness:
         return {"status": "ok", "service": runtime.settings.service_name}
 
+    timeout = runtime.settings.readiness_timeout_seconds
+
+    async def bounded(check: Callable[[], Awaitable[bool]]) -> bool:
+        """A check that fails, or does not answer within the readiness timeout, is false."""
+        try:
+            return await asyncio.wait_for(check(), timeout)
+        except Exception:  # the reason is the dependency's; readiness only says "not ready"
+            return False
+
+    async def mongodb() -> bool:
+        return await ping(runtime.database)
+
+    async def kafka() -> bool:
+        return await runtime.broker.ping(timeout=timeout)
+
+    checks_by_name: dict[str, Callable[[], Awaitable[bool]]] = {
+        "mongodb": mongodb,
+        "kafka": kafka,
+        "consumer": runtime.events.positioned,
+        **extra_checks,
+    }
+
     @router.get(
         "/readyz",
         summary="Readiness: MongoDB and Kafka reachable, partitions assigned.",
+        description=(
+            "Every check runs at once, each bounded by `READINESS_TIMEOUT_SECONDS`, so a dead "
+            "dependency shows as false within that time."
+        ),
         responses={503: {"model": Readiness, "description": "Some check failed."}},
     )
     async def readyz(response: Response) -> Readiness:
+        results = await asyncio.gather(*(bounded(check) for check in checks_by_name.values()))
         checks = {
             "accepting": not runtime.draining,
-            "mongodb": await ping(runtime.database),
-            "kafka": await runtime.broker.ping(timeout=2.0),
-            "consumer": await runtime.events.positioned(),
+            **dict(zip(checks_by_name, results, strict=True)),
         }
-        for name, check in extra_checks.items():
-            checks[name] = await check()
         ready = all(checks.values())
         response.status_code = 200 if ready else 503
         return {"status": "ready" if ready else "not ready", "checks": checks}

@@ -7,10 +7,14 @@
     ├── Conflict        409
     ├── Forbidden       403
     ├── Unauthenticated 401
-    └── InvalidRequest  422
+    ├── InvalidRequest  422
+    └── DependencyUnavailable 503 (+ ``Retry-After``)
 
-Only these (and request validation) are mapped to 4xx; anything else is a bug and becomes
-a 500 problem without internal detail.
+Only these (and request validation) are mapped to 4xx; a dependency that is down or too
+slow — MongoDB (pymongo's connection failures and timeouts), object storage (urllib3's
+connection errors, 5xx answers) — is a 503 with ``Retry-After`` wherever it is raised
+(``unavailable_dependency`` recognises it, also as the cause of another error); anything
+else is a bug and becomes a 500 problem without internal detail.
 """
 
 from __future__ import annotations
@@ -23,22 +27,27 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 __all__ = [
+    "DEFAULT_RETRY_AFTER_SECONDS",
     "Conflict",
+    "DependencyUnavailable",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
     "ThreadlineError",
     "Unauthenticated",
+    "error_response",
     "install_problem_handlers",
     "internal_error_response",
     "problem_response",
+    "unavailable_dependency",
 ]
 
 PROBLEM_JSON = "application/problem+json"
+DEFAULT_RETRY_AFTER_SECONDS = 5
 _log = structlog.get_logger(__name__)
 
 
@@ -80,6 +89,65 @@ class InvalidRequest(ThreadlineError):
     title = "Invalid request"
 
 
+class DependencyUnavailable(ThreadlineError):
+    """A dependency (database, object storage…) is down or did not answer in time. Nothing
+    was half-written (every write is one document, uploads are staged), so the caller may
+    retry after ``Retry-After`` seconds."""
+
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, dependency: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(
+            f"{dependency} is unavailable or did not answer in time; nothing was changed "
+            "by this request, retry it shortly.",
+            dependency=dependency,
+        )
+        self.dependency = dependency
+        self.retry_after_seconds = retry_after_seconds
+
+
+MONGODB = "MongoDB"
+OBJECT_STORAGE = "object storage"
+# Optional dependencies, matched by qualified name so the kit need not import them.
+_CONNECTION_ERRORS = frozenset({"urllib3.exceptions.HTTPError"})
+_STORAGE_ANSWERS = frozenset({"minio.error.MinioException"})  # an outage when 5xx
+
+
+def unavailable_dependency(exc: BaseException) -> str | None:
+    """The dependency whose outage ``exc`` is (or was caused by), if it is one: MongoDB
+    unreachable or timing out, object storage unreachable or answering 5xx."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DependencyUnavailable):
+            return current.dependency
+        if isinstance(current, ConnectionFailure) or (
+            isinstance(current, PyMongoError) and current.timeout
+        ):
+            return MONGODB
+        names = {f"{cls.__module__}.{cls.__qualname__}" for cls in type(current).__mro__}
+        if names & _CONNECTION_ERRORS:
+            return OBJECT_STORAGE
+        if names & _STORAGE_ANSWERS and _answer_status(current) >= 500:
+            return OBJECT_STORAGE
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _answer_status(exc: BaseException) -> int:
+    """The HTTP status of an object-storage error answer (0 when it names none)."""
+    for status in (
+        getattr(exc, "status_code", None),  # minio ServerError
+        getattr(getattr(exc, "response", None), "status", None),  # minio S3Error
+        getattr(exc, "_code", None),  # minio InvalidResponseError
+    ):
+        if isinstance(status, int):
+            return status
+    return 0
+
+
 def problem_response(
     status: int,
     title: str,
@@ -114,6 +182,41 @@ def internal_error_response(path: str | None) -> JSONResponse:
     )
 
 
+def dependency_unavailable_response(
+    dependency: str, path: str | None, *, retry_after_seconds: int
+) -> JSONResponse:
+    error = DependencyUnavailable(dependency)
+    return problem_response(
+        error.status,
+        error.title,
+        error.detail,
+        instance=path,
+        headers={"Retry-After": str(retry_after_seconds)},
+        dependency=dependency,
+    )
+
+
+def error_response(
+    exc: BaseException,
+    path: str | None,
+    *,
+    method: str | None = None,
+    retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS,
+) -> JSONResponse:
+    """What an exception nothing handled becomes: 503 + ``Retry-After`` for a dependency
+    outage (logged as a warning), else a logged 500 without internal detail."""
+    dependency = unavailable_dependency(exc)
+    if dependency is None:
+        _log.error("unhandled error", path=path, method=method, exc_info=exc)
+        return internal_error_response(path)
+    _log.warning(
+        "dependency unavailable", dependency=dependency, path=path, method=method, error=repr(exc)
+    )
+    return dependency_unavailable_response(
+        dependency, path, retry_after_seconds=retry_after_seconds
+    )
+
+
 def _status_title(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -125,13 +228,25 @@ def _field_path(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location if part not in {"body", "query", "path"})
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Render every error as problem+json; request validation lists each bad field."""
+def install_problem_handlers(
+    app: FastAPI, *, retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
+) -> None:
+    """Render every error as problem+json; request validation lists each bad field; a
+    dependency outage is a 503 with ``Retry-After: retry_after_seconds``."""
 
     async def on_threadline_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ThreadlineError)
+        headers = None
+        if isinstance(exc, DependencyUnavailable):
+            wait = exc.retry_after_seconds or retry_after_seconds
+            headers = {"Retry-After": str(wait)}
         return problem_response(
-            exc.status, exc.title, exc.detail, instance=request.url.path, **exc.extensions
+            exc.status,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=headers,
+            **exc.extensions,
         )
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -155,27 +270,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    async def on_storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        """The database was unreachable or reset the connection: nothing was half-written
-        (every write is one document), so the caller may retry."""
-        _log.warning("storage unavailable", path=request.url.path, error=str(exc))
-        response = problem_response(
-            503,
-            "Storage unavailable",
-            "The database did not answer in time; retry the request shortly.",
-            instance=request.url.path,
-        )
-        response.headers["Retry-After"] = "1"
-        return response
+    async def on_dependency_error(request: Request, exc: Exception) -> JSONResponse:
+        """MongoDB unreachable, or another error that may be an outage (else a 500)."""
+        return error_response(exc, request.url.path, retry_after_seconds=retry_after_seconds)
 
     async def on_unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         """Only reached by apps without ``RequestContextMiddleware`` (which logs and answers
         first, with the correlation id)."""
-        _log.exception("unhandled error", path=request.url.path)
-        return internal_error_response(request.url.path)
+        return error_response(exc, request.url.path, retry_after_seconds=retry_after_seconds)
 
     app.add_exception_handler(ThreadlineError, on_threadline_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(ConnectionFailure, on_storage_unavailable)
+    app.add_exception_handler(PyMongoError, on_dependency_error)
     app.add_exception_handler(Exception, on_unexpected_error)

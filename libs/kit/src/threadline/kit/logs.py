@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.typing import EventDict, WrappedLogger
 
-from threadline.kit.errors import internal_error_response, problem_response
+from threadline.kit.errors import DEFAULT_RETRY_AFTER_SECONDS, error_response, problem_response
 
 __all__ = [
     "CORRELATION_HEADER",
@@ -214,8 +214,11 @@ class RequestContextMiddleware:
     response, and turns any exception that escapes the app or another middleware into a
     logged (once, with the id) problem+json 500 instead of a dropped connection."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, retry_after_seconds: int = DEFAULT_RETRY_AFTER_SECONDS
+    ) -> None:
         self.app = app
+        self._retry_after = retry_after_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"}:
@@ -238,10 +241,17 @@ class RequestContextMiddleware:
             return
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            _log.exception("unhandled error", path=scope.get("path"), method=scope.get("method"))
+        except Exception as exc:
+            # Logged once by error_response: a warning for a dependency outage (503 with
+            # Retry-After), the traceback for anything else (500).
+            answer = error_response(
+                exc,
+                scope.get("path"),
+                method=scope.get("method"),
+                retry_after_seconds=self._retry_after,
+            )
             if scope["type"] == "http" and not started:
-                await internal_error_response(scope.get("path"))(scope, receive, send_with_id)
+                await answer(scope, receive, send_with_id)
             # A response already under way (or a WebSocket) is ended by the server.
         finally:
             structlog.contextvars.unbind_contextvars("correlation_id")

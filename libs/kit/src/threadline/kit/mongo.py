@@ -37,10 +37,27 @@ class IndexSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def connect(url: str, *, app_name: str) -> AsyncMongoClient[dict[str, Any]]:
-    """A client with timezone-aware datetimes (stored as UTC) and bounded timeouts."""
+def connect(
+    url: str,
+    *,
+    app_name: str,
+    timeout_seconds: float = 5.0,
+    socket_timeout_seconds: float | None = None,
+) -> AsyncMongoClient[dict[str, Any]]:
+    """A client with timezone-aware datetimes (stored as UTC) and bounded waits: finding a
+    reachable server and connecting take at most ``timeout_seconds``, one answer on an open
+    connection at most ``socket_timeout_seconds`` (unbounded when None). An outage then
+    surfaces as ``ServerSelectionTimeoutError`` / ``AutoReconnect`` / ``NetworkTimeout``,
+    which the problem handlers answer with 503 (``threadline.kit.errors``)."""
+    timeout_ms = int(timeout_seconds * 1000)
+    socket_ms = None if socket_timeout_seconds is None else int(socket_timeout_seconds * 1000)
     return AsyncMongoClient(
-        url, tz_aware=True, appname=app_name, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000
+        url,
+        tz_aware=True,
+        appname=app_name,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=socket_ms,
     )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -53,6 +53,8 @@ _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
 Document = dict[str, Any]
+BeforeRelay = Callable[[Any], Awaitable[None]]
+"""Finishes the write of one document (by ``_id``) before the relay publishes its events."""
 _Batch = tuple[AsyncCollection[Document], Any, list[Document]]
 
 
@@ -112,11 +114,25 @@ class Outbox:
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._rescan = False  # something may have been left pending: relay at the next tick
+        self._relay_soon: list[float] = []  # monotonic times of extra relay passes
+        self._before_relay: dict[str, BeforeRelay] = {}
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
         if collection not in self._collections:
             self._collections.append(collection)
+
+    def before_relay(self, collection: AsyncCollection[Document], finish: BeforeRelay) -> None:
+        """Have the relay call ``finish(document_id)`` before it publishes the pending events
+        of a document of ``collection``: a write whose follow-up step (run between the write
+        and the publish, see ``OutboxWriter.insert_one``'s ``before_publish``) may have been
+        cut short by a crash gets it done first. It must be idempotent."""
+        self.watch(collection)
+        self._before_relay[collection.name] = finish
+
+    def relay_soon(self) -> None:
+        """Something was left pending on purpose: relay it once its grace period is over."""
+        self._relay_soon.append(time.monotonic())
 
     def writer(self, collection: AsyncCollection[Document]) -> OutboxWriter:
         """Writes to ``collection`` that carry their events (and the relay watches it)."""
@@ -265,7 +281,12 @@ class Outbox:
                         for entry in document.get(OUTBOX_FIELD, [])
                     )
             pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
+            finished: set[tuple[str, Any]] = set()
             for _, collection, document_id, entry in pending:
+                finish = self._before_relay.get(collection.name)
+                if finish is not None and (collection.name, document_id) not in finished:
+                    await finish(document_id)
+                    finished.add((collection.name, document_id))
                 if not await self._publish_and_clear(collection, document_id, [entry]):
                     return published
                 published += 1
@@ -304,6 +325,10 @@ class Outbox:
         due = [started, started + grace_seconds + interval_seconds]
         while True:
             now = time.monotonic()
+            due = sorted(
+                [*due, *(at + grace_seconds + interval_seconds for at in self._relay_soon)]
+            )
+            self._relay_soon.clear()
             if self._degraded or self._rescan or (due and now >= due[0]):
                 self._rescan = False
                 due = [at for at in due if at > now] or [now + sweep_seconds]
@@ -330,9 +355,26 @@ class OutboxWriter:
         self.collection = collection
         self._outbox = outbox
 
-    async def insert_one(self, document: Document, *, events: _Events) -> None:
+    async def insert_one(
+        self,
+        document: Document,
+        *,
+        events: _Events,
+        before_publish: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Insert ``document`` with its events. ``before_publish`` (a follow-up write, e.g.
+        a counter on another document) runs after the insert and before the events are
+        handed to the publisher, so no event is out before it is done; if it fails or the
+        process dies first, the events stay pending and the relay calls the collection's
+        ``Outbox.before_relay`` step before publishing them."""
         entries = [outbox_entry(event) for event in events]
         await self.collection.insert_one(with_outbox(document, entries))
+        if before_publish is not None:
+            try:
+                await before_publish()
+            except BaseException:
+                self._outbox.relay_soon()
+                raise
         self._outbox.schedule(self.collection, document["_id"], entries)
 
     async def insert_many(self, documents: Sequence[tuple[Document, _Events]]) -> None:

@@ -55,6 +55,36 @@ class ServiceSettings(BaseSettings):
     )
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_database: str = ""
+    mongodb_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=120,
+        description=(
+            "How long a request waits for MongoDB to be reachable (server selection, "
+            "connecting) before it answers 503 with Retry-After."
+        ),
+    )
+    mongodb_socket_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description=(
+            "Longest wait for one MongoDB answer on an open connection (a hung server): the "
+            "request then answers 503. Above the slowest legitimate query."
+        ),
+    )
+    readiness_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=30,
+        description="Each `/readyz` check (MongoDB ping, Kafka, …) counts as failed after this.",
+    )
+    dependency_retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="`Retry-After` of the 503 answered while a dependency is unavailable.",
+    )
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key (local use).")
     jwt_public_key: str | None = Field(default=None, description="RS256 PEM public key.")
     jwt_jwks_url: str | None = Field(default=None, description="RS256 JWKS endpoint.")

@@ -23,6 +23,7 @@ from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
 import structlog
+import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 
@@ -197,6 +198,21 @@ class BlobDownload:
             self._response.release_conn()
 
 
+def _http_client(timeout_seconds: float, retries: int) -> urllib3.PoolManager:
+    """The ``minio`` client's defaults (pool of 10, retries of connection errors and 5xx with
+    backoff) with bounded waits: ``minio`` itself waits 5 minutes per try and tries 6 times,
+    so a MinIO that is down would hold a request for far longer than any client waits.
+    Certificates are checked against the system's trust store (``SSL_CERT_FILE`` too)."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeout_seconds, read=timeout_seconds),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        retries=urllib3.Retry(
+            total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+        ),
+    )
+
+
 class MinioBlobStore:
     def __init__(
         self,
@@ -211,6 +227,8 @@ class MinioBlobStore:
         parallel_parts: int,
         download_chunk_bytes: int,
         public_endpoint: str | None = None,
+        timeout_seconds: float = 10.0,
+        retries: int = 2,
     ) -> None:
         def client(url: str) -> Minio:
             parts = urlsplit(url)
@@ -220,6 +238,7 @@ class MinioBlobStore:
                 secret_key=secret_key,
                 secure=parts.scheme == "https",
                 region=region,  # known region: presigning needs no request
+                http_client=_http_client(timeout_seconds, retries),
             )
 
         self._client = client(endpoint)

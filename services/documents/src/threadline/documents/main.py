@@ -39,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         parallel_parts=settings.upload_parallel_parts,
         download_chunk_bytes=settings.download_chunk_bytes,
         public_endpoint=settings.s3_public_endpoint,
+        timeout_seconds=settings.s3_timeout_seconds,
+        retries=settings.s3_retries,
     )
 
     def wire(runtime: ServiceRuntime) -> Wiring:

@@ -20,6 +20,21 @@ class Settings(ServiceSettings):
     s3_secret_key: SecretStr
     s3_bucket: str = "threadline-documents"
     s3_region: str = "us-east-1"
+    s3_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description=(
+            "Connect and read timeout of each object-storage request; with `s3_retries` it "
+            "bounds how long a request waits for a MinIO that is down (then 503)."
+        ),
+    )
+    s3_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed object-storage request (connection errors, 5xx).",
+    )
     s3_public_endpoint: str | None = Field(
         default=None,
         description=(

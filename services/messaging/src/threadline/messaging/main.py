@@ -32,6 +32,7 @@ from threadline.messaging.store import (
     MongoThreadStore,
 )
 from threadline.messaging.store.bulk import MongoBulkStore
+from threadline.messaging.store.messages import number_internal_messages_for_clients
 from threadline.messaging.store.taskdigests import MongoTaskDigests
 from threadline.messaging.store.templates import MongoTemplateStore
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         message_service = MessageService(
             threads=threads, messages=messages, reads=reads, composer=composer
         )
+        # A message stored by a process that died before its thread recorded it: the relay
+        # records it first, then publishes its event.
+        runtime.outbox.before_relay(database["messages"], message_service.finish)
         attachments.subscribe(
             runtime.events,
             threads=threads,
@@ -150,7 +154,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             """A thread whose creation a crash cut short gets its first message (see create)."""
             return await thread_service.complete_interrupted(older_than=INTERRUPTED_CREATION_AGE)
 
+        async def migrate_client_numbers() -> None:
+            await number_internal_messages_for_clients(database)
+
         return Wiring(
+            migrations=[migrate_client_numbers],
             state={
                 "stream": hub,
                 "messages": message_service,

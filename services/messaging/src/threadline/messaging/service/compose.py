@@ -20,6 +20,7 @@ from threadline.kit.events import EventFactory
 from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessageNotFound
 from threadline.messaging.embeds import parse_video_embed
 from threadline.messaging.richtext import MessageBody
+from threadline.messaging.store.messages import client_number
 
 __all__ = ["EVENTS", "Composer", "MessageDraft", "message_document", "new_id"]
 
@@ -191,7 +192,7 @@ def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
             account_id=document["account_id"],
             message_id=document["_id"],
             seq=document["seq"],
-            client_seq=document.get("client_seq"),
+            client_seq=client_number(document),
             author=Author(**document["author"]),
             internal=document["internal"],
             html=document["html"],

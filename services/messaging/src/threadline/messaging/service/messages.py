@@ -44,6 +44,7 @@ from threadline.messaging.service.views import (
     seq_field,
 )
 from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
+from threadline.messaging.store.messages import client_number
 from threadline.messaging.store.threads import thread_of
 
 __all__ = ["MessageService"]
@@ -114,20 +115,53 @@ class MessageService:
         client_tasks: Sequence[NewClientTask] = (),
     ) -> MessageView:
         """Store a prepared message; ``client_tasks`` ride on its event for the tasks
-        service to add to the thread's list (a template sent as a reply, J1)."""
-        document["seq"], document["client_seq"] = await self._threads.allocate_seq(
-            thread["_id"],
-            at=document["posted_at"],
-            preview=preview(document),
-            internal=document["internal"],
-            mentions=mentions,
+        service to add to the thread's list (a template sent as a reply, J1).
+
+        The insert takes the message's numbers (see ``MongoMessageStore.insert_numbered``),
+        then the thread records it, then its event is published: a crash anywhere leaves
+        no gap, and the outbox relay records a stored message in its thread (``finish``)
+        before publishing what a crash left pending. Raises ``DuplicateKeyError`` when a
+        message with this id is stored already (a redelivered event)."""
+        if thread["status"] != "active":
+            raise InvalidMessage("The thread is archived; reopen it to post.")
+
+        def event_of(numbered: Document) -> Any:
+            event = posted_event(numbered, firm=thread["firm"])
+            if client_tasks:
+                data = event.data.model_copy(update={"client_tasks": list(client_tasks)})
+                event = event.model_copy(update={"data": data})
+            return event
+
+        await self._messages.insert_numbered(
+            document,
+            after=(int(thread.get("seq", 0)), int(thread.get("client_seq", 0))),
+            event_of=event_of,
+            then=self._record_in_thread,
         )
-        event = posted_event(document, firm=thread["firm"])
-        if client_tasks:
-            data = event.data.model_copy(update={"client_tasks": list(client_tasks)})
-            event = event.model_copy(update={"data": data})
-        await self._messages.insert(document, event=event)
         return message_view(document, principal)
+
+    async def _record_in_thread(self, message: Document) -> None:
+        deleted = bool(message.get("deleted", False))
+        await self._threads.record_posted(
+            message["thread_id"],
+            seq=int(message["seq"]),
+            client_seq=client_number(message),
+            at=message["posted_at"] if not deleted else None,
+            preview=None if deleted else preview(message),
+            mentions=list(message.get("mentions", [])),
+        )
+
+    async def finish(self, message_id: str) -> None:
+        """The outbox relay's step before it publishes a message's pending events: the
+        thread records the message (idempotent), in case a crash came between the two."""
+        message = await self._messages.by_id(message_id)
+        if message is None or "seq" not in message:
+            return
+        recorded = await self._threads.records(
+            message["thread_id"], seq=int(message["seq"]), client_seq=client_number(message)
+        )
+        if not recorded:
+            await self._record_in_thread(message)
 
     async def page(
         self,

@@ -2,6 +2,7 @@
 
 from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
+from threadline.messaging.store.messages import CLIENT_SEQ_INDEX
 
 __all__ = ["MESSAGING_INDEXES"]
 
@@ -12,7 +13,10 @@ MESSAGING_INDEXES = (
     IndexSpec("threads", [("firm", 1), ("last_activity_at", -1), ("_id", -1)]),
     IndexSpec("threads", [("firm", 1), ("mentioned_staff", 1)]),
     IndexSpec("messages", [("thread_id", 1), ("seq", 1)], unique=True),
-    IndexSpec("messages", [("thread_id", 1), ("client_seq", 1)]),
+    # Internal messages carry -seq there (no partial indexes), so this is unique too.
+    IndexSpec(
+        "messages", [("thread_id", 1), ("client_seq", 1)], unique=True, name=CLIENT_SEQ_INDEX
+    ),
     IndexSpec("messages", [("thread_id", 1), ("pinned", 1)]),
     IndexSpec("drafts", [("expires_at", 1)], expire_after_seconds=0),
     IndexSpec("read_cursors", [("thread_id", 1)]),

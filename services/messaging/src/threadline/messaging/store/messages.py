@@ -1,5 +1,11 @@
 """Messages: one document per message, numbered per thread by ``seq``.
 
+Numbers are taken by the insert itself: a message is stored with the next free numbers
+and the unique ``(thread_id, seq)`` and ``(thread_id, client_seq)`` indexes refuse a
+number already stored, so a number exists only if its message does — a crash at any point
+leaves no gap (M3). Internal messages carry ``client_seq = -seq``: unique, never ≥ 1, so
+every client-side query (``client_seq >= 1`` or ``internal: false``) skips them.
+
 A deleted message (M11) keeps only a tombstone — ids, seq and the pending event — so its
 ``messaging.message.deleted`` event is written in the same single-document write that
 erases the content.
@@ -7,22 +13,58 @@ erases the content.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
 
-__all__ = ["MongoMessageStore", "SeqField"]
+__all__ = [
+    "CLIENT_SEQ_INDEX",
+    "MongoMessageStore",
+    "SeqField",
+    "client_number",
+    "number_internal_messages_for_clients",
+]
 
 Document = dict[str, Any]
 SeqField = Literal["seq", "client_seq"]
 """Which numbering a reader pages by: ``seq`` counts every message, ``client_seq`` only
 those a client sees."""
 _HIDDEN = {"_outbox": 0}
+CLIENT_SEQ_INDEX = "thread_client_seq_unique"
+MAX_NUMBERING_ATTEMPTS = 1000
+"""Numbers tried upward from the guess before giving up (each try is one taken number:
+a concurrent poster's or a crashed one's; more than this means something is wrong)."""
+
+
+def client_number(document: Document) -> int | None:
+    """The client numbering of a message document: ``None`` for an internal one."""
+    value = document.get("client_seq")
+    return int(value) if value is not None and value >= 1 else None
+
+
+OLD_CLIENT_SEQ_INDEX = "thread_id_1_client_seq_1"
+
+
+async def number_internal_messages_for_clients(database: AsyncDatabase[Document]) -> None:
+    """Before the unique client-numbering index exists: internal messages stored with
+    ``client_seq: null`` (as before) get ``-seq``, then the old non-unique index goes.
+    Runs only while that old index exists, so a migrated database is never scanned."""
+    messages = database["messages"]
+    if OLD_CLIENT_SEQ_INDEX not in await messages.index_information():
+        return
+    async for row in messages.find({"client_seq": None}, {"seq": 1}):
+        await messages.update_one(
+            {"_id": row["_id"], "client_seq": None}, {"$set": {"client_seq": -int(row["seq"])}}
+        )
+    await messages.drop_index(OLD_CLIENT_SEQ_INDEX)
 
 
 class MongoMessageStore:
@@ -30,14 +72,71 @@ class MongoMessageStore:
         self._messages = database["messages"]
         self._writes = outbox.writer(self._messages)
 
-    async def insert(self, document: Document, *, event: Envelope[Any]) -> None:
-        await self._writes.insert_one(document, events=[event])
+    async def insert_numbered(
+        self,
+        document: Document,
+        *,
+        after: tuple[int, int],
+        event_of: Callable[[Document], Envelope[Any]],
+        then: Callable[[Document], Awaitable[None]],
+    ) -> None:
+        """Store ``document`` as its thread's next message, numbering it on the way.
+
+        ``after`` is the last (``seq``, ``client_seq``) the caller knows of (the thread's
+        counters, which may lag behind a concurrent or a crashed post); the insert tries the
+        numbers after them and, when the unique index says one is taken, the next one up.
+        ``event_of`` builds the posted event of the numbered document (stored with it);
+        ``then`` runs after the insert, before the event is published (the thread's
+        counters). Raises ``DuplicateKeyError`` when a message with this ``_id`` exists.
+        """
+        seq, client_seq = after[0] + 1, after[1] + 1
+        internal = bool(document["internal"])
+        for _ in range(MAX_NUMBERING_ATTEMPTS):
+            document["seq"] = seq
+            document["client_seq"] = -seq if internal else client_seq
+            try:
+                await self._writes.insert_one(
+                    document,
+                    events=[event_of(document)],
+                    before_publish=lambda: then(document),
+                )
+            except DuplicateKeyError as exc:
+                taken = await self._taken(document, exc)
+                if "_id" in taken:
+                    raise
+                seq += 1 if "seq" in taken or (internal and "client_seq" in taken) else 0
+                client_seq += 1 if "client_seq" in taken and not internal else 0
+            else:
+                return
+        raise RuntimeError(f"no free message number found in thread {document['thread_id']}")
+
+    async def _taken(self, document: Document, error: DuplicateKeyError) -> set[str]:
+        """Which of ``_id``, ``seq``, ``client_seq`` the refused insert collided on. MongoDB
+        names the index in the error; FerretDB does not, so the numbers are looked up (by
+        index, side by side), and the id only when neither number was the collision."""
+        pattern = (error.details or {}).get("keyPattern")
+        if isinstance(pattern, dict):
+            return {key for key in pattern if key != "thread_id"}
+        thread_id = document["thread_id"]
+        found = await asyncio.gather(
+            self._messages.find_one({"thread_id": thread_id, "seq": document["seq"]}, {"_id": 1}),
+            self._messages.find_one(
+                {"thread_id": thread_id, "client_seq": document["client_seq"]}, {"_id": 1}
+            ),
+        )
+        taken = {name for name, row in zip(("seq", "client_seq"), found, strict=True) if row}
+        if not taken and await self._messages.find_one({"_id": document["_id"]}, {"_id": 1}):
+            taken.add("_id")
+        return taken
 
     async def insert_many_new(self, documents: list[Document]) -> None:
         """Insert first messages whose events ride with their threads (bulk jobs); ids
         already present are left alone (a retried batch)."""
         if documents:
             await insert_new(self._messages, documents)
+
+    async def by_id(self, message_id: str) -> Document | None:
+        return await self._messages.find_one({"_id": message_id}, _HIDDEN)
 
     async def get(self, thread_id: str, message_id: str) -> Document | None:
         return await self._messages.find_one(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
@@ -106,33 +105,60 @@ class MongoThreadStore:
     async def create(self, document: Document, *, events: list[Envelope[Any]]) -> None:
         await self._writes.insert_one(document, events=events)
 
-    async def allocate_seq(
+    async def record_posted(
         self,
         thread_id: str,
         *,
-        at: datetime,
-        preview: Document,
-        internal: bool,
+        seq: int,
+        client_seq: int | None,
+        at: datetime | None,
+        preview: Document | None,
         mentions: list[str],
-    ) -> tuple[int, int | None]:
-        """Atomically take the next message numbers and record the activity they bring.
+    ) -> None:
+        """Bring the thread's counters, activity and previews up to a stored message.
 
-        Returns ``seq`` (every message) and ``client_seq`` (client-visible messages only,
-        ``None`` for an internal one): clients are numbered without gaps where internal
-        messages sit, so numbers reveal nothing about them (M3).
+        Idempotent and order-free: each part moves only forward (a message numbered below
+        what the thread shows changes no preview), so concurrent posts, a retry, or the
+        outbox relay finishing a post a crash cut short all end in the same state.
+        ``client_seq`` is ``None`` for an internal message; ``at`` and ``preview`` are
+        ``None`` for a message deleted meanwhile (its numbers still count).
         """
-        fields: Document = {"last_activity_at": at, "last_message": preview}
-        if not internal:
-            fields |= {"client_activity_at": at, "last_client_message": preview}
-        update: Document = {"$inc": {"seq": 1, "client_seq": 0 if internal else 1}, "$set": fields}
-        if mentions:
-            update["$addToSet"] = {"mentioned_staff": {"$each": mentions}}
-        document = await self._threads.find_one_and_update(
-            {"_id": thread_id, "status": "active"}, update, return_document=ReturnDocument.AFTER
+        staff: Document = {"seq": seq}
+        client: Document = {"client_seq": client_seq}
+        if at is not None:
+            staff["last_activity_at"] = client["client_activity_at"] = at
+        if preview is not None:
+            staff["last_message"] = preview
+            client["last_client_message"] = preview
+        extra: Document = (
+            {"$addToSet": {"mentioned_staff": {"$each": mentions}}} if mentions else {}
         )
-        if document is None:
-            raise InvalidMessage("The thread is archived; reopen it to post.")
-        return int(document["seq"]), None if internal else int(document["client_seq"])
+        # Usually this message is the newest of both numberings: one write does it all.
+        query: Document = {"_id": thread_id, "seq": {"$lt": seq}}
+        fields = staff
+        if client_seq is not None:
+            query["client_seq"] = {"$lt": client_seq}
+            fields = staff | client
+        if (await self._threads.update_one(query, {"$set": fields} | extra)).matched_count:
+            return
+        # A newer message got there first (or this one was recorded already): each part on
+        # its own condition.
+        await self._threads.update_one({"_id": thread_id, "seq": {"$lt": seq}}, {"$set": staff})
+        if client_seq is not None:
+            await self._threads.update_one(
+                {"_id": thread_id, "client_seq": {"$lt": client_seq}}, {"$set": client}
+            )
+        if extra:
+            await self._threads.update_one({"_id": thread_id}, extra)
+
+    async def records(self, thread_id: str, *, seq: int, client_seq: int | None) -> bool:
+        """Whether the thread's counters already include these numbers."""
+        found = await self._threads.find_one({"_id": thread_id}, {"seq": 1, "client_seq": 1})
+        if found is None:
+            return True  # nothing to record in
+        return int(found.get("seq", 0)) >= seq and int(found.get("client_seq", 0)) >= (
+            client_seq or 0
+        )
 
     async def replace_preview(
         self, thread_id: str, message_id: str, *, staff: Document | None, client: Document | None
