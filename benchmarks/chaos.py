@@ -32,7 +32,7 @@ period in which every invariant must hold:
   acknowledged write — but any other 5xx is a violation.
 
 Loopback only; bounded by a request budget per phase and time bounds on every wait.
-Prints a table of faults × invariants and exits 1 on any violation.
+Prints a table of faults x invariants and exits 1 on any violation.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ CHAOS_TIMINGS = {
     "MESSAGING_BULK_LEASE_SECONDS": "10",
     "MESSAGING_TASK_DIGEST_SECONDS": "2",
 }
+_RNG = random.Random()  # noqa: S311 - shapes the load, guards nothing
 #: The platform must answer ready on every service within this many seconds of a kill.
 READY_BOUND_SECONDS = 90.0
 INVARIANTS = (
@@ -121,7 +122,11 @@ class Profile:
 
 
 QUICK = Profile(
-    warm_seconds=3, outage_seconds=2, tail_seconds=4, settle_seconds=90, requests_per_phase=400,
+    warm_seconds=3,
+    outage_seconds=2,
+    tail_seconds=4,
+    settle_seconds=90,
+    requests_per_phase=400,
     flow_seconds=60,
 )
 FULL = Profile(
@@ -130,7 +135,11 @@ FULL = Profile(
 #: The shortened run inside `./threadline test`: every kind of process killed once, three
 #: at a time (a service, a server and one more), on a small workload.
 SUITE = Profile(
-    warm_seconds=2, outage_seconds=1, tail_seconds=3, settle_seconds=60, requests_per_phase=250,
+    warm_seconds=2,
+    outage_seconds=1,
+    tail_seconds=3,
+    settle_seconds=60,
+    requests_per_phase=250,
     flow_seconds=45,
 )
 SUITE_FAULTS: tuple[tuple[str, ...], ...] = (
@@ -250,6 +259,7 @@ class Workload:
         self.expected = Expected()
         self.owner = self._token("st_olivia", "staff", role="owner", name="Olivia Owner")
         self.ann = self._token("ct_ann_lee", "client", accounts=[LEE], name="Ann Lee")
+        self.cara = self._token("ct_cara_north", "client", accounts=[NORTH], name="Cara North")
         self.counter = 0
         self.flows: set[asyncio.Task[None]] = set()
         self.flow_seconds = 120.0
@@ -397,13 +407,13 @@ class Workload:
         return not stop.is_set() and self.api.budget > 0
 
     async def _pause(self) -> None:
-        await asyncio.sleep(random.uniform(0.01, 0.05))
+        await asyncio.sleep(_RNG.uniform(0.01, 0.05))
 
     async def poster(self, stop: asyncio.Event, *, staff: bool) -> None:
         while self._going(stop):
-            thread = random.choice(self.expected.chat_threads)
+            thread = _RNG.choice(self.expected.chat_threads)
             marker = self.marker("msg")
-            internal = staff and random.random() < 0.3
+            internal = staff and _RNG.random() < 0.3
             self.expected.markers.add(marker)
             body = {"html": f"<p>{marker}</p>", "internal": internal}
             token = self.owner if staff else self.ann
@@ -418,8 +428,8 @@ class Workload:
 
     async def reader(self, stop: asyncio.Event) -> None:
         while self._going(stop):
-            thread = random.choice(self.expected.chat_threads[:3])
-            token = random.choice((self.owner, self.ann))
+            thread = _RNG.choice(self.expected.chat_threads[:3])
+            token = _RNG.choice((self.owner, self.ann))
             await self.api(
                 "GET", "messaging", f"/v1/threads/{thread}/messages", token, params={"limit": 20}
             )
@@ -437,9 +447,9 @@ class Workload:
 
     async def uploader(self, stop: asyncio.Event) -> None:
         while self._going(stop):
-            thread = random.choice(self.expected.chat_threads[:3])
-            token = random.choice((self.owner, self.ann))
-            content = os.urandom(random.randint(10_000, 300_000))
+            thread = _RNG.choice(self.expected.chat_threads[:3])
+            token = _RNG.choice((self.owner, self.ann))
+            content = os.urandom(_RNG.randint(10_000, 300_000))
             response = await self.api(
                 "POST",
                 "documents",
@@ -481,7 +491,9 @@ class Workload:
             )
             if thread is not None:
                 tasks = [task["task_id"] for task in thread["client_tasks"]]
-                if await self.tick_all(thread["id"], tasks, time.monotonic() + self.flow_seconds, self.ann):
+                if await self.tick_all(
+                    thread["id"], tasks, time.monotonic() + self.flow_seconds, self.ann
+                ):
                     self.expected.completed_lists.add(thread["id"])
             await self._pause()
 
@@ -494,80 +506,70 @@ class Workload:
                 flow.add_done_callback(self.flows.discard)
             await asyncio.sleep(0.5)
 
+    async def poll(
+        self,
+        deadline: float,
+        request: tuple[str, str, str, str],
+        accept: Callable[[Any], Any],
+        **kwargs: Any,
+    ) -> Any:
+        """Repeat `request` (method, service, path, token) until it succeeds and `accept`
+        of its body is truthy; that value, or None at the deadline."""
+        while time.monotonic() < deadline:
+            response = await self.api(*request, **kwargs)
+            if response is not None and response.is_success:
+                found = accept(response.json())
+                if found:
+                    return found
+            await asyncio.sleep(0.5)
+        return None
+
     async def job_flow(self, deadline: float) -> None:
         """J1/J2/J4 end to end: create (with an idempotency key, retried), the automation's
         thread appears, the client ticks its tasks, automove, then a move by hand."""
         key = self.marker("job")
-        job = None
-        while job is None:
-            response = await self.api(
-                "POST",
-                "pipeline",
-                "/v1/jobs",
-                self.owner,
-                headers={"Idempotency-Key": key},
-                json={
-                    "account_id": NORTH if random.random() < 0.5 else LEE,
-                    "pipeline_id": self.pipeline_id,
-                    "name": key,
-                },
-            )
-            if response is not None and response.is_success:
-                job = response.json()
-            elif time.monotonic() > deadline:
-                return
-            else:
-                await asyncio.sleep(0.5)
-        job_id = job["job_id"]
+        account = _RNG.choice((LEE, NORTH))
+        body = {"account_id": account, "pipeline_id": self.pipeline_id, "name": key}
+        job = await self.poll(
+            deadline,
+            ("POST", "pipeline", "/v1/jobs", self.owner),
+            lambda job: job,
+            headers={"Idempotency-Key": key},
+            json=body,
+        )
+        if job is None:
+            return
+        job_id, path = job["job_id"], f"/v1/jobs/{job['job_id']}"
         self.expected.jobs[key] = job_id
         self.expected.job_final[job_id] = self.stages[0]
-        thread = None
-        while thread is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            response = await self.api("GET", "pipeline", f"/v1/jobs/{job_id}", self.owner)
-            if response is not None and response.is_success and response.json()["thread_ids"]:
-                thread = response.json()["thread_ids"][0]
+        thread = await self.poll(
+            deadline, ("GET", "pipeline", path, self.owner), lambda job: job["thread_ids"][:1]
+        )
         if thread is None:
             return
-        token = (
-            self.ann
-            if job["account_id"] == LEE
-            else self._token("ct_cara_north", "client", accounts=[NORTH], name="Cara North")
+        token = self.ann if account == LEE else self.cara
+        tasks_path = f"/v1/threads/{thread[0]}/tasks"
+        tasks = await self.poll(
+            deadline,
+            ("GET", "tasks", tasks_path, token),
+            lambda body: [task["task_id"] for task in body["tasks"]],
         )
-        tasks: list[str] = []
-        while not tasks and time.monotonic() < deadline:
-            response = await self.api("GET", "tasks", f"/v1/threads/{thread}/tasks", token)
-            if response is not None and response.is_success:
-                tasks = [task["task_id"] for task in response.json()["tasks"]]
-            if not tasks:
-                await asyncio.sleep(0.5)
-        if not tasks or not await self.tick_all(thread, tasks, deadline, token):
+        if tasks is None or not await self.tick_all(thread[0], tasks, deadline, token):
             return
-        self.expected.completed_lists.add(thread)
+        self.expected.completed_lists.add(thread[0])
         self.expected.job_final[job_id] = self.stages[1]
-        while time.monotonic() < deadline:  # the move waits for the automove
-            response = await self.api("GET", "pipeline", f"/v1/jobs/{job_id}", self.owner)
-            if (
-                response is not None
-                and response.is_success
-                and (response.json()["stage_id"] == self.stages[1])
-            ):
-                break
-            await asyncio.sleep(0.5)
-        else:
-            return
-        while time.monotonic() < deadline:
-            response = await self.api(
-                "POST",
-                "pipeline",
-                f"/v1/jobs/{job_id}/move",
-                self.owner,
-                json={"to_stage_id": self.stages[2]},
-            )
-            if response is not None and response.is_success:
-                self.expected.job_final[job_id] = self.stages[2]
-                return
-            await asyncio.sleep(0.5)
+        automoved = await self.poll(
+            deadline,
+            ("GET", "pipeline", path, self.owner),
+            lambda job: job["stage_id"] == self.stages[1],
+        )
+        if automoved and await self.poll(
+            deadline,
+            ("POST", "pipeline", f"{path}/move", self.owner),
+            lambda _: True,
+            json={"to_stage_id": self.stages[2]},
+        ):
+            self.expected.job_final[job_id] = self.stages[2]
 
     async def extras(self, stop: asyncio.Event) -> None:
         """Per phase: one bulk job (idempotency key, retried) and one thread whose two
@@ -671,7 +673,6 @@ class Checker:
 
     async def violations(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = defaultdict(list)
-        expected = self.workload.expected
         events = await self.events()
         by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for event in events:
@@ -884,12 +885,11 @@ class Checker:
             job = await self._db("messaging").bulk_jobs.find_one({"_id": job_id})
             if job is None or job.get("status") != "done":
                 effects.append(f"bulk job {job_id}: {job and job.get('status')}")
-            for account in BULK_ACCOUNTS:
-                if per_subject[(subject, account)] != 1:
-                    effects.append(
-                        f"bulk job {job_id}: {per_subject[(subject, account)]} "
-                        f"threads for {account}"
-                    )
+            effects.extend(
+                f"bulk job {job_id}: {per_subject[(subject, account)]} threads for {account}"
+                for account in BULK_ACCOUNTS
+                if per_subject[(subject, account)] != 1
+            )
 
     async def _uploads(self, found: dict[str, list[str]]) -> None:
         documents = (
@@ -955,15 +955,23 @@ async def _time_to_ready(
             await restarting
 
 
+@dataclass(frozen=True)
+class Harness:
+    platform: Platform
+    workload: Workload
+    checker: Checker
+    client: httpx.AsyncClient
+
+
 async def run_phase(
-    platform: Platform,
-    workload: Workload,
-    checker: Checker,
-    client: httpx.AsyncClient,
-    fault: tuple[str, ...],
-    profile: Profile,
-    seen: set[str],
+    harness: Harness, fault: tuple[str, ...], profile: Profile, seen: set[str]
 ) -> PhaseResult:
+    platform, workload, checker, client = (
+        harness.platform,
+        harness.workload,
+        harness.checker,
+        harness.client,
+    )
     label = "kill -9 " + " + ".join(fault) if fault else "no fault (baseline)"
     result = PhaseResult(label)
     workload.api.phase, workload.api.budget = result, profile.requests_per_phase
@@ -994,13 +1002,17 @@ async def run_phase(
     if workload.flows:
         await asyncio.wait(set(workload.flows), timeout=profile.flow_seconds)
     say(f"  load stopped ({result.ok} answered, {result.refused} refused/unanswered); settling")
-    deadline = time.monotonic() + profile.settle_seconds
+    settling = time.monotonic()
+    deadline = settling + profile.settle_seconds
     while True:
         found = await checker.violations()
         fresh = {name: [v for v in values if v not in seen] for name, values in found.items()}
         if not any(fresh.values()) or time.monotonic() > deadline:
             break
+        pending = {name: len(values) for name, values in fresh.items() if values}
+        say(f"  {time.monotonic() - settling:.0f}s: not yet {pending}")
         await asyncio.sleep(2)
+    say(f"  checked after {time.monotonic() - settling:.0f}s of settling")
     for name, values in fresh.items():
         result.violations[name] += values
         seen.update(values)
@@ -1054,14 +1066,11 @@ async def run(
         await checker.mark_topics()
         say(f"setting up firm {workload.firm}")
         await workload.set_up()
-        results: list[PhaseResult] = []
         seen: set[str] = set()
         phases = [(), *faults] if baseline else list(faults)
+        harness = Harness(platform, workload, checker, client)
         try:
-            for fault in phases:
-                results.append(
-                    await run_phase(platform, workload, checker, client, fault, profile, seen)
-                )
+            results = [await run_phase(harness, fault, profile, seen) for fault in phases]
         finally:
             if restore_env and any(saved[k] != CHAOS_TIMINGS[k] for k in CHAOS_TIMINGS):
                 for name, value in saved.items():

@@ -30,10 +30,23 @@ pytestmark = pytest.mark.chaos
 ROOT = Path(__file__).resolve().parents[2]
 #: Ports other stacks of this machine use (defaults, helpers' private sets): never chosen.
 _TAKEN = {9092, 9093, 27017, 54320, 9000, 9001, 1025, *range(8001, 8006)}
-_TAKEN_RANGES = (range(18000, 20000), range(28000, 30000), range(38017, 38018),
-                 range(54400, 54600), range(11025, 11026))
-_PORT_NAMES = ("kafka", "kafka_controller", "mongodb", "postgres", "minio", "minio_console",
-               "smtp", *SERVICES)
+_TAKEN_RANGES = (
+    range(18000, 20000),
+    range(28000, 30000),
+    range(38017, 38018),
+    range(54400, 54600),
+    range(11025, 11026),
+)
+_PORT_NAMES = (
+    "kafka",
+    "kafka_controller",
+    "mongodb",
+    "postgres",
+    "minio",
+    "minio_console",
+    "smtp",
+    *SERVICES,
+)
 
 
 def _load_harness() -> ModuleType:
@@ -89,8 +102,9 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSta
 async def test_one_kill_of_each_kind_loses_nothing_doubles_nothing(
     private_stack: LocalStack, capsys: Any
 ) -> None:
-    results = await harness.run(private_stack, harness.SUITE_FAULTS, harness.SUITE,
-                                restore_env=False, baseline=False)
+    results = await harness.run(
+        private_stack, harness.SUITE_FAULTS, harness.SUITE, restore_env=False, baseline=False
+    )
     killed = {name for fault in harness.SUITE_FAULTS for name in fault}
     assert killed == {*SERVERS, *SERVICES}, "one kill of every kind of process"
     with capsys.disabled():  # the table is the test's report, also when it passes

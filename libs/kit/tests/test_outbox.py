@@ -208,3 +208,38 @@ async def test_before_publish_runs_before_the_events_leave_and_the_relay_finishe
     task.cancel()
     assert steps[-1] == "finished two, 1 published"
     assert [r["key"] for r in publisher.records] == ["a1", "a2"]
+
+
+class FailingClearCollection(InMemoryOutboxCollection):
+    """Storage that goes away once while a publishing round clears what it published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("storage down while clearing")
+        await super().update_many(query, update)
+
+
+async def test_events_whose_clear_failed_are_relayed_once_past_the_grace_not_at_the_sweep() -> None:
+    publisher, collection = RecordingPublisher(), FailingClearCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    task = asyncio.create_task(
+        outbox.run(relay_interval_seconds=0.05, relay_grace_seconds=0.2, relay_sweep_seconds=3600)
+    )
+    await asyncio.sleep(0.5)  # past the start-up passes: only the sweep would be left
+    entries = [entry("a1")]
+    await collection.insert_one(with_outbox({"_id": "doc"}, entries))
+    outbox.schedule(collection, "doc", entries)
+    await outbox.drain()
+    assert collection.documents["doc"]["_outbox"] != [], "published, but the clear failed"
+    for _ in range(200):
+        if collection.documents["doc"]["_outbox"] == []:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    assert collection.documents["doc"]["_outbox"] == []
+    assert [r["key"] for r in publisher.records] == ["a1", "a1"], "at least once: published again"

@@ -193,6 +193,9 @@ class Outbox:
                         await self._publish_round(batches)
             except Exception:  # storage hiccup while clearing: the relay republishes
                 self._rescan = True
+                # The rescan skips entries younger than the grace, as these are: relay them
+                # again once they are past it, not only at the next safety sweep.
+                self.relay_soon()
                 _log.warning("publishing scheduled events failed", exc_info=True)
             finally:
                 for _ in batches:
