@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -80,8 +81,11 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture
-def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    state = tmp_path_factory.mktemp("chaos-stack")
+def private_stack() -> Iterator[LocalStack]:
+    # Not pytest's tmp_path: that is private to the user, and PostgreSQL runs as `postgres`
+    # when the tests run as root.
+    state = Path(tempfile.mkdtemp(prefix="threadline-chaos-"))
+    state.chmod(0o755)
     ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
     environ = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
     environ |= {f"THREADLINE_{name.upper()}_PORT": str(port) for name, port in ports.items()}

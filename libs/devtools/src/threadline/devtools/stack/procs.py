@@ -183,14 +183,39 @@ def terminate(record: ProcessRecord, *, timeout: float) -> str:
     return "still running after SIGKILL"
 
 
-def kill(record: ProcessRecord) -> str:
-    """SIGKILL the recorded process and its group at once (a crash, no shutdown), and wait
-    until it is gone. Returns how it ended."""
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            raw = (entry / "stat").read_text()
+            parent = int(raw[raw.rindex(")") + 2 :].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill(record: ProcessRecord, *, timeout: float = 10.0) -> str:
+    """SIGKILL the recorded process, its group and every process below it at once (a crash,
+    no shutdown), and wait until all of them are gone — also those that lead sessions of
+    their own, like FerretDB's PostgreSQL: until it has vanished, a new PostgreSQL refuses
+    to start on its data directory. Returns how it ended."""
     if not is_alive(record):
         return "not running"
+    below = _descendants(record.pid) if Path("/proc").is_dir() else []
     _signal(record, signal.SIGKILL)
-    if _wait_dead(record, 10):
-        return "killed"
+    for pid in below:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_alive(record) and not any(Path(f"/proc/{pid}").exists() for pid in below):
+            return "killed"
+        time.sleep(0.05)
     return "still running after SIGKILL"
 
 
