@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from threadline.contracts.events.common import Actor
@@ -52,6 +55,42 @@ __all__ = ["MessageService"]
 Document = dict[str, Any]
 
 
+NUMBERING_CACHE_THREADS = 10_000
+"""Threads whose last stored numbers a process remembers (least recently posted go first)."""
+
+
+class ThreadNumbering:
+    """Per-thread turns for posting within one process, and the numbers each thread's last
+    post stored here: the next post numbers from them without waiting for (or colliding
+    with) the thread document, which records a post only after its insert."""
+
+    def __init__(self, *, remembered: int = NUMBERING_CACHE_THREADS) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._remembered = remembered
+
+    @contextlib.asynccontextmanager
+    async def turn(self, thread_id: str) -> AsyncIterator[tuple[int, int]]:
+        """Wait for the thread's turn; yields the last (seq, client_seq) stored here."""
+        lock, users = self._locks.get(thread_id, (asyncio.Lock(), 0))
+        self._locks[thread_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield self._last.get(thread_id, (0, 0))
+        finally:
+            lock, users = self._locks[thread_id]
+            if users == 1:
+                del self._locks[thread_id]
+            else:
+                self._locks[thread_id] = (lock, users - 1)
+
+    def stored(self, thread_id: str, seq: int, client_seq: int) -> None:
+        previous = self._last.pop(thread_id, (0, 0))
+        self._last[thread_id] = (max(seq, previous[0]), max(client_seq, previous[1]))
+        while len(self._last) > self._remembered:
+            self._last.popitem(last=False)
+
+
 class MessageService:
     def __init__(
         self,
@@ -65,6 +104,7 @@ class MessageService:
         self._messages = messages
         self._reads = reads
         self._composer = composer
+        self._numbering = ThreadNumbering()
 
     async def visible_thread(self, principal: Principal, thread_id: str) -> Document:
         """The thread document, or ThreadNotFound when it is absent or hidden (T7)."""
@@ -121,7 +161,11 @@ class MessageService:
         then the thread records it, then its event is published: a crash anywhere leaves
         no gap, and the outbox relay records a stored message in its thread (``finish``)
         before publishing what a crash left pending. Raises ``DuplicateKeyError`` when a
-        message with this id is stored already (a redelivered event)."""
+        message with this id is stored already (a redelivered event).
+
+        Posts to one thread take turns within this process (``ThreadNumbering``), so they
+        number from what the previous one stored instead of colliding on the index; only
+        another replica's post or a crashed one costs a retry."""
         if thread["status"] != "active":
             raise InvalidMessage("The thread is archived; reopen it to post.")
 
@@ -132,12 +176,17 @@ class MessageService:
                 event = event.model_copy(update={"data": data})
             return event
 
-        await self._messages.insert_numbered(
-            document,
-            after=(int(thread.get("seq", 0)), int(thread.get("client_seq", 0))),
-            event_of=event_of,
-            then=self._record_in_thread,
-        )
+        thread_id = thread["_id"]
+        known = (int(thread.get("seq", 0)), int(thread.get("client_seq", 0)))
+        async with self._numbering.turn(thread_id) as last:
+            # Both are numbers already stored (lower bounds of the thread's last ones).
+            after = (max(known[0], last[0]), max(known[1], last[1]))
+            await self._messages.insert_numbered(
+                document, after=after, event_of=event_of, then=self._record_in_thread
+            )
+            self._numbering.stored(
+                thread_id, int(document["seq"]), client_number(document) or after[1]
+            )
         return message_view(document, principal)
 
     async def _record_in_thread(self, message: Document) -> None:
