@@ -60,9 +60,10 @@ NUMBERING_CACHE_THREADS = 10_000
 
 
 class ThreadNumbering:
-    """Per-thread turns for posting within one process, and the numbers each thread's last
-    post stored here: the next post numbers from them without waiting for (or colliding
-    with) the thread document, which records a post only after its insert."""
+    """Per-thread turns for numbering within one process, and the numbers each thread's
+    last post stored here: the next post numbers from them without waiting for (or
+    colliding with) the thread document, which records a post only after its insert.
+    A turn lasts from just before the insert until the insert is done."""
 
     def __init__(self, *, remembered: int = NUMBERING_CACHE_THREADS) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -70,13 +71,17 @@ class ThreadNumbering:
         self._remembered = remembered
 
     @contextlib.asynccontextmanager
-    async def turn(self, thread_id: str) -> AsyncIterator[tuple[int, int]]:
-        """Wait for the thread's turn; yields the last (seq, client_seq) stored here."""
+    async def turn(self, thread_id: str) -> AsyncIterator[NumberingTurn]:
+        """Wait for the thread's turn (ended by ``NumberingTurn.stored`` or on exit)."""
         lock, users = self._locks.get(thread_id, (asyncio.Lock(), 0))
         self._locks[thread_id] = (lock, users + 1)
         try:
-            async with lock:
-                yield self._last.get(thread_id, (0, 0))
+            await lock.acquire()
+            turn = NumberingTurn(self, thread_id, lock, self._last.get(thread_id, (0, 0)))
+            try:
+                yield turn
+            finally:
+                turn.end()
         finally:
             lock, users = self._locks[thread_id]
             if users == 1:
@@ -84,11 +89,31 @@ class ThreadNumbering:
             else:
                 self._locks[thread_id] = (lock, users - 1)
 
-    def stored(self, thread_id: str, seq: int, client_seq: int) -> None:
+    def remember(self, thread_id: str, seq: int, client_seq: int) -> None:
         previous = self._last.pop(thread_id, (0, 0))
         self._last[thread_id] = (max(seq, previous[0]), max(client_seq, previous[1]))
         while len(self._last) > self._remembered:
             self._last.popitem(last=False)
+
+
+class NumberingTurn:
+    def __init__(
+        self, numbering: ThreadNumbering, thread_id: str, lock: asyncio.Lock, last: tuple[int, int]
+    ) -> None:
+        self.last = last
+        """The last (seq, client_seq) stored in the thread by this process."""
+        self._numbering, self._thread_id, self._lock = numbering, thread_id, lock
+        self._ended = False
+
+    def stored(self, seq: int, client_seq: int) -> None:
+        """The insert took these numbers: remember them and let the next post go."""
+        self._numbering.remember(self._thread_id, seq, client_seq)
+        self.end()
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._lock.release()
 
 
 class MessageService:
@@ -178,14 +203,16 @@ class MessageService:
 
         thread_id = thread["_id"]
         known = (int(thread.get("seq", 0)), int(thread.get("client_seq", 0)))
-        async with self._numbering.turn(thread_id) as last:
+        async with self._numbering.turn(thread_id) as turn:
             # Both are numbers already stored (lower bounds of the thread's last ones).
-            after = (max(known[0], last[0]), max(known[1], last[1]))
+            after = (max(known[0], turn.last[0]), max(known[1], turn.last[1]))
+
+            async def inserted(message: Document) -> None:
+                turn.stored(int(message["seq"]), client_number(message) or after[1])
+                await self._record_in_thread(message)
+
             await self._messages.insert_numbered(
-                document, after=after, event_of=event_of, then=self._record_in_thread
-            )
-            self._numbering.stored(
-                thread_id, int(document["seq"]), client_number(document) or after[1]
+                document, after=after, event_of=event_of, then=inserted
             )
         return message_view(document, principal)
 
