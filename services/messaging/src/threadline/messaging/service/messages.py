@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from threadline.contracts.events.common import Actor
@@ -52,6 +55,67 @@ __all__ = ["MessageService"]
 Document = dict[str, Any]
 
 
+NUMBERING_CACHE_THREADS = 10_000
+"""Threads whose last stored numbers a process remembers (least recently posted go first)."""
+
+
+class ThreadNumbering:
+    """Per-thread turns for numbering within one process, and the numbers each thread's
+    last post stored here: the next post numbers from them without waiting for (or
+    colliding with) the thread document, which records a post only after its insert.
+    A turn lasts from just before the insert until the insert is done."""
+
+    def __init__(self, *, remembered: int = NUMBERING_CACHE_THREADS) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._last: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._remembered = remembered
+
+    @contextlib.asynccontextmanager
+    async def turn(self, thread_id: str) -> AsyncIterator[NumberingTurn]:
+        """Wait for the thread's turn (ended by ``NumberingTurn.stored`` or on exit)."""
+        lock, users = self._locks.get(thread_id, (asyncio.Lock(), 0))
+        self._locks[thread_id] = (lock, users + 1)
+        try:
+            await lock.acquire()
+            turn = NumberingTurn(self, thread_id, lock, self._last.get(thread_id, (0, 0)))
+            try:
+                yield turn
+            finally:
+                turn.end()
+        finally:
+            lock, users = self._locks[thread_id]
+            if users == 1:
+                del self._locks[thread_id]
+            else:
+                self._locks[thread_id] = (lock, users - 1)
+
+    def remember(self, thread_id: str, seq: int, client_seq: int) -> None:
+        previous = self._last.pop(thread_id, (0, 0))
+        self._last[thread_id] = (max(seq, previous[0]), max(client_seq, previous[1]))
+        while len(self._last) > self._remembered:
+            self._last.popitem(last=False)
+
+
+class NumberingTurn:
+    def __init__(
+        self, numbering: ThreadNumbering, thread_id: str, lock: asyncio.Lock, last: tuple[int, int]
+    ) -> None:
+        self.last = last
+        """The last (seq, client_seq) stored in the thread by this process."""
+        self._numbering, self._thread_id, self._lock = numbering, thread_id, lock
+        self._ended = False
+
+    def stored(self, seq: int, client_seq: int) -> None:
+        """The insert took these numbers: remember them and let the next post go."""
+        self._numbering.remember(self._thread_id, seq, client_seq)
+        self.end()
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._lock.release()
+
+
 class MessageService:
     def __init__(
         self,
@@ -65,6 +129,7 @@ class MessageService:
         self._messages = messages
         self._reads = reads
         self._composer = composer
+        self._numbering = ThreadNumbering()
 
     async def visible_thread(self, principal: Principal, thread_id: str) -> Document:
         """The thread document, or ThreadNotFound when it is absent or hidden (T7)."""
@@ -121,7 +186,11 @@ class MessageService:
         then the thread records it, then its event is published: a crash anywhere leaves
         no gap, and the outbox relay records a stored message in its thread (``finish``)
         before publishing what a crash left pending. Raises ``DuplicateKeyError`` when a
-        message with this id is stored already (a redelivered event)."""
+        message with this id is stored already (a redelivered event).
+
+        Posts to one thread take turns within this process (``ThreadNumbering``), so they
+        number from what the previous one stored instead of colliding on the index; only
+        another replica's post or a crashed one costs a retry."""
         if thread["status"] != "active":
             raise InvalidMessage("The thread is archived; reopen it to post.")
 
@@ -132,12 +201,19 @@ class MessageService:
                 event = event.model_copy(update={"data": data})
             return event
 
-        await self._messages.insert_numbered(
-            document,
-            after=(int(thread.get("seq", 0)), int(thread.get("client_seq", 0))),
-            event_of=event_of,
-            then=self._record_in_thread,
-        )
+        thread_id = thread["_id"]
+        known = (int(thread.get("seq", 0)), int(thread.get("client_seq", 0)))
+        async with self._numbering.turn(thread_id) as turn:
+            # Both are numbers already stored (lower bounds of the thread's last ones).
+            after = (max(known[0], turn.last[0]), max(known[1], turn.last[1]))
+
+            async def inserted(message: Document) -> None:
+                turn.stored(int(message["seq"]), client_number(message) or after[1])
+                await self._record_in_thread(message)
+
+            await self._messages.insert_numbered(
+                document, after=after, event_of=event_of, then=inserted
+            )
         return message_view(document, principal)
 
     async def _record_in_thread(self, message: Document) -> None:

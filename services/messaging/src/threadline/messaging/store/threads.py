@@ -141,13 +141,14 @@ class MongoThreadStore:
             fields = staff | client
         if (await self._threads.update_one(query, {"$set": fields} | extra)).matched_count:
             return
-        # A newer message got there first (or this one was recorded already): each part on
-        # its own condition.
-        await self._threads.update_one({"_id": thread_id, "seq": {"$lt": seq}}, {"$set": staff})
+        # A newer message was recorded first (or this one already was): the staff part is
+        # done (numbers are ordered: a newer client number has a newer seq too); the client
+        # part only if the newer ones were all internal; mentions in any case.
         if client_seq is not None:
-            await self._threads.update_one(
-                {"_id": thread_id, "client_seq": {"$lt": client_seq}}, {"$set": client}
-            )
+            client_update = {"$set": client} | extra
+            query = {"_id": thread_id, "client_seq": {"$lt": client_seq}}
+            if (await self._threads.update_one(query, client_update)).matched_count:
+                return
         if extra:
             await self._threads.update_one({"_id": thread_id}, extra)
 
