@@ -28,8 +28,8 @@ period in which every invariant must hold:
 - **uploads whole**: every stored document's bytes download completely with its SHA-256;
 - **ready**: every service's `/readyz` answers 200 again within `READY_BOUND_SECONDS` of
   the kill (the measured seconds are printed);
-- **no 5xx**: during the outage a request may be refused (503) or time out — not an
-  acknowledged write — but any other 5xx is a violation.
+- **no 5xx**: during the outage a request may be refused (503 problem+json with
+  `Retry-After`) or time out — not an acknowledged write — but any other 5xx is a violation.
 
 Loopback only; bounded by a request budget per phase and time bounds on every wait.
 Prints a table of faults x invariants and exits 1 on any violation.
@@ -212,8 +212,8 @@ class Platform:
 
 class Api:
     """HTTP calls that classify their outcome: a response (2xx/4xx), or None when the
-    platform refused or did not answer (503, timeout, connection error). Any other 5xx is
-    recorded as a violation of the phase."""
+    platform refused or did not answer (503, timeout, connection error). Any other 5xx, and
+    a 503 that is not problem+json with `Retry-After`, is a violation of the phase."""
 
     def __init__(self, platform: Platform, client: httpx.AsyncClient) -> None:
         self.platform, self.client = platform, client
@@ -238,6 +238,12 @@ class Api:
             return None
         if response.status_code == 503:
             self.phase.refused += 1
+            if "retry-after" not in response.headers or not response.headers.get(
+                "content-type", ""
+            ).startswith("application/problem+json"):
+                self.phase.violations["no 5xx"].append(
+                    f"503 without problem+json and Retry-After: {method} {service}{path}"
+                )
             await asyncio.sleep(0.2)
             return None
         if response.status_code >= 500:
