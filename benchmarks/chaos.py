@@ -154,6 +154,7 @@ JOB_FLOWS_AT_ONCE = 3
 class PhaseResult:
     label: str
     ready_seconds: float | None = None
+    settled_seconds: float | None = None  # kill -> every invariant held (an upper bound)
     ok: int = 0
     refused: int = 0
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -1019,6 +1020,8 @@ async def run_phase(
         say(f"  {time.monotonic() - settling:.0f}s: not yet {pending}")
         await asyncio.sleep(2)
     say(f"  checked after {time.monotonic() - settling:.0f}s of settling")
+    if not any(fresh.values()):
+        result.settled_seconds = time.monotonic() - killed_at
     for name, values in fresh.items():
         result.violations[name] += values
         seen.update(values)
@@ -1030,12 +1033,15 @@ async def run_phase(
 def print_table(results: Sequence[PhaseResult]) -> None:
     width = max(len(r.label) for r in results)
     header = (
-        f"| {'fault':<{width}} | ready (s) | requests ok/refused | " + " | ".join(INVARIANTS) + " |"
+        f"| {'fault':<{width}} | ready (s) | all held (s) | requests ok/refused | "
+        + " | ".join(INVARIANTS)
+        + " |"
     )
     print(header)
     print("|" + "|".join("-" * (len(cell) + 2) for cell in header.strip("| ").split(" | ")) + "|")
     for r in results:
         ready = f"{r.ready_seconds:.1f}" if r.ready_seconds is not None else "—"
+        held = f"{r.settled_seconds:.0f}" if r.settled_seconds is not None else "—"
         cells = [
             ("ok" if not r.violations.get(name) else f"✗ {len(r.violations[name])}").center(
                 len(name)
@@ -1043,7 +1049,7 @@ def print_table(results: Sequence[PhaseResult]) -> None:
             for name in INVARIANTS
         ]
         print(
-            f"| {r.label:<{width}} | {ready:>9} | {f'{r.ok}/{r.refused}':>19} | "
+            f"| {r.label:<{width}} | {ready:>9} | {held:>12} | {f'{r.ok}/{r.refused}':>19} | "
             + " | ".join(cells)
             + " |"
         )
