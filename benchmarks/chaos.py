@@ -155,6 +155,7 @@ class PhaseResult:
     label: str
     ready_seconds: float | None = None
     settled_seconds: float | None = None  # kill -> every invariant held (an upper bound)
+    stopped_run: bool = False  # the platform did not come back: no later phase can run
     ok: int = 0
     refused: int = 0
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -996,8 +997,12 @@ async def run_phase(
                 platform, client, killed_at, restart(platform.stack, fault)
             )
         except StackError as exc:
-            result.violations["ready"].append(f"restart failed: {exc}")
-            await restart(platform.stack, fault)  # a second try, or the run stops here
+            result.violations["ready"].append(f"restart failed: {str(exc)[:300]}")
+            say(f"  ✗ restart failed, the run stops here: {str(exc)[:300]}")
+            stop.set()
+            await load
+            result.stopped_run = True
+            return result
         say(f"  ready again after {result.ready_seconds or float('nan'):.1f}s")
     else:
         result.ready_seconds = 0.0 if await platform.all_ready(client) else None
@@ -1082,7 +1087,11 @@ async def run(
         phases = [(), *faults] if baseline else list(faults)
         harness = Harness(platform, workload, checker, client)
         try:
-            results = [await run_phase(harness, fault, profile, seen) for fault in phases]
+            results: list[PhaseResult] = []
+            for fault in phases:
+                results.append(await run_phase(harness, fault, profile, seen))
+                if results[-1].stopped_run:
+                    break
         finally:
             if restore_env and any(saved[k] != CHAOS_TIMINGS[k] for k in CHAOS_TIMINGS):
                 for name, value in saved.items():
@@ -1092,7 +1101,10 @@ async def run(
                         os.environ[name] = value
                 say("restarting the services with their own timings")
                 await stack.astop(*SERVICES)
-                await stack.astart(*SERVICES)
+                try:
+                    await stack.astart(*SERVICES)
+                except StackError as exc:
+                    say(f"the services did not come back: {str(exc)[:300]}")
             await platform.mongo.close()
     return results
 
