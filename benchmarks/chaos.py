@@ -355,7 +355,7 @@ class Workload:
         path: str,
         *,
         token: str | None = None,
-        within: float = 60,
+        within: float = 180,  # a service just restarted may take a minute to consume
         **kwargs: Any,
     ) -> Any:
         deadline = time.monotonic() + within
