@@ -3,13 +3,15 @@ problem+json with ``Retry-After`` (never a 500, never a hang past the configured
 and both recover when the dependency is back.
 
 These tests stop and start servers, so they run only against servers this machine's local
-stack runs for this checkout (the ``stack_control`` guard, as ``kafka_control``); pointed at
-servers of someone else, they skip.
+stack runs for this very checkout (the ``stack_control`` guard: as ``kafka_control``, and
+the stack's state directory must lie inside this checkout); pointed at servers of someone
+else — another checkout's stack included — they skip.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +31,7 @@ OUTAGE_SETTINGS: dict[str, Any] = {
     "readiness_timeout_seconds": READINESS_TIMEOUT,
     "dependency_retry_after_seconds": RETRY_AFTER,
 }
+CHECKOUT = Path(__file__).resolve().parents[2]
 SLACK = 10.0
 """Added to every bound on a loaded 2-core machine: the bounds prove "no hang" (minutes
 before), not speed."""
@@ -40,6 +43,8 @@ def stack_control(endpoints: dict[str, str]) -> Any:
     from threadline.devtools.stack import LocalStack  # noqa: PLC0415
 
     stack = LocalStack(state_dir=endpoints.get("THREADLINE_STATE_DIR"))
+    if not stack.config.state_dir.resolve().is_relative_to(CHECKOUT):
+        pytest.skip("the servers belong to another checkout's stack; stopping them is not ours")
     ours = stack.endpoints()
     for variable, server in (
         ("THREADLINE_MONGODB_URL", "mongodb"),
@@ -138,7 +143,7 @@ async def test_minio_outage_is_503_for_documents_and_readiness_follows_it(
 
 
 async def test_kafka_outage_keeps_posting_201_through_the_outbox_while_readiness_says_so(
-    start_service: ServiceFactory, run_id: str, kafka_control: Any
+    start_service: ServiceFactory, run_id: str, stack_control: Any, kafka_control: Any
 ) -> None:
     app, http = await start_service("messaging", **OUTAGE_SETTINGS)
     firm = await firm_on(app, http, f"firm_{run_id}")

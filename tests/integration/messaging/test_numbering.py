@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect
 
 from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.auth import Principal
@@ -297,3 +298,28 @@ async def assert_contiguous(database: Any, thread_id: str, answered: list[str]) 
         return int(found["seq"]), int(found["client_seq"])
 
     await eventually(counters, until=lambda c: c == (len(staff), len(client)), within=30)
+
+
+async def test_a_stored_message_whose_thread_update_failed_is_posted_and_relayed(
+    firm: Firm,
+) -> None:
+    """Storage hiccup between the insert and the thread's update: the message is stored, so
+    the post answers 201 (a retry would post it twice); the relay records and publishes it."""
+    thread = await firm.new_thread(message={"html": "opening"})
+    threads = firm.app.state.messages._threads  # the step that fails
+
+    async def unreachable(*_: Any, **__: Any) -> None:
+        raise AutoReconnect("connection reset")
+
+    threads.record_posted = unreachable
+    try:
+        posted = await firm.post("owner", thread["id"], html="stored anyway")
+    finally:
+        del threads.record_posted
+    assert posted.status_code == 201, posted.text
+    assert (await thread_document(firm, thread["id"]))["seq"] == 1, "not recorded yet"
+
+    await firm.app.state.runtime.outbox.relay_once(grace_seconds=0)
+    assert (await thread_document(firm, thread["id"]))["seq"] == 2
+    event = await find_event(firm, "messaging.message.posted", posted.json()["id"])
+    assert event.data.seq == 2

@@ -91,16 +91,16 @@ class InvalidRequest(ThreadlineError):
 
 class DependencyUnavailable(ThreadlineError):
     """A dependency (database, object storage…) is down or did not answer in time. Nothing
-    was half-written (every write is one document, uploads are staged), so the caller may
-    retry after ``Retry-After`` seconds."""
+    is half-written (every write is one document; uploads are staged; multi-write flows
+    are completed by their repair passes), so the caller may retry after ``Retry-After``
+    seconds."""
 
     status = 503
     title = "Service unavailable"
 
     def __init__(self, dependency: str, *, retry_after_seconds: int | None = None) -> None:
         super().__init__(
-            f"{dependency} is unavailable or did not answer in time; nothing was changed "
-            "by this request, retry it shortly.",
+            f"{dependency} is unavailable or did not answer in time; retry the request shortly.",
             dependency=dependency,
         )
         self.dependency = dependency

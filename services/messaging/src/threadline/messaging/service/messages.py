@@ -8,6 +8,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
+import structlog
+
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
     MessageDeleted,
@@ -53,6 +55,13 @@ from threadline.messaging.store.threads import thread_of
 __all__ = ["MessageService"]
 
 Document = dict[str, Any]
+
+
+_log = structlog.get_logger(__name__)
+
+
+class _LeftToRelay(Exception):
+    """The message is stored; recording it in its thread failed and is left to the relay."""
 
 
 NUMBERING_CACHE_THREADS = 10_000
@@ -209,11 +218,19 @@ class MessageService:
 
             async def inserted(message: Document) -> None:
                 turn.stored(int(message["seq"]), client_number(message) or after[1])
-                await self._record_in_thread(message)
+                try:
+                    await self._record_in_thread(message)
+                except Exception as exc:
+                    raise _LeftToRelay from exc
 
-            await self._messages.insert_numbered(
-                document, after=after, event_of=event_of, then=inserted
-            )
+            try:
+                await self._messages.insert_numbered(
+                    document, after=after, event_of=event_of, then=inserted
+                )
+            except _LeftToRelay:
+                # Stored, but the thread could not record it now (storage hiccup): its event
+                # stays pending, and the relay records it before publishing — it was posted.
+                _log.warning("thread record left to the outbox relay", message_id=document["_id"])
         return message_view(document, principal)
 
     async def _record_in_thread(self, message: Document) -> None:
