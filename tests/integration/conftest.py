@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from threadline.contracts import Envelope, new_event
+from threadline.contracts import Envelope, decode, new_event
 from threadline.contracts.events.directory import AccountUpserted, StaffMemberUpserted
 from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
@@ -331,6 +331,47 @@ async def find_record(
     finally:
         await consumer.stop()
     raise AssertionError(f"no matching record after {mark.offsets} within {within}s")
+
+
+async def keyed_events(
+    mark: TopicMark,
+    key: str,
+    *,
+    until: Callable[[list[Envelope[Any]]], bool],
+    linger: float = 1.0,
+    within: float = 60.0,
+) -> list[Envelope[Any]]:
+    """Every distinct event keyed ``key`` published after ``mark``, read until ``until``
+    holds, then ``linger`` seconds more (so an extra event would be seen). Delivery is at
+    least once (the outbox relay may republish an event its publisher had not cleared yet),
+    so copies of one event id count once, as consumers count them. Reading from the mark,
+    not the topic's start, keeps this as fast on a Kafka that has served many runs."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=mark.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Envelope[Any]] = []
+    seen: set[uuid.UUID] = set()
+    clock = asyncio.get_running_loop().time
+    deadline, settled_at = clock() + within, None
+    try:
+        consumer.assign(list(mark.offsets))
+        for partition, offset in mark.offsets.items():
+            consumer.seek(partition, offset)
+        while clock() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for record in records:
+                    if record.key is None or record.key.decode() != key:
+                        continue
+                    event = decode(record.value)
+                    if event.id not in seen:
+                        seen.add(event.id)
+                        found.append(event)
+            if settled_at is None and until(found):
+                settled_at = clock()
+            if settled_at is not None and clock() - settled_at >= linger:
+                return found
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition on the events of {key} not met: {[e.type for e in found]}")
 
 
 async def seed_directory(

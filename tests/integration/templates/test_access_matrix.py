@@ -20,7 +20,7 @@ find none of the template's text in any body.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -28,20 +28,24 @@ from typing import Any
 import httpx
 import pytest
 
+from ..access_matrix import (
+    ADMIN,
+    ASSIGNED,
+    CLIENT,
+    OTHER_CLIENT,
+    OTHER_FIRM,
+    OWNER,
+    UNASSIGNED,
+    VIEW_ALL,
+    AccessMatrix,
+)
 from ..conftest import seed_directory, start_app
 from ..messaging.conftest import LEE
 from .conftest import TEMPLATE_MANAGER, TemplateFirm
 
 pytestmark = pytest.mark.integration
 
-OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL = (
-    "owner",
-    "admin",
-    "assigned member",
-    "unassigned member",
-    "member with view-all",
-)
-MANAGER, CLIENT, OTHER_CLIENT, OTHER_FIRM = TEMPLATE_MANAGER, "client", "other client", "other firm"
+MANAGER = TEMPLATE_MANAGER
 USERS = (OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL, MANAGER, CLIENT, OTHER_CLIENT, OTHER_FIRM)
 OUTSIDERS = frozenset({CLIENT, OTHER_CLIENT, OTHER_FIRM})
 
@@ -109,17 +113,15 @@ async def world() -> AsyncIterator[World]:
         yield w
 
 
-Probe = Callable[[World, str], Awaitable[httpx.Response]]
-PROBES: dict[str, Probe] = {}
+def route_of(row: str) -> str:
+    endpoint = row.partition(" [")[0]
+    method, _, path = endpoint.partition(" ")
+    parameter = "{job_id}" if path.startswith("/bulk") else "{template_id}"
+    return f"{method} /v1{path.replace('{id}', parameter)}"
 
 
-def probe(row: str) -> Callable[[Probe], Probe]:
-    def register(function: Probe) -> Probe:
-        assert row in MATRIX, row
-        PROBES[row] = function
-        return function
-
-    return register
+ACCESS = AccessMatrix[World](MATRIX, users=USERS, route_of=route_of)
+probe = ACCESS.probe
 
 
 @probe("GET /templates/shortcodes")
@@ -221,50 +223,29 @@ def check_no_leak(w: World, who: str, response: httpx.Response) -> list[str]:
     return [f"leaks {text!r}" for text in w.secrets if text in response.text]
 
 
-CASES = [
-    pytest.param(row, who, expected, id=f"{row} | {who}")
-    for row, statuses in MATRIX.items()
-    for who, expected in zip(USERS, statuses, strict=True)
-]
-
-
-def route_of(row: str) -> str:
-    endpoint = row.partition(" [")[0]
-    method, _, path = endpoint.partition(" ")
-    parameter = "{job_id}" if path.startswith("/bulk") else "{template_id}"
-    return f"{method} /v1{path.replace('{id}', parameter)}"
-
-
 def test_the_matrix_has_a_probe_per_row() -> None:
-    assert set(PROBES) == set(MATRIX)
+    ACCESS.assert_every_row_probed()
 
 
 async def test_every_template_and_bulk_route_is_in_the_matrix(world: World) -> None:
-    paths: dict[str, dict[str, Any]] = world.firm.app.openapi()["paths"]
-    routes = {
-        f"{method.upper()} {path}"
-        for path, operations in paths.items()
-        if path.startswith(("/v1/templates", "/v1/bulk-messages"))
-        for method in operations
-    }
-    covered = {route_of(row) for row in MATRIX} - {"POST /v1/threads"}
-    assert routes == covered
-
-
-@pytest.mark.parametrize(("row", "who", "expected"), CASES)
-async def test_access(world: World, row: str, who: str, expected: int) -> None:
-    response = await PROBES[row](world, who)
-    assert response.status_code == expected, (
-        f"{row} as {who}: expected {expected}, got {response.status_code}: {response.text[:300]}"
+    """Thread creation from a template is a row here, the route is in messaging's matrix."""
+    ACCESS.assert_covers(
+        world.firm.app,
+        include=lambda path: path.startswith(("/v1/templates", "/v1/bulk-messages")),
+        beyond={"POST /v1/threads"},
     )
-    problems = check_no_leak(world, who, response)
-    assert not problems, f"{row} as {who}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize(("row", "who", "expected"), ACCESS.cases())
+async def test_access(world: World, row: str, who: str, expected: int) -> None:
+    await ACCESS.check_cell(world, row, who, expected, leaks=check_no_leak)
 
 
 @pytest.mark.parametrize("row", list(MATRIX))
 async def test_no_token_is_401(world: World, row: str) -> None:
-    method, path = route_of(row).split(" ", 1)
-    url = path.format(template_id=world.template_id, job_id=world.job_id)
-    response = await world.firm.http.request(method, url, json={})
-    assert response.status_code == 401, response.text
-    assert not [text for text in world.secrets if text in response.text]
+    await ACCESS.check_anonymous(
+        world.firm.http,
+        row,
+        path_values={"template_id": world.template_id, "job_id": world.job_id},
+        secrets=world.secrets,
+    )
