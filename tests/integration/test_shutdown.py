@@ -166,7 +166,7 @@ async def test_sigterm_closes_streams_with_1001_and_a_burst_of_posts_loses_nothi
         await mongo.drop_database(f"it_messaging_{run_id}")
 
 
-ACCOUNTS = 120
+ACCOUNTS = 60
 
 
 async def test_sigterm_stops_the_consumer_after_the_record_in_hand_with_its_offset_committed(
