@@ -55,7 +55,6 @@ class World:
             pipelines=self.pipeline_store,
             jobs=self.job_store,
             threads=self.thread_store,
-            unknown_thread_wait_seconds=0,
         )
 
     async def tax_pipeline(self):  # type: ignore[no-untyped-def]
