@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -47,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mails = MongoMailQueue(database)
         inbox = MongoInbox(database)
         staff_emails = MongoStaffEmails(database)
-        claim_token = f"{settings.service_name}-{uuid.uuid4().hex[:12]}"
+        claim_token = runtime.leases.holder  # per-item claims are this process's too
         lease = timedelta(seconds=settings.claim_lease_seconds)
         window = timedelta(seconds=settings.coalesce_window_seconds)
         reminders = ReminderService(
