@@ -76,10 +76,12 @@ async def test_a_relay_pass_counts_what_another_process_left_and_forgets_what_it
     outbox = Outbox(publisher, collections=[collection])
     publisher.failing = True
     left = outbox_entry(new_event(AccountRemoved(account_id="a1"), firm="f", producer="test"))
+    left["created_ms"] -= 60_000  # written a minute ago
     await collection.insert_one(with_outbox({"_id": "doc"}, [left]))  # a dead writer's event
     assert outbox.pending()[0] == 0, "not seen yet"
     assert await outbox.relay_once(grace_seconds=0) == 0  # publishing fails: still pending
     assert outbox.pending()[0] == 1
+    assert outbox.pending()[1] >= 60
     collection.documents["doc"]["_outbox"] = []  # another replica published and cleared it
     assert await outbox.relay_once(grace_seconds=0) == 0
     assert outbox.pending() == (0, 0.0)

@@ -40,6 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
 from threadline.kit.mongo import insert_new
@@ -57,7 +58,6 @@ OUTBOX_FIELD = "_outbox"
 _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
-Document = dict[str, Any]
 _Batch = tuple[AsyncCollection[Document], Any, list[Document]]
 
 

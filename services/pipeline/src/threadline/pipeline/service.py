@@ -24,6 +24,7 @@ from threadline.contracts.events.pipeline import (
     SendMessageRequested,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.ids import utc_now
 from threadline.kit.policy import visible_account_filter
 from threadline.pipeline.domain import (
     MAX_AUTOMATIONS_PER_STAGE,
@@ -50,7 +51,6 @@ from threadline.pipeline.domain import (
     check_staff,
     derived_id,
     new_id,
-    utc_now,
 )
 from threadline.pipeline.ports import JobStore, PipelineStore, ThreadStatusFilter, ThreadStore
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from threadline.contracts.envelope import utc_now
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import DIRECTORY_INDEXES, MongoDirectory, subscribe_directory
+from threadline.kit.ids import utc_now
 from threadline.kit.threads import ThreadProjection, subscribe_threads
 from threadline.reminders.api import router
 from threadline.reminders.delivery import MailDelivery

@@ -17,6 +17,7 @@ from threadline.contracts.events.documents import DocumentUploaded
 from threadline.contracts.events.messaging import MessagePosted
 from threadline.contracts.events.tasks import TaskListAllCompleted, TaskListChanged
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import Document
 from threadline.reminders.domain import (
     InboxItemType,
     client_mail_recipients,
@@ -27,7 +28,6 @@ from threadline.reminders.store.directory import MongoStaffEmails
 
 __all__ = ["Notifier"]
 
-Document = dict[str, Any]
 EXCERPT_CHARS = 280
 _STAFF_MAIL_KINDS = {
     InboxItemType.MENTION: "staff_mention",
