@@ -17,6 +17,11 @@ process left behind, again once its grace period has passed), on every tick whil
 or after a failed pass or clear, and otherwise in a slow safety sweep (a replica that died
 for good). Idle, it costs nothing however much data is stored.
 
+What is pending is tracked in memory from what the outbox itself sees — the entries its
+writers scheduled and the entries its relay passes found, each dropped once published and
+cleared — so ``pending()`` (the metrics gauges) costs no database work. It is this
+replica's view: a dead replica's leftovers count from the pass that finds them.
+
 Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
 back (FerretDB supports ``$pull`` of an exact element, not of a query); a publishing round
 clears all it published with one ``$pullAll`` of exact elements per collection.
@@ -35,6 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
 from threadline.kit.mongo import insert_new
@@ -52,7 +58,6 @@ OUTBOX_FIELD = "_outbox"
 _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
-Document = dict[str, Any]
 _Batch = tuple[AsyncCollection[Document], Any, list[Document]]
 
 
@@ -112,6 +117,7 @@ class Outbox:
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._rescan = False  # something may have been left pending: relay at the next tick
+        self._pending: dict[str, int] = {}  # known pending entries: event id → created_ms
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
@@ -134,33 +140,16 @@ class Outbox:
 
         While degraded nothing is queued: the relay publishes everything pending in order.
         """
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
         if not self._degraded:
             self._queue.put_nowait((collection, document_id, list(entries)))
 
-    async def pending(self) -> tuple[int, float]:
-        """How many events wait to be published, and the oldest one's age in seconds."""
-        count, oldest_ms = 0, None
-        for collection in self._collections:
-            rows = await collection.aggregate(
-                [
-                    {"$match": {f"{OUTBOX_FIELD}.0": {"$exists": True}}},
-                    {"$unwind": f"${OUTBOX_FIELD}"},
-                    {"$group": {"_id": None, "count": {"$sum": 1}}},
-                ]
-            )
-            async for row in rows:
-                count += int(row["count"])
-            first = (
-                await collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {_CREATED: 1})
-                .sort(_CREATED, 1)
-                .limit(1)
-                .to_list()
-            )
-            for document in first:
-                created = min(entry["created_ms"] for entry in document[OUTBOX_FIELD])
-                oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+    def pending(self) -> tuple[int, float]:
+        """How many events this replica knows to wait for publishing, and the oldest one's
+        age in seconds (from memory: no database work)."""
+        oldest_ms = min(self._pending.values(), default=None)
         age = 0.0 if oldest_ms is None else max(time.time() - oldest_ms / 1000, 0.0)
-        return count, age
+        return len(self._pending), age
 
     async def drain(self) -> None:
         """Wait until everything scheduled so far was published or left to the relay."""
@@ -206,6 +195,13 @@ class Outbox:
                 for collection, ids, entries in cleared.values()
             )
         )
+        for _, _, entries in cleared.values():
+            self._forget(entries)
+
+    def _forget(self, entries: Iterable[Document]) -> None:
+        """Published and cleared: no longer pending."""
+        for entry in entries:
+            self._pending.pop(entry["id"], None)
 
     async def _publish_in_order(
         self, run: list[tuple[AsyncCollection[Document], Any, Document]]
@@ -240,6 +236,7 @@ class Outbox:
             if not await self._publish(entry):
                 return False
             await collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
+            self._forget([entry])
         return True
 
     async def relay_once(self, *, grace_seconds: float) -> int:
@@ -254,6 +251,7 @@ class Outbox:
             cutoff = int((time.time() - grace_seconds) * 1000)
             query: Document = {_CREATED: {"$lt": cutoff}}
         else:  # everything pending, however young: "nothing found" must mean nothing left
+            cutoff = int(time.time() * 1000)
             query = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
         published = 0
         async with self._lock:  # scan and publish under the lock: no write slips in between
@@ -265,6 +263,7 @@ class Outbox:
                         for entry in document.get(OUTBOX_FIELD, [])
                     )
             pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
+            self._track_scan(cutoff, [entry for *_, entry in pending])
             for _, collection, document_id, entry in pending:
                 if not await self._publish_and_clear(collection, document_id, [entry]):
                     return published
@@ -275,6 +274,15 @@ class Outbox:
         if published:
             _log.info("outbox relay published pending events", count=published)
         return published
+
+    def _track_scan(self, cutoff_ms: int, found: Sequence[Document]) -> None:
+        """A relay pass saw everything pending created before ``cutoff_ms``: known entries
+        that old it did not find were published meanwhile (by another replica)."""
+        found_ids = {entry["id"] for entry in found}
+        for event_id, created_ms in list(self._pending.items()):
+            if created_ms < cutoff_ms and event_id not in found_ids:
+                del self._pending[event_id]
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in found)
 
     async def run(
         self,

@@ -15,6 +15,7 @@ from threadline.contracts.events.messaging import (
     NewClientTask,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.ids import Document, utc_now
 from threadline.kit.policy import can_see_internal
 from threadline.messaging.domain import (
     ActionForbidden,
@@ -24,7 +25,6 @@ from threadline.messaging.domain import (
     check_can_edit,
     check_can_post,
     check_visible,
-    utc_now,
 )
 from threadline.messaging.richtext import MessageBody
 from threadline.messaging.service.compose import (
@@ -47,8 +47,6 @@ from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoT
 from threadline.messaging.store.threads import thread_of
 
 __all__ = ["MessageService"]
-
-Document = dict[str, Any]
 
 
 class MessageService:

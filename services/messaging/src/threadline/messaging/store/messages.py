@@ -13,12 +13,12 @@ from typing import Any, Literal
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoMessageStore", "SeqField"]
 
-Document = dict[str, Any]
 SeqField = Literal["seq", "client_seq"]
 """Which numbering a reader pages by: ``seq`` counts every message, ``client_seq`` only
 those a client sees."""

@@ -19,13 +19,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
+from threadline.kit.ids import Document
 from threadline.kit.outbox import Outbox
 from threadline.kit.policy import visible_account_filter
 from threadline.messaging.domain import InvalidMessage, Thread
 
 __all__ = ["MongoThreadStore", "ThreadPage"]
 
-Document = dict[str, Any]
 StatusFilter = Literal["active", "archived", "all"]
 TasksFilter = Literal["incomplete", "completed", "all"]
 
