@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import sys
 import time
 import uuid
@@ -45,6 +44,9 @@ from threadline.messaging.service.compose import message_document, posted_event
 from threadline.messaging.service.templates import Content, Sender, render
 from threadline.messaging.service.threads import new_thread_document, thread_created_event
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _process import ServiceProcess
+
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
 SUBJECT = "[[date.last_year]] documents for [[account.name]]"
@@ -53,12 +55,6 @@ HTML = "<p>Dear [[contact.first_name]],</p><p>please upload your papers. [[sende
 
 def progress(phase: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {phase}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -103,7 +99,6 @@ class Benchmark:
         self.firm = f"bench_{uuid.uuid4().hex[:8]}"
         self.database = f"bench_bulk_{self.firm}"
         self.raw_database = f"bench_bulk_raw_{self.firm}"
-        self.url = f"http://127.0.0.1:{free_port()}"
         self.bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
         self.mongo: AsyncMongoClient[Any] = AsyncMongoClient(
             os.environ["THREADLINE_MONGODB_URL"], tz_aware=True
@@ -116,31 +111,13 @@ class Benchmark:
             sub="st_mia", firm=self.firm, kind="staff", role="member", accounts=[ACCOUNT]
         )
 
-    async def start_server(self) -> asyncio.subprocess.Process:
-        env = os.environ | {
-            "MESSAGING_MONGODB_DATABASE": self.database,
-            "MESSAGING_CONSUMER_GROUP": f"bench-{self.firm}",
-            "MESSAGING_CONSUMER_START": "latest",
-            "MESSAGING_LOG_LEVEL": "WARNING",
-            "MESSAGING_BULK_BATCH_SIZE": str(self.batch_size),
-        }
-        port = self.url.rsplit(":", 1)[1]
-        server = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", "--factory"),
-            "threadline.messaging.main:create_app",
-            *("--host", "127.0.0.1", "--port", port, "--log-level", "warning", "--no-access-log"),
-            env=env,
+    def server(self) -> ServiceProcess:
+        return ServiceProcess(
+            "messaging",
+            database=self.database,
+            group=f"bench-{self.firm}",
+            env={"MESSAGING_BULK_BATCH_SIZE": str(self.batch_size)},
         )
-        async with httpx.AsyncClient() as client:
-            for _ in range(900):
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return server
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        server.terminate()
-        raise RuntimeError("messaging did not become ready within 90 s")
 
     async def create_raw_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -289,9 +266,10 @@ class Benchmark:
         await self.create_raw_topic()
         await self.producer.start()
         progress("starting messaging")
-        server = await self.start_server()
+        server = self.server()
+        await server.start()
         try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
                 progress(f"seeding {self.accounts} accounts")
                 thread_id = await self.seed(http)
                 progress("idle post latency")
@@ -301,8 +279,7 @@ class Benchmark:
                 progress("bulk job")
                 job_seconds, events_seconds, during = await self.bulk(http, thread_id)
         finally:
-            server.terminate()
-            await server.wait()
+            await server.stop()
             await self.producer.stop()
             await self.mongo.drop_database(self.database)
             await self.mongo.drop_database(self.raw_database)
