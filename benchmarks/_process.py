@@ -32,7 +32,7 @@ class ServiceProcess:
 
     ``database`` and ``group`` become ``<SERVICE>_MONGODB_DATABASE`` and
     ``<SERVICE>_CONSUMER_GROUP``; ``env`` adds or overrides variables (e.g. settings under
-    test). Use ``start``/``stop`` or ``async with``.
+    test, or ``<SERVICE>_LOG_LEVEL``). Use ``start``/``stop`` or ``async with``.
     """
 
     def __init__(
@@ -43,6 +43,7 @@ class ServiceProcess:
         group: str,
         env: Mapping[str, str] | None = None,
         ready_seconds: float = 120.0,
+        log_path: str | None = None,
     ) -> None:
         self.service = service
         self.database = database
@@ -57,6 +58,7 @@ class ServiceProcess:
             **(env or {}),
         }
         self._ready_seconds = ready_seconds
+        self._log_path = log_path
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -66,14 +68,24 @@ class ServiceProcess:
         return self._process.pid
 
     async def launch(self) -> None:
-        """Start the process without waiting for it to be ready."""
-        self._process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", "--factory"),
-            f"threadline.{self.service}.main:create_app",
-            *("--host", "127.0.0.1", "--port", str(self.port)),
-            *("--log-level", "warning", "--no-access-log"),
-            env=os.environ | self._env,
-        )
+        """Start the process without waiting for it to be ready (its output goes to
+        ``log_path`` when given)."""
+        log = None
+        if self._log_path is not None:
+            log = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "uvicorn", "--factory"),
+                f"threadline.{self.service}.main:create_app",
+                *("--host", "127.0.0.1", "--port", str(self.port)),
+                *("--log-level", "warning", "--no-access-log"),
+                env=os.environ | self._env,
+                stdout=log,
+                stderr=log,
+            )
+        finally:
+            if log is not None:
+                os.close(log)
 
     async def wait_ready(self) -> None:
         """Poll ``/readyz`` until it answers 200; stop the process and raise if it never does."""

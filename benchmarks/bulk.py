@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,6 +99,7 @@ class Benchmark:
         self.accounts: int = args.accounts
         self.batch_size: int = args.batch_size
         self.post_interval: float = args.post_interval
+        self.profile: str | None = args.profile
         self.firm = f"bench_{uuid.uuid4().hex[:8]}"
         self.database = f"bench_bulk_{self.firm}"
         self.raw_database = f"bench_bulk_raw_{self.firm}"
@@ -112,12 +116,36 @@ class Benchmark:
         )
 
     def server(self) -> ServiceProcess:
+        env = {"MESSAGING_BULK_BATCH_SIZE": str(self.batch_size)}
+        if self.profile is None:
+            return ServiceProcess(
+                "messaging", database=self.database, group=f"bench-{self.firm}", env=env
+            )
         return ServiceProcess(
             "messaging",
             database=self.database,
             group=f"bench-{self.firm}",
-            env={"MESSAGING_BULK_BATCH_SIZE": str(self.batch_size)},
+            env=env | {"MESSAGING_LOG_LEVEL": "INFO"},
+            log_path=os.path.join(self.profile, "messaging.log"),
         )
+
+    @contextlib.asynccontextmanager
+    async def profiled(self, server: ServiceProcess) -> AsyncIterator[None]:
+        """With ``--profile``: py-spy samples the service meanwhile (collapsed stacks)."""
+        if self.profile is None:
+            yield
+            return
+        spy = await asyncio.create_subprocess_exec(
+            *(os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--nonblocking"),
+            *("--pid", str(server.pid), "--rate", "50", "--format", "raw"),
+            *("--output", os.path.join(self.profile, "bulk-job.pyspy.txt")),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
 
     async def create_raw_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -277,7 +305,8 @@ class Benchmark:
                 progress("raw baseline")
                 raw_seconds = await self.baseline()
                 progress("bulk job")
-                job_seconds, events_seconds, during = await self.bulk(http, thread_id)
+                async with self.profiled(server):
+                    job_seconds, events_seconds, during = await self.bulk(http, thread_id)
         finally:
             await server.stop()
             await self.producer.stop()
@@ -307,7 +336,14 @@ def main() -> None:
     parser.add_argument(
         "--post-interval", type=float, default=0.1, help="Pause between posts during the job."
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="Write the service's INFO log (per-batch timings) and a py-spy profile of the job.",
+    )
     args = parser.parse_args()
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
 
     async def run() -> None:
         await Benchmark(args).run()

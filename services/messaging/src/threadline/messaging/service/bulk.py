@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -260,10 +261,20 @@ class BulkWorker:
         cursor = int(document["cursor"])
         while cursor < job.total:
             end = min(cursor + self._settings.batch_size, job.total)
+            started = time.perf_counter()
             counts = await self._batch(job, cursor, end)
+            written = time.perf_counter()
             if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
                 raise _LeaseLost
             await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
+            _log.info(
+                "bulk batch done",
+                job_id=job.id,
+                start=cursor,
+                end=end,
+                batch_seconds=round(written - started, 3),
+                record_seconds=round(time.perf_counter() - written, 3),
+            )
             cursor = end
             await asyncio.sleep(self._settings.pause_seconds)  # let interactive requests in
         await self._store.finish(job.id, at=utc_now())
@@ -271,7 +282,9 @@ class BulkWorker:
 
     async def _batch(self, job: _Job, start: int, end: int) -> dict[str, int]:
         account_ids = job.account_ids[start:end]
+        t0 = time.perf_counter()
         accounts = await self._directory.accounts(job.principal.firm, account_ids)
+        t1 = time.perf_counter()
         now = utc_now()
         results: list[Document] = []
         threads: list[tuple[Document, list[Any]]] = []
@@ -310,9 +323,13 @@ class BulkWorker:
             results.append(result)
         # Messages first: a message without its thread is invisible, and the thread's
         # insert is what publishes both events, in order.
+        t2 = time.perf_counter()
         await self._messages.insert_many_new(messages)
+        t3 = time.perf_counter()
         await self._threads.create_many(threads)
+        t4 = time.perf_counter()
         await self._store.add_results(results)
+        _log.info("bulk batch phases", directory=round(t1-t0,3), build=round(t2-t1,3), messages=round(t3-t2,3), threads=round(t4-t3,3), results=round(time.perf_counter()-t4,3))
         return counts
 
     def _build(
