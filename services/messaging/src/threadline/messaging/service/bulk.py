@@ -54,7 +54,14 @@ from threadline.messaging.service.threads import new_thread_document, thread_cre
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
-__all__ = ["MAX_BULK_ACCOUNTS", "BulkJobNotFound", "BulkService", "BulkWorker", "WorkerSettings"]
+__all__ = [
+    "MAX_BULK_ACCOUNTS",
+    "BulkJobNotFound",
+    "BulkService",
+    "BulkWorker",
+    "JobFinished",
+    "WorkerSettings",
+]
 
 _log = structlog.get_logger(__name__)
 Document = dict[str, Any]
@@ -68,6 +75,10 @@ class BulkJobNotFound(MessagingError, NotFound):
 
 
 class IdempotencyConflict(MessagingError, Conflict):
+    pass
+
+
+class JobFinished(MessagingError, Conflict):
     pass
 
 
@@ -157,7 +168,9 @@ class BulkService:
             "created": 0,
             "skipped": 0,
             "failed": 0,
+            "cancelled": 0,
             "status": "running",
+            "started": False,
             "created_at": now,
             "finished_at": None,
         }
@@ -177,16 +190,47 @@ class BulkService:
         self, principal: Principal, job_id: str, *, after: int, limit: int
     ) -> tuple[Document, list[Document], int | None]:
         """The job, a page of its per-account results and the next page's cursor. Seen by
-        its sender, and by the firm's owners and admins."""
+        its sender, and by the firm's owners and admins. In a cancelled job, the accounts
+        from its ``cursor`` on are ``cancelled``."""
+        job = await self._visible(principal, job_id)
+        results = await self._store.results(job_id, after=after, limit=limit)
+        if job["status"] == "cancelled" and len(results) <= limit:
+            first = max(after + 1, int(job["cursor"]), results[-1]["index"] + 1 if results else 0)
+            if first < job["total"]:
+                accounts = await self._store.account_ids(job_id)
+                results += [
+                    {
+                        "index": index,
+                        "account_id": accounts[index],
+                        "outcome": "cancelled",
+                        "thread_id": None,
+                        "reason": CANCELLED,
+                    }
+                    for index in range(first, min(job["total"], first + limit + 1 - len(results)))
+                ]
+        page = results[:limit]
+        return job, page, (page[-1]["index"] if len(results) > limit else None)
+
+    async def cancel(self, principal: Principal, job_id: str) -> Document:
+        """Ask the job's worker to stop after its current batch (on whichever replica holds
+        it). Idempotent; a finished job is a 409."""
+        job = await self._visible(principal, job_id)
+        if job["status"] == "running":
+            await self._store.request_cancel(principal.firm, job_id, by=principal.sub, at=utc_now())
+            self._wake.set()
+            job = await self._visible(principal, job_id)
+        if job["status"] == "done":
+            raise JobFinished(f"Bulk message {job_id} has finished; there is nothing to cancel.")
+        return job
+
+    async def _visible(self, principal: Principal, job_id: str) -> Document:
         check_staff(principal)
         job = await self._store.summary(principal.firm, job_id)
         if job is None or not (
             principal.is_owner_or_admin or job["created_by"]["sub"] == principal.sub
         ):
             raise BulkJobNotFound(f"Bulk message {job_id} does not exist.")
-        results = await self._store.results(job_id, after=after, limit=limit)
-        page = results[:limit]
-        return job, page, (page[-1]["index"] if len(results) > limit else None)
+        return job
 
 
 @dataclass(frozen=True)
@@ -257,34 +301,68 @@ class BulkWorker:
 
     async def _work(self, document: Document, lease: str) -> None:
         job = _Job.of(document)
-        _log.info("bulk job working", job_id=job.id, cursor=document["cursor"], total=job.total)
         cursor = int(document["cursor"])
-        while cursor < job.total:
-            end = min(cursor + self._settings.batch_size, job.total)
-            started = time.perf_counter()
-            counts = await self._batch(job, cursor, end)
-            written = time.perf_counter()
-            if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
-                raise _LeaseLost
-            await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
-            _log.info(
-                "bulk batch done",
-                job_id=job.id,
-                start=cursor,
-                end=end,
-                batch_seconds=round(written - started, 3),
-                record_seconds=round(time.perf_counter() - written, 3),
-            )
-            cursor = end
-            await asyncio.sleep(self._settings.pause_seconds)  # let interactive requests in
+        _log.info("bulk job working", job_id=job.id, cursor=cursor, total=job.total)
+        lookahead = _Lookahead(self._directory, job, self._settings.batch_size)
+        try:
+            if document["status"] == "cancelling":
+                if document.get("started") and cursor < job.total:
+                    # The replica that worked the job died, perhaps inside a batch: finish
+                    # that batch (threads it created keep their results), then stop.
+                    cursor = await self._step(job, cursor, lookahead)
+                await self._cancelled(job, cursor)
+                return
+            if not document.get("started"):
+                await self._store.mark_started(job.id)
+            renewed = time.monotonic()
+            while cursor < job.total:
+                if await self._store.status(job.id) == "cancelling":  # asked on any replica
+                    await self._cancelled(job, cursor)
+                    return
+                # Renewed every third of its term, not every batch: a write less per batch.
+                # A replica that took over meanwhile redoes at most a batch: adds nothing.
+                if time.monotonic() - renewed >= self._settings.lease_seconds / 3:
+                    if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
+                        raise _LeaseLost
+                    renewed = time.monotonic()
+                cursor = await self._step(job, cursor, lookahead)
+                if cursor < job.total:
+                    await asyncio.sleep(self._settings.pause_seconds)  # let requests in
+        finally:
+            lookahead.close()
         await self._store.finish(job.id, at=utc_now())
         _log.info("bulk job done", job_id=job.id, total=job.total)
 
-    async def _batch(self, job: _Job, start: int, end: int) -> dict[str, int]:
+    async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead) -> int:
+        """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
+        end = min(cursor + self._settings.batch_size, job.total)
+        started = time.perf_counter()
+        counts, timings = await self._batch(job, cursor, end, lookahead)
+        written = time.perf_counter()
+        await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
+        _log.info(
+            "bulk batch done",
+            job_id=job.id,
+            start=cursor,
+            end=end,
+            seconds=round(time.perf_counter() - started, 3),
+            record_seconds=round(time.perf_counter() - written, 3),
+            **timings,
+        )
+        return end
+
+    async def _cancelled(self, job: _Job, cursor: int) -> None:
+        await self._store.finish_cancelled(job.id, not_processed=job.total - cursor, at=utc_now())
+        _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
+
+    async def _batch(
+        self, job: _Job, start: int, end: int, lookahead: _Lookahead
+    ) -> tuple[dict[str, int], dict[str, float]]:
+        """Create the batch's threads; the outcome counts and how long each step took."""
         account_ids = job.account_ids[start:end]
-        t0 = time.perf_counter()
-        accounts = await self._directory.accounts(job.principal.firm, account_ids)
-        t1 = time.perf_counter()
+        clock = _Stopwatch()
+        accounts = await lookahead.accounts(start, end)
+        clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
         threads: list[tuple[Document, list[Any]]] = []
@@ -323,14 +401,14 @@ class BulkWorker:
             results.append(result)
         # Messages first: a message without its thread is invisible, and the thread's
         # insert is what publishes both events, in order.
-        t2 = time.perf_counter()
+        clock.lap("build_seconds")
         await self._messages.insert_many_new(messages)
-        t3 = time.perf_counter()
-        await self._threads.create_many(threads)
-        t4 = time.perf_counter()
+        clock.lap("messages_seconds")
+        await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
+        clock.lap("threads_seconds")
         await self._store.add_results(results)
-        _log.info("bulk batch phases", directory=round(t1-t0,3), build=round(t2-t1,3), messages=round(t3-t2,3), threads=round(t4-t3,3), results=round(time.perf_counter()-t4,3))
-        return counts
+        clock.lap("results_seconds")
+        return counts, clock.laps
 
     def _build(
         self, job: _Job, account: Document, now: datetime
@@ -384,6 +462,53 @@ class BulkWorker:
         return thread, message, events
 
 
+class _Lookahead:
+    """The directory lookups of a job's next batch run while the current batch is written:
+    reads never wait for the storage server's write lock, so their latency hides behind
+    the writes instead of adding to every batch."""
+
+    def __init__(self, directory: MongoDirectory, job: _Job, batch_size: int) -> None:
+        self._directory = directory
+        self._job = job
+        self._batch_size = batch_size
+        self._next: tuple[int, asyncio.Task[dict[str, Document]]] | None = None
+
+    async def accounts(self, start: int, end: int) -> dict[str, Document]:
+        """The existing accounts of ``[start, end)``; starts fetching the batch after it."""
+        if self._next is not None and self._next[0] == start:
+            current = self._next[1]
+        else:
+            self.close()
+            current = self._fetch(start, end)
+        following = min(end + self._batch_size, self._job.total)
+        self._next = (end, self._fetch(end, following)) if following > end else None
+        return await current
+
+    def _fetch(self, start: int, end: int) -> asyncio.Task[dict[str, Document]]:
+        return asyncio.create_task(
+            self._directory.accounts(self._job.principal.firm, self._job.account_ids[start:end])
+        )
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next[1].cancel()
+            self._next = None
+
+
+class _Stopwatch:
+    """Seconds spent in each step of a batch, for its log line."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+CANCELLED = "The bulk message was cancelled before this account was reached."
 SKIPPED_NO_ACCOUNT = "The account does not exist or you have no access to it."
 SKIPPED_NO_PORTAL_CONTACT = "No contact of the account has portal access activated."
 

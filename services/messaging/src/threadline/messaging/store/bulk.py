@@ -3,6 +3,9 @@
 A job is worked on by one replica at a time: the holder of its lease (``kit.leases``,
 named ``bulk:<job id>``). Progress moves by batches: ``record_batch`` advances ``cursor``
 only from the batch's start, so a batch redone after a crash or a takeover is counted once.
+
+``status``: ``running`` → ``done``; or ``running`` → ``cancelling`` (asked, the worker
+finishes its batch) → ``cancelled`` (the accounts from ``cursor`` on were not processed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ __all__ = ["MongoBulkStore"]
 
 Document = dict[str, Any]
 _SUMMARY = {"account_ids": 0}
+UNFINISHED = ("running", "cancelling")
 
 
 class MongoBulkStore:
@@ -39,15 +43,49 @@ class MongoBulkStore:
         return await self._jobs.find_one({"_id": job_id, "firm": firm}, _SUMMARY)
 
     async def unfinished(self, *, limit: int) -> list[str]:
-        """Ids of jobs still running, oldest first."""
-        cursor = (
-            self._jobs.find({"status": "running"}, {"_id": 1}).sort("created_at", 1).limit(limit)
-        )
-        return [document["_id"] async for document in cursor]
+        """Ids of jobs still to be worked on (running or being cancelled), oldest first."""
+        found: list[tuple[Any, str]] = []
+        for status in UNFINISHED:  # one equality each: FerretDB pushes no ``$in`` down
+            cursor = self._jobs.find({"status": status}, {"_id": 1, "created_at": 1})
+            found += [(document["created_at"], document["_id"]) async for document in cursor]
+        return [job_id for _, job_id in sorted(found)[:limit]]
 
     async def job(self, job_id: str) -> Document | None:
         """The whole job (with its account list), while it is unfinished."""
-        return await self._jobs.find_one({"_id": job_id, "status": "running"})
+        found = await self._jobs.find_one({"_id": job_id})
+        return found if found is not None and found["status"] in UNFINISHED else None
+
+    async def mark_started(self, job_id: str) -> None:
+        """A worker began on the job (a later cancel must first finish its batch)."""
+        await self._jobs.update_one({"_id": job_id}, {"$set": {"started": True}})
+
+    async def status(self, job_id: str) -> str | None:
+        found = await self._jobs.find_one({"_id": job_id}, {"status": 1})
+        return None if found is None else str(found["status"])
+
+    async def request_cancel(self, firm: str, job_id: str, *, by: str, at: datetime) -> bool:
+        """Ask the worker to stop after its batch; False when the job is not running."""
+        result = await self._jobs.update_one(
+            {"_id": job_id, "firm": firm, "status": "running"},
+            {
+                "$set": {
+                    "status": "cancelling",
+                    "cancel_requested_by": by,
+                    "cancel_requested_at": at,
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    async def finish_cancelled(self, job_id: str, *, not_processed: int, at: datetime) -> None:
+        await self._jobs.update_one(
+            {"_id": job_id, "status": "cancelling"},
+            {"$set": {"status": "cancelled", "cancelled": not_processed, "finished_at": at}},
+        )
+
+    async def account_ids(self, job_id: str) -> list[str]:
+        found = await self._jobs.find_one({"_id": job_id}, {"account_ids": 1})
+        return [] if found is None else list(found["account_ids"])
 
     async def record_batch(
         self, job_id: str, *, start: int, end: int, counts: dict[str, int]
