@@ -11,6 +11,9 @@ messages and one of the threads (each carrying its ``thread.created`` and
 Exactly once in effect: a thread's id (and its first message's) is derived from job and
 account, so a batch redone after a crash or by the replica that took over inserts nothing
 twice, and only the write that inserted a thread publishes its events.
+
+Cancelling (``BulkService.cancel``) marks the job ``cancelling``; the worker holding it,
+on any replica, checks before every batch and stops, marking it ``cancelled``.
 """
 
 from __future__ import annotations
