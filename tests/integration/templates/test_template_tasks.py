@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 TASKS = ["Upload the [[date.last_year]] W-2 of [[contact.full_name]]", "Sign for [[account.name]]"]
 
 
-THREAD_WAIT_SECONDS = 40.0
+THREAD_WAIT_SECONDS = 30.0
 """How long tasks waits for a thread it has not heard of. Longer than the tasks tests' 15 s:
 on the shared test servers its one consumer also reads every other suite's events, and
 one event that keeps failing there holds it ~15 s in retries (seen in this test)."""

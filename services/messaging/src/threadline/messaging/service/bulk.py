@@ -24,6 +24,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -317,51 +318,63 @@ class BulkWorker:
                 return
             if not document.get("started"):
                 await self._store.mark_started(job.id)
-            renewed = time.monotonic()
+            if not await self._batches(job, cursor, lease, lookahead):
+                return
+        finally:
+            lookahead.close()
+        await self._store.finish(job.id, at=utc_now())
+        _log.info("bulk job done", job_id=job.id, total=job.total)
+
+    async def _batches(self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead) -> bool:
+        """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
+
+        A batch's results and progress are recorded while the next batch is built and
+        written (one recording in flight, in batch order): the progress update waits in the
+        storage server's write queue, which need not stall the job.
+        """
+        renewed = time.monotonic()
+        async with _InOrder() as recordings:
             while cursor < job.total:
                 if await self._store.status(job.id) == "cancelling":  # asked on any replica
+                    await recordings.wait()
                     await self._cancelled(job, cursor)
-                    return
+                    return False
                 # Renewed every third of its term, not every batch: a write less per batch.
                 # A replica that took over meanwhile redoes at most a batch: adds nothing.
                 if time.monotonic() - renewed >= self._settings.lease_seconds / 3:
                     if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
                         raise _LeaseLost
                     renewed = time.monotonic()
-                cursor = await self._step(job, cursor, lookahead)
+                end = min(cursor + self._settings.batch_size, job.total)
+                written = await self._batch(job, cursor, end, lookahead)
+                await recordings.start(self._record(job, cursor, end, written))
+                cursor = end
                 if cursor < job.total:
                     await asyncio.sleep(self._settings.pause_seconds)  # let requests in
-        finally:
-            lookahead.close()
-        await self._store.finish(job.id, at=utc_now())
-        _log.info("bulk job done", job_id=job.id, total=job.total)
+        return True
 
     async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         end = min(cursor + self._settings.batch_size, job.total)
-        started = time.perf_counter()
-        counts, timings = await self._batch(job, cursor, end, lookahead)
-        written = time.perf_counter()
-        await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
-        _log.info(
-            "bulk batch done",
-            job_id=job.id,
-            start=cursor,
-            end=end,
-            seconds=round(time.perf_counter() - started, 3),
-            record_seconds=round(time.perf_counter() - written, 3),
-            **timings,
-        )
+        await self._record(job, cursor, end, await self._batch(job, cursor, end, lookahead))
         return end
+
+    async def _record(self, job: _Job, start: int, end: int, written: _Written) -> None:
+        """Store the batch's per-account results, then move the job's progress past it."""
+        clock = _Stopwatch()
+        await self._store.add_results(written.results)
+        clock.lap("results_seconds")
+        await self._store.record_batch(job.id, start=start, end=end, counts=written.counts)
+        clock.lap("progress_seconds")
+        _log.info("bulk batch done", job_id=job.id, start=start, end=end, **written.timings,
+                  **clock.laps)  # fmt: skip
 
     async def _cancelled(self, job: _Job, cursor: int) -> None:
         await self._store.finish_cancelled(job.id, not_processed=job.total - cursor, at=utc_now())
         _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
 
-    async def _batch(
-        self, job: _Job, start: int, end: int, lookahead: _Lookahead
-    ) -> tuple[dict[str, int], dict[str, float]]:
-        """Create the batch's threads; the outcome counts and how long each step took."""
+    async def _batch(self, job: _Job, start: int, end: int, lookahead: _Lookahead) -> _Written:
+        """Create the batch's threads; their results, the counts, and each step's time."""
         account_ids = job.account_ids[start:end]
         clock = _Stopwatch()
         accounts = await lookahead.accounts(start, end)
@@ -409,9 +422,7 @@ class BulkWorker:
         clock.lap("messages_seconds")
         await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
         clock.lap("threads_seconds")
-        await self._store.add_results(results)
-        clock.lap("results_seconds")
-        return counts, clock.laps
+        return _Written(results=results, counts=counts, timings=clock.laps)
 
     def _build(
         self, job: _Job, account: Document, now: datetime
@@ -463,6 +474,41 @@ class BulkWorker:
             posted_event(message, firm=job.principal.firm),
         ]
         return thread, message, events
+
+
+class _InOrder:
+    """At most one background write in flight: ``start`` waits for the previous one (so
+    they happen in order, and a failure surfaces at the next ``start`` or at exit)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, write: Coroutine[Any, Any, None]) -> None:
+        await self.wait()
+        self._task = asyncio.create_task(write)
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def __aenter__(self) -> _InOrder:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self.wait()
+        elif self._task is not None:
+            self._task.cancel()
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A batch whose threads are stored, with what remains to record."""
+
+    results: list[Document]
+    counts: dict[str, int]
+    timings: dict[str, float]
 
 
 class _Lookahead:
