@@ -328,15 +328,19 @@ class BulkWorker:
     async def _batches(self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead) -> bool:
         """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
 
-        A batch's results and progress are recorded while the next batch is built and
-        written (one recording in flight, in batch order): the progress update waits in the
-        storage server's write queue, which need not stall the job.
+        Results and progress are recorded while the next batches are built and written,
+        one recording in flight: batches written meanwhile are recorded together by the
+        next one. The progress update waits in the storage server's write queue; the
+        slower that queue, the fewer updates the job adds to it, and it never stalls the job.
         """
         renewed = time.monotonic()
+        unrecorded: _Written | None = None
         async with _InOrder() as recordings:
             while cursor < job.total:
                 if await self._store.status(job.id) == "cancelling":  # asked on any replica
                     await recordings.wait()
+                    if unrecorded is not None:
+                        await self._record(job, unrecorded)
                     await self._cancelled(job, cursor)
                     return False
                 # Renewed every third of its term, not every batch: a write less per batch.
@@ -347,26 +351,34 @@ class BulkWorker:
                     renewed = time.monotonic()
                 end = min(cursor + self._settings.batch_size, job.total)
                 written = await self._batch(job, cursor, end, lookahead)
-                await recordings.start(self._record(job, cursor, end, written))
+                unrecorded = written if unrecorded is None else unrecorded.then(written)
+                if recordings.idle:
+                    await recordings.start(self._record(job, unrecorded))
+                    unrecorded = None
                 cursor = end
                 if cursor < job.total:
                     await asyncio.sleep(self._settings.pause_seconds)  # let requests in
+            await recordings.wait()
+            if unrecorded is not None:
+                await self._record(job, unrecorded)
         return True
 
     async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         end = min(cursor + self._settings.batch_size, job.total)
-        await self._record(job, cursor, end, await self._batch(job, cursor, end, lookahead))
+        await self._record(job, await self._batch(job, cursor, end, lookahead))
         return end
 
-    async def _record(self, job: _Job, start: int, end: int, written: _Written) -> None:
-        """Store the batch's per-account results, then move the job's progress past it."""
+    async def _record(self, job: _Job, written: _Written) -> None:
+        """Store the per-account results, then move the job's progress past the batches."""
         clock = _Stopwatch()
         await self._store.add_results(written.results)
         clock.lap("results_seconds")
-        await self._store.record_batch(job.id, start=start, end=end, counts=written.counts)
+        await self._store.record_batch(
+            job.id, start=written.start, end=written.end, counts=written.counts
+        )
         clock.lap("progress_seconds")
-        _log.info("bulk batch done", job_id=job.id, start=start, end=end, **written.timings,
+        _log.info("bulk batches recorded", job_id=job.id, start=written.start, end=written.end,
                   **clock.laps)  # fmt: skip
 
     async def _cancelled(self, job: _Job, cursor: int) -> None:
@@ -422,7 +434,8 @@ class BulkWorker:
         clock.lap("messages_seconds")
         await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
         clock.lap("threads_seconds")
-        return _Written(results=results, counts=counts, timings=clock.laps)
+        _log.info("bulk batch written", job_id=job.id, start=start, end=end, **clock.laps)
+        return _Written(start=start, end=end, results=results, counts=counts)
 
     def _build(
         self, job: _Job, account: Document, now: datetime
@@ -483,6 +496,11 @@ class _InOrder:
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight, or the last write is over (``start`` would not wait)."""
+        return self._task is None or self._task.done()
+
     async def start(self, write: Coroutine[Any, Any, None]) -> None:
         await self.wait()
         self._task = asyncio.create_task(write)
@@ -504,11 +522,21 @@ class _InOrder:
 
 @dataclass(frozen=True)
 class _Written:
-    """A batch whose threads are stored, with what remains to record."""
+    """Batches ``[start, end)`` whose threads are stored, with what remains to record."""
 
+    start: int
+    end: int
     results: list[Document]
     counts: dict[str, int]
-    timings: dict[str, float]
+
+    def then(self, following: _Written) -> _Written:
+        """These batches and the ones right after them, recorded as one."""
+        return _Written(
+            start=self.start,
+            end=following.end,
+            results=self.results + following.results,
+            counts={key: self.counts[key] + following.counts[key] for key in self.counts},
+        )
 
 
 class _Lookahead:
