@@ -14,10 +14,10 @@ Against a real uvicorn messaging process, in one run:
    are posted at a steady pace and their latency recorded (p50/p99).
 With ``--profile DIR`` the service logs each batch's step timings (INFO) to
 ``DIR/messaging.log`` and py-spy samples it during the job (``DIR/bulk-job.pyspy.txt``,
-collapsed stacks). Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of the baseline; post p99
-while the job runs ≤ 2 x idle p99. The N accounts are written into the directory
-projection directly (in its document shape): through Kafka each costs a consumer upsert,
-which is not what is measured here.
+collapsed stacks). Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of
+the baseline; post p99 while the job runs ≤ 2 x idle p99. The N accounts are written
+into the directory projection directly (in its document shape): through Kafka each costs
+a consumer upsert, which is not what is measured here.
 """
 
 from __future__ import annotations

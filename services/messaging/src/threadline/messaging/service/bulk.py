@@ -344,7 +344,8 @@ class BulkWorker:
                     await self._cancelled(job, cursor)
                     return False
                 # Renewed every third of its term, not every batch: a write less per batch.
-                # A replica that took over meanwhile redoes at most a batch: adds nothing.
+                # A replica that took over meanwhile redoes what was not recorded yet, which
+                # inserts nothing twice.
                 if time.monotonic() - renewed >= self._settings.lease_seconds / 3:
                     if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
                         raise _LeaseLost
