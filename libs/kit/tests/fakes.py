@@ -35,8 +35,8 @@ class InMemoryProcessedEvents:
 
 
 class InMemoryOutboxCollection:
-    """The slice of an AsyncCollection the outbox uses: insert, find by created_ms, $pull,
-    and a publishing round's ``$pullAll`` over ``_id $in``."""
+    """The slice of an AsyncCollection the outbox uses: insert, find by created_ms, and
+    ``$pull`` / ``$pullAll`` of exact elements (by ``_id``, or by an equality filter)."""
 
     def __init__(self, name: str = "fake") -> None:
         self.name = name
@@ -47,14 +47,19 @@ class InMemoryOutboxCollection:
 
     async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> None:
         document = self.documents[query["_id"]]
-        for field, element in update["$pull"].items():
+        for field, element in update.get("$pull", {}).items():
             document[field] = [item for item in document.get(field, []) if item != element]
+        for field, elements in update.get("$pullAll", {}).items():
+            document[field] = [item for item in document.get(field, []) if item not in elements]
 
     async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
-        for document_id in query["_id"]["$in"]:
-            document = self.documents[document_id]
-            for field, elements in update["$pullAll"].items():
-                document[field] = [item for item in document.get(field, []) if item not in elements]
+        """``$pullAll`` from every document whose fields equal the query's."""
+        for document in self.documents.values():
+            if all(document.get(field) == value for field, value in query.items()):
+                for field, elements in update["$pullAll"].items():
+                    document[field] = [
+                        item for item in document.get(field, []) if item not in elements
+                    ]
 
     def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
         cutoff = float("inf") if "_outbox.0" in query else query["_outbox.created_ms"]["$lt"]

@@ -10,8 +10,8 @@ every cell is its own test case. Who may do what:
   Another firm's template does not exist (404).
 - A preview, and a thread from a template, need access to the account (404 otherwise, T7).
 - P2: staff start bulk messages (per-account access is checked per account, in the job);
-  a job is seen by its sender and the firm's owners and admins (404 for anyone else);
-  clients get 403.
+  a job is seen, and cancelled, by its sender and the firm's owners and admins (404 for
+  anyone else); clients get 403.
 
 Every response also goes through ``check_no_leak``: users outside the firm, and clients,
 find none of the template's text in any body.
@@ -27,6 +27,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from threadline.kit.leases import Leases
+from threadline.messaging.service.bulk import derived_id
 
 from ..access_matrix import (
     ADMIN,
@@ -63,6 +66,7 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "POST /threads [template]":         (201,  201,  201,  404,  201,  201,  403,  404,  404),
     "POST /bulk-messages":              (202,  202,  202,  202,  202,  202,  403,  403,  202),
     "GET /bulk-messages/{id}":          (200,  200,  200,  404,  404,  200,  403,  403,  404),
+    "POST /bulk-messages/{id}/cancel":  (200,  200,  200,  404,  404,  200,  403,  403,  404),
 }
 # fmt: on
 
@@ -215,6 +219,29 @@ async def _bulk(w: World, who: str) -> httpx.Response:
 @probe("GET /bulk-messages/{id}")
 async def _job(w: World, who: str) -> httpx.Response:
     return await w.call(who, "GET", f"/v1/bulk-messages/{w.job_id}")
+
+
+@probe("POST /bulk-messages/{id}/cancel")
+async def _cancel(w: World, who: str) -> httpx.Response:
+    """A fresh job of the assigned member, held by a lease nobody renews (so no worker
+    finishes it first): the cancel is asked, and the job shows it only when it answered 200."""
+    key = f"matrix-cancel-{uuid.uuid4().hex}"
+    job_id = derived_id("job", w.firm.firm, "st_mia", key)
+    assert await Leases(w.firm.app.state.runtime.database, holder="matrix").claim(
+        f"bulk:{job_id}", seconds=600
+    )
+    started = await w.call(
+        ASSIGNED,
+        "POST",
+        "/v1/bulk-messages",
+        json={"account_ids": [LEE], "subject": "s", "html": "<p>h</p>"},
+        headers={"Idempotency-Key": key},
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    response = await w.call(who, "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    status = (await w.call(OWNER, "GET", f"/v1/bulk-messages/{job_id}")).json()["status"]
+    assert (status == "cancelling") is (response.status_code == 200)
+    return response
 
 
 def check_no_leak(w: World, who: str, response: httpx.Response) -> list[str]:
