@@ -19,6 +19,7 @@ from pymongo import AsyncMongoClient
 from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.leases import Leases
+from threadline.kit.pacing import PaceSettings
 from threadline.messaging.domain import utc_now
 from threadline.messaging.service.bulk import (
     BulkWorker,
@@ -167,7 +168,7 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
         directory=MongoDirectory(database),
         leases=Leases(database, holder="replica-b"),
         wake=asyncio.Event(),
-        settings=WorkerSettings(batch_size=1),
+        settings=WorkerSettings(pace=PaceSettings(max_batch=1, min_batch=1)),
     )
     other_replica = Leases(database, holder="replica-a")
     job_id = f"lease-{firm.firm}"
@@ -200,8 +201,11 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
     assert [t["subject"] for t in threads] == ["s 2026"]
 
 
-def replica_worker(firm: TemplateFirm, leases: Leases, **settings: Any) -> BulkWorker:
-    """A second replica's worker on the same database (its own lease holder name)."""
+def replica_worker(
+    firm: TemplateFirm, leases: Leases, *, batch_size: int, **settings: Any
+) -> BulkWorker:
+    """A second replica's worker on the same database (its own lease holder name), with
+    batches of a fixed size."""
     runtime = firm.app.state.runtime
     database = runtime.database
     return BulkWorker(
@@ -211,7 +215,9 @@ def replica_worker(firm: TemplateFirm, leases: Leases, **settings: Any) -> BulkW
         directory=MongoDirectory(database),
         leases=leases,
         wake=asyncio.Event(),
-        settings=WorkerSettings(**settings),
+        settings=WorkerSettings(
+            pace=PaceSettings(max_batch=batch_size, min_batch=batch_size), **settings
+        ),
     )
 
 

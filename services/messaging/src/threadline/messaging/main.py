@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.ids import utc_now
+from threadline.kit.pacing import InteractiveLoad, InteractiveLoadMiddleware, PaceSettings
 from threadline.messaging import attachments, automations, handlers, tasklists
 from threadline.messaging.api import ROUTERS
 from threadline.messaging.service import (
@@ -43,12 +44,15 @@ __all__ = ["create_app"]
 DRAFT_PURGE_INTERVAL_SECONDS = 3600
 TASK_DIGEST_POLL_SECONDS = 1.0
 """How often due batches of ticks are looked for (K4): a batch posts ≤ 1 s after its window."""
+BULK_PACE_EXCLUDED = ("/v1/bulk-messages", "/v1/stream", "/healthz", "/readyz", "/metrics")
+"""Requests a bulk job does not yield to: its own routes, the stream, probes and scrapes."""
 INTERRUPTED_CREATION_AGE = timedelta(minutes=1)
 """Creations pending longer than this were cut short (a live one takes milliseconds)."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    interactive = InteractiveLoad()
 
     def wire(runtime: ServiceRuntime) -> Wiring:
         database, outbox = runtime.database, runtime.outbox
@@ -137,8 +141,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             directory=directory,
             leases=runtime.leases,
             wake=bulk_wake,
+            load=interactive,
             settings=WorkerSettings(
-                batch_size=settings.bulk_batch_size,
+                pace=PaceSettings(
+                    max_batch=settings.bulk_batch_size,
+                    min_batch=min(settings.bulk_min_batch_size, settings.bulk_batch_size),
+                    target_write_seconds=settings.bulk_target_write_seconds,
+                    latency_factor=settings.bulk_latency_factor,
+                    latency_floor_seconds=settings.bulk_latency_floor_seconds,
+                    max_wait_seconds=settings.bulk_max_yield_seconds,
+                ),
                 pause_seconds=settings.bulk_pause_seconds,
                 lease_seconds=settings.bulk_lease_seconds,
                 poll_seconds=settings.bulk_poll_seconds,
@@ -198,10 +210,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             readiness_checks={"stream": feed.ready},
         )
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Threadline messaging",
         routers=(*ROUTERS, stream_router),
         indexes=MESSAGING_INDEXES,
         wire=wire,
     )
+    # Outermost: a request's latency as its client sees it, what the bulk job yields to.
+    app.add_middleware(InteractiveLoadMiddleware, load=interactive, exclude=BULK_PACE_EXCLUDED)
+    return app

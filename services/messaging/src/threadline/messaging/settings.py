@@ -29,10 +29,43 @@ class Settings(ServiceSettings):
         ),
     )
     bulk_batch_size: int = Field(
-        default=100, ge=1, le=1000, description="P2: accounts a bulk job handles per batch."
+        default=100, ge=1, le=1000, description="P2: most accounts a bulk job handles per batch."
+    )
+    bulk_min_batch_size: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="P2: fewest accounts per batch when the job's writes are slow.",
+    )
+    bulk_target_write_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="P2: a batch whose inserts took longer halves the next batch; "
+        "a faster one grows it by a tenth of the largest size.",
+    )
+    bulk_latency_factor: float = Field(
+        default=1.5,
+        ge=1,
+        le=100,
+        description="P2: the job waits between batches while recent request latency is "
+        "above this many times the latency measured without a job.",
+    )
+    bulk_latency_floor_seconds: float = Field(
+        default=0.02,
+        ge=0,
+        le=10,
+        description="P2: the idle latency the factor applies to is never taken below this.",
+    )
+    bulk_max_yield_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="P2: longest wait between batches for interactive requests "
+        "(0: never wait); bounds how slow a job can get.",
     )
     bulk_pause_seconds: float = Field(
-        default=0.0, ge=0, le=10, description="P2: pause between a bulk job's batches."
+        default=0.0, ge=0, le=10, description="P2: fixed pause between a bulk job's batches."
     )
     bulk_lease_seconds: float = Field(
         default=30.0,

@@ -25,7 +25,7 @@ import json
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.errors import Conflict, NotFound
 from threadline.kit.leases import Leases
+from threadline.kit.pacing import InteractiveLoad, Pace, PaceSettings
 from threadline.kit.policy import can_access_account
 from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessagingError, utc_now
 from threadline.messaging.service.compose import (
@@ -239,7 +240,8 @@ class BulkService:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    batch_size: int = 100
+    pace: PaceSettings = field(default_factory=PaceSettings)
+    """Batch sizes (``max_batch`` is the largest) and how the job yields to requests."""
     pause_seconds: float = 0.0
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
@@ -263,7 +265,9 @@ class BulkWorker:
         leases: Leases,
         wake: asyncio.Event,
         settings: WorkerSettings,
+        load: InteractiveLoad | None = None,
     ) -> None:
+        self._load = load or InteractiveLoad()
         self._store = store
         self._threads = threads
         self._messages = messages
@@ -307,26 +311,34 @@ class BulkWorker:
         job = _Job.of(document)
         cursor = int(document["cursor"])
         _log.info("bulk job working", job_id=job.id, cursor=cursor, total=job.total)
-        lookahead = _Lookahead(self._directory, job, self._settings.batch_size)
+        pace = Pace(self._load, self._settings.pace)
+        lookahead = _Lookahead(self._directory, job)
         try:
             if document["status"] == "cancelling":
                 if document.get("started") and cursor < job.total:
                     # The replica that worked the job died, perhaps inside a batch: finish
                     # that batch (threads it created keep their results), then stop.
-                    cursor = await self._step(job, cursor, lookahead)
+                    cursor = await self._step(job, cursor, lookahead, pace)
                 await self._cancelled(job, cursor)
                 return
             if not document.get("started"):
                 await self._store.mark_started(job.id)
-            if not await self._batches(job, cursor, lease, lookahead):
-                return
+            with self._load.background():
+                if not await self._batches(job, cursor, lease, lookahead, pace):
+                    return
         finally:
             lookahead.close()
         await self._store.finish(job.id, at=utc_now())
-        _log.info("bulk job done", job_id=job.id, total=job.total)
+        _log.info("bulk job done", job_id=job.id, total=job.total,
+                  yielded_seconds=round(pace.waited_seconds, 3))  # fmt: skip
 
-    async def _batches(self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead) -> bool:
+    async def _batches(
+        self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead, pace: Pace
+    ) -> bool:
         """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
+
+        Before each batch the job waits while interactive requests need the server
+        (``pace.wait``), and each batch's size follows the time its writes took.
 
         Results and progress are recorded while the next batches are built and written,
         one recording in flight: batches written meanwhile are recorded together by the
@@ -350,8 +362,9 @@ class BulkWorker:
                     if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
                         raise _LeaseLost
                     renewed = time.monotonic()
-                end = min(cursor + self._settings.batch_size, job.total)
-                written = await self._batch(job, cursor, end, lookahead)
+                await pace.wait()
+                end = min(cursor + pace.batch_size, job.total)
+                written = await self._batch(job, cursor, end, lookahead, pace)
                 unrecorded = written if unrecorded is None else unrecorded.then(written)
                 if recordings.idle:
                     await recordings.start(self._record(job, unrecorded))
@@ -364,10 +377,10 @@ class BulkWorker:
                 await self._record(job, unrecorded)
         return True
 
-    async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead) -> int:
+    async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead, pace: Pace) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
-        end = min(cursor + self._settings.batch_size, job.total)
-        await self._record(job, await self._batch(job, cursor, end, lookahead))
+        end = min(cursor + pace.batch_size, job.total)
+        await self._record(job, await self._batch(job, cursor, end, lookahead, pace))
         return end
 
     async def _record(self, job: _Job, written: _Written) -> None:
@@ -386,11 +399,14 @@ class BulkWorker:
         await self._store.finish_cancelled(job.id, not_processed=job.total - cursor, at=utc_now())
         _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
 
-    async def _batch(self, job: _Job, start: int, end: int, lookahead: _Lookahead) -> _Written:
-        """Create the batch's threads; their results, the counts, and each step's time."""
+    async def _batch(
+        self, job: _Job, start: int, end: int, lookahead: _Lookahead, pace: Pace
+    ) -> _Written:
+        """Create the batch's threads; their results, the counts, and each step's time.
+        The time of its two inserts sizes the next batch (``pace.written``)."""
         account_ids = job.account_ids[start:end]
         clock = _Stopwatch()
-        accounts = await lookahead.accounts(start, end)
+        accounts = await lookahead.accounts(start, end, following=pace.batch_size)
         clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
@@ -435,7 +451,9 @@ class BulkWorker:
         clock.lap("messages_seconds")
         await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
         clock.lap("threads_seconds")
-        _log.info("bulk batch written", job_id=job.id, start=start, end=end, **clock.laps)
+        pace.written(clock.laps["messages_seconds"] + clock.laps["threads_seconds"])
+        _log.info("bulk batch written", job_id=job.id, start=start, end=end,
+                  next_batch=pace.batch_size, **clock.laps)  # fmt: skip
         return _Written(start=start, end=end, results=results, counts=counts)
 
     def _build(
@@ -543,24 +561,31 @@ class _Written:
 class _Lookahead:
     """The directory lookups of a job's next batch run while the current batch is written:
     reads never wait for the storage server's write lock, so their latency hides behind
-    the writes instead of adding to every batch."""
+    the writes instead of adding to every batch. Batch sizes change (``Pace``): a smaller
+    batch uses part of what was fetched, a larger one fetches the rest."""
 
-    def __init__(self, directory: MongoDirectory, job: _Job, batch_size: int) -> None:
+    def __init__(self, directory: MongoDirectory, job: _Job) -> None:
         self._directory = directory
         self._job = job
-        self._batch_size = batch_size
-        self._next: tuple[int, asyncio.Task[dict[str, Document]]] | None = None
+        self._next: tuple[int, int, asyncio.Task[dict[str, Document]]] | None = None
 
-    async def accounts(self, start: int, end: int) -> dict[str, Document]:
-        """The existing accounts of ``[start, end)``; starts fetching the batch after it."""
+    async def accounts(self, start: int, end: int, *, following: int) -> dict[str, Document]:
+        """The existing accounts of ``[start, end)`` (perhaps a few more); starts fetching
+        the ``following`` accounts after it."""
+        fetches: list[asyncio.Task[dict[str, Document]]]
         if self._next is not None and self._next[0] == start:
-            current = self._next[1]
+            fetched_end, task = self._next[1], self._next[2]
+            fetches = [task] if fetched_end >= end else [task, self._fetch(fetched_end, end)]
+            self._next = None
         else:
             self.close()
-            current = self._fetch(start, end)
-        following = min(end + self._batch_size, self._job.total)
-        self._next = (end, self._fetch(end, following)) if following > end else None
-        return await current
+            fetches = [self._fetch(start, end)]
+        after = min(end + following, self._job.total)
+        self._next = (end, after, self._fetch(end, after)) if after > end else None
+        accounts: dict[str, Document] = {}
+        for fetch in fetches:
+            accounts |= await fetch
+        return accounts
 
     def _fetch(self, start: int, end: int) -> asyncio.Task[dict[str, Document]]:
         return asyncio.create_task(
@@ -569,7 +594,7 @@ class _Lookahead:
 
     def close(self) -> None:
         if self._next is not None:
-            self._next[1].cancel()
+            self._next[2].cancel()
             self._next = None
 
 
