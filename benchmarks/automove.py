@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import time
 import uuid
@@ -42,6 +41,9 @@ from threadline.contracts import decode
 from threadline.contracts.topics import Topic
 from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _process import ServiceProcess
 
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
@@ -72,12 +74,6 @@ async def at_end(bootstrap: str, *topics: str) -> AIOKafkaConsumer:
 
 def progress(phase: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {phase}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -151,48 +147,26 @@ class Benchmark:
         self.firm = f"bench_{uuid.uuid4().hex[:8]}"
         self.bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
         self.mongo_url = os.environ["THREADLINE_MONGODB_URL"]
-        self.urls = {name: f"http://127.0.0.1:{free_port()}" for name in SERVICES}
+        self.servers = {
+            name: ServiceProcess(
+                name, database=self.database(name), group=f"bench-{name}-{self.firm}"
+            )
+            for name in SERVICES
+        }
+        self.urls = {name: server.url for name, server in self.servers.items()}
         self.staff = mint_token(sub="st_olivia", firm=self.firm, kind="staff", role="owner")
         self.client = mint_token(
             sub="ct_ann_lee", firm=self.firm, kind="client", accounts=[ACCOUNT]
         )
-        self.servers: list[asyncio.subprocess.Process] = []
 
     def database(self, service: str) -> str:
         return f"bench_{service}_{self.firm}"
 
     async def start_servers(self) -> None:
-        for service in SERVICES:
-            prefix = service.upper()
-            env = os.environ | {
-                f"{prefix}_MONGODB_DATABASE": self.database(service),
-                f"{prefix}_CONSUMER_GROUP": f"bench-{service}-{self.firm}",
-                f"{prefix}_CONSUMER_START": "latest",
-                f"{prefix}_LOG_LEVEL": "WARNING",
-            }
-            self.servers.append(
-                await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-m", "uvicorn", "--factory"),
-                    f"threadline.{service}.main:create_app",
-                    *("--host", "127.0.0.1", "--port", self.urls[service].rsplit(":", 1)[1]),
-                    *("--log-level", "warning", "--no-access-log"),
-                    env=env,
-                )
-            )
-        async with httpx.AsyncClient() as http:
-            for service in SERVICES:
-                for _ in range(1200):
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await http.get(f"{self.urls[service]}/readyz")).status_code == 200:
-                            break
-                    await asyncio.sleep(0.1)
-                else:
-                    raise RuntimeError(f"{service} did not become ready")
+        await asyncio.gather(*(server.start() for server in self.servers.values()))
 
     async def stop_servers(self) -> None:
-        for server in self.servers:
-            server.terminate()
-        await asyncio.gather(*(server.wait() for server in self.servers))
+        await asyncio.gather(*(server.stop() for server in self.servers.values()))
         mongo: AsyncMongoClient[Any] = AsyncMongoClient(self.mongo_url)
         for service in SERVICES:
             await mongo.drop_database(self.database(service))

@@ -12,21 +12,25 @@ Against a real uvicorn messaging process, in one run:
 3. the bulk job: POST /v1/bulk-messages for N accounts (default 10,000), timed until the
    job reports done, and until every one of its events left the outbox; meanwhile messages
    are posted at a steady pace and their latency recorded (p50/p99).
-Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of the baseline; post p99
-while the job runs ≤ 2 x idle p99. The N accounts are written into the directory
-projection directly (in its document shape): through Kafka each costs a consumer upsert,
-which is not what is measured here.
+With ``--profile DIR`` the service logs each batch's step timings (INFO) to
+``DIR/messaging.log`` and py-spy samples it during the job (``DIR/bulk-job.pyspy.txt``,
+collapsed stacks). Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of
+the baseline; post p99 while the job runs ≤ 2 x idle p99. The N accounts are written
+into the directory projection directly (in its document shape): through Kafka each costs
+a consumer upsert, which is not what is measured here.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
-import socket
+import signal
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +49,9 @@ from threadline.messaging.service.compose import message_document, posted_event
 from threadline.messaging.service.templates import Content, Sender, render
 from threadline.messaging.service.threads import new_thread_document, thread_created_event
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _process import ServiceProcess
+
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
 SUBJECT = "[[date.last_year]] documents for [[account.name]]"
@@ -53,12 +60,6 @@ HTML = "<p>Dear [[contact.first_name]],</p><p>please upload your papers. [[sende
 
 def progress(phase: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {phase}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -100,10 +101,10 @@ class Benchmark:
         self.accounts: int = args.accounts
         self.batch_size: int = args.batch_size
         self.post_interval: float = args.post_interval
+        self.profile: str | None = args.profile
         self.firm = f"bench_{uuid.uuid4().hex[:8]}"
         self.database = f"bench_bulk_{self.firm}"
         self.raw_database = f"bench_bulk_raw_{self.firm}"
-        self.url = f"http://127.0.0.1:{free_port()}"
         self.bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
         self.mongo: AsyncMongoClient[Any] = AsyncMongoClient(
             os.environ["THREADLINE_MONGODB_URL"], tz_aware=True
@@ -116,31 +117,37 @@ class Benchmark:
             sub="st_mia", firm=self.firm, kind="staff", role="member", accounts=[ACCOUNT]
         )
 
-    async def start_server(self) -> asyncio.subprocess.Process:
-        env = os.environ | {
-            "MESSAGING_MONGODB_DATABASE": self.database,
-            "MESSAGING_CONSUMER_GROUP": f"bench-{self.firm}",
-            "MESSAGING_CONSUMER_START": "latest",
-            "MESSAGING_LOG_LEVEL": "WARNING",
-            "MESSAGING_BULK_BATCH_SIZE": str(self.batch_size),
-        }
-        port = self.url.rsplit(":", 1)[1]
-        server = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", "--factory"),
-            "threadline.messaging.main:create_app",
-            *("--host", "127.0.0.1", "--port", port, "--log-level", "warning", "--no-access-log"),
-            env=env,
+    def server(self) -> ServiceProcess:
+        env = {"MESSAGING_BULK_BATCH_SIZE": str(self.batch_size)}
+        if self.profile is None:
+            return ServiceProcess(
+                "messaging", database=self.database, group=f"bench-{self.firm}", env=env
+            )
+        return ServiceProcess(
+            "messaging",
+            database=self.database,
+            group=f"bench-{self.firm}",
+            env=env | {"MESSAGING_LOG_LEVEL": "INFO"},
+            log_path=os.path.join(self.profile, "messaging.log"),
         )
-        async with httpx.AsyncClient() as client:
-            for _ in range(900):
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return server
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        server.terminate()
-        raise RuntimeError("messaging did not become ready within 90 s")
+
+    @contextlib.asynccontextmanager
+    async def profiled(self, server: ServiceProcess) -> AsyncIterator[None]:
+        """With ``--profile``: py-spy samples the service meanwhile (collapsed stacks)."""
+        if self.profile is None:
+            yield
+            return
+        spy = await asyncio.create_subprocess_exec(
+            *(os.path.join(os.path.dirname(sys.executable), "py-spy"), "record", "--nonblocking"),
+            *("--pid", str(server.pid), "--rate", "50", "--format", "raw"),
+            *("--output", os.path.join(self.profile, "bulk-job.pyspy.txt")),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            await spy.wait()
 
     async def create_raw_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -289,9 +296,10 @@ class Benchmark:
         await self.create_raw_topic()
         await self.producer.start()
         progress("starting messaging")
-        server = await self.start_server()
+        server = self.server()
+        await server.start()
         try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
                 progress(f"seeding {self.accounts} accounts")
                 thread_id = await self.seed(http)
                 progress("idle post latency")
@@ -299,10 +307,10 @@ class Benchmark:
                 progress("raw baseline")
                 raw_seconds = await self.baseline()
                 progress("bulk job")
-                job_seconds, events_seconds, during = await self.bulk(http, thread_id)
+                async with self.profiled(server):
+                    job_seconds, events_seconds, during = await self.bulk(http, thread_id)
         finally:
-            server.terminate()
-            await server.wait()
+            await server.stop()
             await self.producer.stop()
             await self.mongo.drop_database(self.database)
             await self.mongo.drop_database(self.raw_database)
@@ -330,7 +338,14 @@ def main() -> None:
     parser.add_argument(
         "--post-interval", type=float, default=0.1, help="Pause between posts during the job."
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="Write the service's INFO log (per-batch timings) and a py-spy profile of the job.",
+    )
     args = parser.parse_args()
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
 
     async def run() -> None:
         await Benchmark(args).run()

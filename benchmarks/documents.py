@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -30,23 +28,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import urllib3
 from minio import Minio
 
 from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _process import ServiceProcess
+
 ACCOUNT = "acc_lee_family"
 MIB = 1024 * 1024
 BLOCK = os.urandom(MIB)
 BOUNDARY = "threadline-benchmark-boundary"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def memory_kib(pid: int, field: str) -> int:
@@ -81,19 +75,6 @@ def multipart_body(size: int, filename: str) -> Iterator[bytes]:
         left -= len(chunk)
         yield chunk
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-async def wait_ready(url: str, *, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            try:
-                if (await http.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.5)
-    raise SystemExit(f"the documents service did not become ready within {seconds}s")
 
 
 class ServiceClient:
@@ -208,44 +189,21 @@ async def best_of(runs: int, measure: Callable[[], Any]) -> float:
     return min([await measure() for _ in range(runs)])
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our interpreter, our app, loopback only
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "threadline.documents.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env=env,
-    )
-
-
 async def main(args: argparse.Namespace) -> None:
     firm = f"bench_{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     part_size = 8 * MIB
-    env = os.environ | {
-        "DOCUMENTS_MONGODB_DATABASE": f"bench_documents_{firm}",
-        "DOCUMENTS_CONSUMER_GROUP": f"bench-{firm}",
-        "DOCUMENTS_CONSUMER_START": "latest",
-        "DOCUMENTS_LOG_LEVEL": "WARNING",
-        "DOCUMENTS_UPLOAD_PART_SIZE_BYTES": str(part_size),
-    }
-    server = start_server(env, port)
+    server = ServiceProcess(
+        "documents",
+        database=f"bench_documents_{firm}",
+        group=f"bench-{firm}",
+        env={"DOCUMENTS_UPLOAD_PART_SIZE_BYTES": str(part_size)},
+    )
+    url = server.url
     client = minio_client()
     bucket = os.environ.get("DOCUMENTS_S3_BUCKET", "threadline-documents")
     direct_key = f"benchmark/{firm}/direct"
     try:
-        await wait_ready(url)
+        await server.start()
         token = mint_token(
             sub="st_mia", firm=firm, kind="staff", role="owner", accounts=[ACCOUNT], name="Mia"
         )
@@ -294,11 +252,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.to_thread(service.delete, document_id)
     finally:
         await asyncio.to_thread(client.remove_object, bucket, direct_key)
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        await server.stop(grace_seconds=20)
 
 
 if __name__ == "__main__":

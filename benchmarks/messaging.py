@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 import uuid
@@ -36,6 +35,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _process import ServiceProcess
+
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
 Operation = Callable[[int], Awaitable[None]]
@@ -43,12 +45,6 @@ Operation = Callable[[int], Awaitable[None]]
 
 def progress(phase: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {phase}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile_ms(samples: list[float], q: float) -> float:
@@ -179,7 +175,10 @@ class Benchmark:
         self.args = args
         self.firm = f"bench_{uuid.uuid4().hex[:8]}"
         self.database = f"bench_messaging_{self.firm}"
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.server = ServiceProcess(
+            "messaging", database=self.database, group=f"bench-{self.firm}"
+        )
+        self.url = self.server.url
         self.bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
         self.mongo: AsyncMongoClient[Any] = AsyncMongoClient(os.environ["THREADLINE_MONGODB_URL"])
         self.producer = AIOKafkaProducer(
@@ -191,31 +190,6 @@ class Benchmark:
         self.client_token = mint_token(
             sub="ct_ann_lee", firm=self.firm, kind="client", accounts=[ACCOUNT]
         )
-
-    async def start_server(self) -> asyncio.subprocess.Process:
-        env = os.environ | {
-            "MESSAGING_MONGODB_DATABASE": self.database,
-            "MESSAGING_CONSUMER_GROUP": f"bench-{self.firm}",
-            "MESSAGING_CONSUMER_START": "latest",
-            "MESSAGING_LOG_LEVEL": "WARNING",
-        }
-        port = self.url.rsplit(":", 1)[1]
-        server = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", "--factory"),
-            "threadline.messaging.main:create_app",
-            *("--host", "127.0.0.1", "--port", port, "--log-level", "warning", "--no-access-log"),
-            env=env,
-        )
-        async with httpx.AsyncClient() as client:
-            for _ in range(600):
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return server
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        server.terminate()
-        raise RuntimeError("messaging did not become ready within 60 s")
 
     async def create_raw_topic(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
@@ -241,15 +215,15 @@ class Benchmark:
     async def run(self) -> None:
         await self.create_raw_topic()
         await self.producer.start()
-        server = await self.start_server()
+        server = self.server
+        await server.start()
         try:
             await publish(self.bootstrap, demo_directory(self.firm))
             headers = {"Authorization": f"Bearer {self.staff_token}"}
             async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30) as http:
                 await self.measure(http)
         finally:
-            server.terminate()
-            await server.wait()
+            await server.stop()
             await self.producer.stop()
             await self.mongo.drop_database(self.database)
             await self.mongo.close()

@@ -34,50 +34,15 @@ from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
 sys.path.insert(0, os.path.dirname(__file__))
-from messaging import RAW_TOPIC, free_port, progress, summary
+from _process import ServiceProcess
+from messaging import RAW_TOPIC, progress, summary
 
 ACCOUNT = "acc_lee_family"
 
 
-class Service:
-    """One service as a uvicorn subprocess with its own database and consumer group."""
-
-    def __init__(self, name: str, firm: str) -> None:
-        self.name = name
-        self.database = f"bench_{name}_{firm}"
-        self.group = f"bench-{name}-{firm}"
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        prefix = self.name.upper()
-        env = os.environ | {
-            f"{prefix}_MONGODB_DATABASE": self.database,
-            f"{prefix}_CONSUMER_GROUP": self.group,
-            f"{prefix}_CONSUMER_START": "latest",
-            f"{prefix}_LOG_LEVEL": "WARNING",
-        }
-        port = self.url.rsplit(":", 1)[1]
-        self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", "--factory"),
-            f"threadline.{self.name}.main:create_app",
-            *("--host", "127.0.0.1", "--port", port, "--log-level", "warning", "--no-access-log"),
-            env=env,
-        )
-        async with httpx.AsyncClient() as client:
-            for _ in range(600):
-                try:
-                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not become ready within 60 s")
-
-    async def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            await self.process.wait()
+def service(name: str, firm: str) -> ServiceProcess:
+    """One service with its own database and consumer group."""
+    return ServiceProcess(name, database=f"bench_{name}_{firm}", group=f"bench-{name}-{firm}")
 
 
 class ChangeWatcher:
@@ -124,8 +89,8 @@ class Benchmark:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True
         )
-        self.messaging = Service("messaging", self.firm)
-        self.tasks = Service("tasks", self.firm)
+        self.messaging = service("messaging", self.firm)
+        self.tasks = service("tasks", self.firm)
         staff = mint_token(
             sub="st_mia", firm=self.firm, kind="staff", role="member", accounts=[ACCOUNT]
         )

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from threadline.contracts import Envelope
+from threadline.contracts import Envelope, decode, new_event
 from threadline.contracts.events.directory import AccountUpserted, StaffMemberUpserted
 from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
@@ -62,6 +62,8 @@ def endpoints() -> Iterator[dict[str, str]]:
 
     stack = LocalStack()
     started = stack.servers()
+    if "kafka" in started:
+        os.environ[KAFKA_RESTARTABLE] = "1"
     try:
         yield {**stack.endpoints(), "THREADLINE_STATE_DIR": str(stack.config.state_dir)}
     finally:
@@ -80,11 +82,19 @@ def _service_environment(endpoints: dict[str, str]) -> Iterator[None]:
     os.environ.update(saved)
 
 
+KAFKA_RESTARTABLE = "THREADLINE_TEST_MAY_RESTART_KAFKA"
+"""Set to 1 (by ``./threadline test`` when it started Kafka itself, or by ``endpoints`` when
+it started the local stack) to let tests stop and restart the broker: a Kafka that was
+already running may serve other people's runs."""
+
+
 @pytest.fixture
 def kafka_control(endpoints: dict[str, str]) -> Any:
     """The local stack that runs Kafka, for tests that stop and restart the broker."""
     from threadline.devtools.stack import LocalStack  # noqa: PLC0415
 
+    if os.environ.get(KAFKA_RESTARTABLE) != "1":
+        pytest.skip(f"Kafka was running before this run (may be shared); {KAFKA_RESTARTABLE}=1")
     stack = LocalStack(state_dir=endpoints.get("THREADLINE_STATE_DIR"))
     if stack.endpoints()["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"] != endpoints[
         "THREADLINE_KAFKA_BOOTSTRAP_SERVERS"
@@ -198,16 +208,65 @@ async def _drop_database(app: FastAPI) -> None:
     await runtime.mongo.drop_database(runtime.database.name)
 
 
+LEE = "acc_lee_family"  # contacts: ct_ann_lee (notify), ct_ben_lee; assigned: st_mia
+PATEL = "acc_patel_llc"  # ct_raj_patel activated, ct_priya_patel not; assigned: st_noah
+LIAM = "st_liam"
+"""A team member outside the demo directory's four (``liam_upserted`` adds him), assigned to
+PATEL only, so being mentioned is his only way into a LEE thread: "unassigned member" and
+"member with view-all" are both st_noah, so mentioning st_noah would also let the unassigned
+member in."""
+
+DEMO_USERS: dict[str, Callable[[str], str]] = {
+    "owner": lambda firm: token_for(firm, role="owner", sub="st_olivia", name="Olivia"),
+    "admin": lambda firm: token_for(firm, role="admin", sub="st_adam"),
+    "assigned member": lambda firm: token_for(
+        firm, role="member", sub="st_mia", accounts=[LEE], name="Mia Chen"
+    ),
+    "unassigned member": lambda firm: token_for(
+        firm, role="member", sub="st_noah", accounts=[PATEL]
+    ),
+    "member with view-all": lambda firm: token_for(
+        firm, role="member", sub="st_noah", perms=["view_all_accounts"], name="Noah"
+    ),
+    "mentioned member": lambda firm: token_for(
+        firm, role="member", sub=LIAM, accounts=[PATEL], name="Liam"
+    ),
+    "client": lambda firm: token_for(
+        firm, kind="client", sub="ct_ann_lee", accounts=[LEE], name="Ann"
+    ),
+    "second client": lambda firm: token_for(
+        firm, kind="client", sub="ct_ben_lee", accounts=[LEE], name="Ben"
+    ),
+    "other client": lambda firm: token_for(
+        firm, kind="client", sub="ct_raj_patel", accounts=[PATEL]
+    ),
+    "other firm": lambda firm: token_for(f"{firm}_other", role="owner", sub="st_olivia"),
+}
+"""A token per kind of user of a firm seeded with the demo directory (``seed_directory``),
+by the names the tests and access matrices use."""
+
+
+def liam_upserted(firm: str) -> Envelope[Any]:
+    """The directory event that adds ``LIAM`` to ``firm`` (``seed_directory(extra=...)``)."""
+    liam = StaffMemberUpserted(
+        user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
+    )
+    return new_event(liam, firm=firm, key=firm, producer="test")
+
+
 @dataclass
 class FirmClient:
-    """A firm on a running service, calling it as one of its users (named in ``token``)."""
+    """A firm on a running service, calling it as one of its users: by default the demo
+    directory's (``DEMO_USERS``); subclasses add or replace users in ``token``."""
 
     firm: str
     http: httpx.AsyncClient
     app: FastAPI
 
     def token(self, who: str) -> str:
-        raise NotImplementedError(f"{type(self).__name__} names no user {who!r}")
+        if who not in DEMO_USERS:
+            raise KeyError(f"{type(self).__name__} names no user {who!r}")
+        return DEMO_USERS[who](self.firm)
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(who)}"}
@@ -272,6 +331,47 @@ async def find_record(
     finally:
         await consumer.stop()
     raise AssertionError(f"no matching record after {mark.offsets} within {within}s")
+
+
+async def keyed_events(
+    mark: TopicMark,
+    key: str,
+    *,
+    until: Callable[[list[Envelope[Any]]], bool],
+    linger: float = 1.0,
+    within: float = 60.0,
+) -> list[Envelope[Any]]:
+    """Every distinct event keyed ``key`` published after ``mark``, read until ``until``
+    holds, then ``linger`` seconds more (so an extra event would be seen). Delivery is at
+    least once (the outbox relay may republish an event its publisher had not cleared yet),
+    so copies of one event id count once, as consumers count them. Reading from the mark,
+    not the topic's start, keeps this as fast on a Kafka that has served many runs."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=mark.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[Envelope[Any]] = []
+    seen: set[uuid.UUID] = set()
+    clock = asyncio.get_running_loop().time
+    deadline, settled_at = clock() + within, None
+    try:
+        consumer.assign(list(mark.offsets))
+        for partition, offset in mark.offsets.items():
+            consumer.seek(partition, offset)
+        while clock() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for record in records:
+                    if record.key is None or record.key.decode() != key:
+                        continue
+                    event = decode(record.value)
+                    if event.id not in seen:
+                        seen.add(event.id)
+                        found.append(event)
+            if settled_at is None and until(found):
+                settled_at = clock()
+            if settled_at is not None and clock() - settled_at >= linger:
+                return found
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"condition on the events of {key} not met: {[e.type for e in found]}")
 
 
 async def seed_directory(

@@ -1,5 +1,6 @@
-"""Leased claims and periodic() on a real MongoDB-protocol server: one holder at a time,
-renewal, release, takeover when the holder dies (expiry is in the queries: no TTL index)."""
+"""Leased claims, per-item claims and periodic() on a real MongoDB-protocol server: one
+holder at a time, renewal, release, takeover when the holder dies (expiry is in the
+queries: no TTL index)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.kit.consumer import MongoProcessedEvents
-from threadline.kit.leases import Leases, periodic
+from threadline.kit.leases import ItemClaims, Leases, periodic
 
 from .conftest import eventually
 
@@ -66,11 +67,63 @@ async def test_one_holder_at_a_time_renewal_release_and_takeover_after_expiry(
     assert await first.claim("job", seconds=30), "released: free at once"
 
 
+async def test_item_claims_one_holder_per_item_renewal_finish_and_takeover(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    lease = timedelta(seconds=30)
+    items = database["items"]
+    await items.insert_many(
+        [
+            {
+                "_id": f"item{n}",
+                "pending": True,
+                "due_at": now - timedelta(seconds=n),
+                "claim": None,
+            }
+            for n in range(3)
+        ]
+        + [{"_id": "later", "pending": True, "due_at": now + timedelta(hours=1), "claim": None}]
+    )
+    claims = ItemClaims(items)
+    first = await claims.claim_due({"pending": True}, token="a:1", now=now, lease=lease, limit=2)
+    assert sorted(item["_id"] for item in first) == ["item1", "item2"], "longest due first"
+    second = await claims.claim_due({"pending": True}, token="b:1", now=now, lease=lease, limit=10)
+    assert [item["_id"] for item in second] == ["item0"], "claimed items are not due"
+    assert not await claims.claim("item1", token="b:2", now=now, lease=lease)
+    assert await claims.renew("item1", token="a:1", now=now + timedelta(seconds=20), lease=lease)
+    assert await claims.finish(
+        "item2", token="a:1", update={"$set": {"pending": False}, "$inc": {"attempts": 1}}
+    )
+    done = await items.find_one({"_id": "item2"})
+    assert done is not None and (done["pending"], done["claim"], done["attempts"]) == (
+        False,
+        None,
+        1,
+    )
+    # "a" dies: item1's renewed lease runs out at +50 s and "b" takes it over
+    at_45 = now + timedelta(seconds=45)
+    assert not await claims.claim("item1", token="b:3", now=at_45, lease=lease)
+    at_51 = now + timedelta(seconds=51)
+    assert await claims.claim("item1", token="b:3", now=at_51, lease=lease)
+    assert not await claims.finish("item1", token="a:1", update={"$set": {"pending": False}})
+    assert not await claims.renew("item1", token="a:1", now=at_51, lease=lease)
+    assert await claims.release("item1", token="b:3", now=at_51)
+    entry = await items.find_one({"_id": "item1"})
+    assert entry is not None
+    assert await claims.claim(
+        "item1", token="c:1", now=at_51, lease=lease, due_at=entry["due_at"]
+    ), "released: claimable at once"
+    assert not await claims.delete("item1", token="b:3")
+    assert await claims.delete("item1", token="c:1")
+    assert await items.count_documents({"_id": "item1"}) == 0
+
+
 REPLICA = textwrap.dedent(
     """
     import asyncio, sys
     from pymongo import AsyncMongoClient
-    from threadline.kit.leases import Leases, periodic
+    from threadline.kit.leases import ItemClaims, Leases, periodic
 
     async def main(url, name):
         database = AsyncMongoClient(url, tz_aware=True)[name]

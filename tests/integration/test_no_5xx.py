@@ -6,6 +6,7 @@ problem+json with a correlation id — never a 500, never a dropped connection."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -178,12 +179,16 @@ async def running(
     start_service: ServiceFactory, run_id: str
 ) -> dict[str, tuple[FastAPI, httpx.AsyncClient]]:
     """Every service; messaging and documents hold the demo directory (seeded before the
-    others start, so fewer consumers compete while it is projected)."""
-    started = {name: await start_service(name) for name in ("messaging", "documents")}
+    others start, so fewer consumers compete while it is projected). Malformed thread ids
+    are unknown ids: services that project threads would wait for each of them (5 s by
+    default, thousands of probes), so here they look once, briefly, then answer 404."""
+    brief = {"thread_projection_wait_seconds": 0.1}
+    started = {name: await start_service(name, **brief) for name in ("messaging", "documents")}
     await seed_directory([app for app, _ in started.values()], f"firm_{run_id}")
     for name in SERVICES:
         if name not in started:
-            started[name] = await start_service(name)
+            extra = {"unknown_thread_wait_seconds": 0.1} if name == "pipeline" else {}
+            started[name] = await start_service(name, **brief, **extra)
     return started
 
 
@@ -206,42 +211,74 @@ def caller_headers(caller: str, firm: str) -> dict[str, str]:
 async def test_no_route_of_any_service_answers_5xx_to_malformed_input(
     running: dict[str, tuple[FastAPI, httpx.AsyncClient]], run_id: str
 ) -> None:
+    """The services are probed side by side (each one's probes in order, as before)."""
     firm = f"firm_{run_id}"
     existing = await existing_resources(running, firm)
-    failures: list[str] = []
-    count = 0
-    for service, (app, http) in running.items():
-        for operation in operations(service, app):
-            for probe in probes(operation):
-                headers = caller_headers(probe.caller, firm) | dict(probe.headers)
-                if probe.content_type is not None:
-                    headers["Content-Type"] = probe.content_type
-                try:
-                    response = await http.request(
-                        operation.method,
-                        operation.url(probe.segment, existing),
-                        params=list(probe.params),
-                        content=probe.body,
-                        headers=headers,
-                    )
-                except Exception as exc:  # a dropped connection is a failure like a 500
-                    failures.append(
-                        f"{service} {operation.method} {operation.path} {probe}: {exc!r}"
-                    )
-                    continue
-                count += 1
-                problem = (
-                    response.status_code >= 400
-                    and response.headers.get("content-type") != "application/problem+json"
-                )
-                if (
-                    response.status_code >= 500
-                    or problem
-                    or "x-correlation-id" not in response.headers
-                ):
-                    failures.append(
-                        f"{service} {operation.method} {operation.path} {probe!r:.300}: "
-                        f"{response.status_code} {response.text[:200]}"
-                    )
+    results = await asyncio.gather(
+        *(
+            probe_service(service, app, http, firm, existing)
+            for service, (app, http) in running.items()
+        )
+    )
+    count = sum(answered for answered, _ in results)
+    failures = [failure for _, found in results for failure in found]
     assert count > 1000, "every service's routes were probed"
     assert not failures, "\n".join(failures[:40])
+
+
+PARALLEL_ROUTES = 8
+"""Routes of one service probed at once (each route's probes in order): the probes wait on
+the database far more than they compute."""
+
+
+async def probe_service(
+    service: str, app: FastAPI, http: httpx.AsyncClient, firm: str, existing: dict[str, str]
+) -> tuple[int, list[str]]:
+    """Every malformed request for every route of ``service``: how many were answered, and
+    what went wrong (a 5xx, a 4xx that is not problem+json, no correlation id, a dropped
+    connection)."""
+    failures: list[str] = []
+    answered = 0
+    slots = asyncio.Semaphore(PARALLEL_ROUTES)
+
+    async def probe_route(operation: Operation) -> None:
+        nonlocal answered
+        async with slots:
+            for probe in probes(operation):
+                got_answer, failure = await send(http, operation, probe, firm, existing)
+                answered += got_answer
+                if failure is not None:
+                    failures.append(f"{service} {operation.method} {operation.path} {failure}")
+
+    await asyncio.gather(*(probe_route(operation) for operation in operations(service, app)))
+    return answered, failures
+
+
+async def send(
+    http: httpx.AsyncClient,
+    operation: Operation,
+    probe: Probe,
+    firm: str,
+    existing: dict[str, str],
+) -> tuple[bool, str | None]:
+    """Make one probe's request: whether it was answered, and what was wrong (None: nothing)."""
+    headers = caller_headers(probe.caller, firm) | dict(probe.headers)
+    if probe.content_type is not None:
+        headers["Content-Type"] = probe.content_type
+    try:
+        response = await http.request(
+            operation.method,
+            operation.url(probe.segment, existing),
+            params=list(probe.params),
+            content=probe.body,
+            headers=headers,
+        )
+    except Exception as exc:  # a dropped connection is a failure like a 500
+        return False, f"{probe}: {exc!r}"
+    problem = (
+        response.status_code >= 400
+        and response.headers.get("content-type") != "application/problem+json"
+    )
+    if response.status_code >= 500 or problem or "x-correlation-id" not in response.headers:
+        return True, f"{probe!r:.300}: {response.status_code} {response.text[:200]}"
+    return True, None

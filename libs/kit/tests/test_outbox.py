@@ -1,9 +1,11 @@
 """Outbox: publish after the write, leave failures to the relay, keep the order."""
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+from pymongo.errors import BulkWriteError
 
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import AccountRemoved
@@ -171,6 +173,53 @@ async def test_writer_refuses_an_update_that_does_not_name_its_document() -> Non
     event = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
     with pytest.raises(ValueError, match="_id"):
         await writes.update_one({"firm": "f"}, {"$set": {"x": 1}}, events=[event])
+
+
+class InsertingCollection(InMemoryOutboxCollection):
+    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error)."""
+
+    async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> None:
+        errors = []
+        for index, document in enumerate(documents):
+            if document["_id"] in self.documents:
+                errors.append({"index": index, "code": 11000})
+            else:
+                self.documents[document["_id"]] = document
+        if errors:
+            raise BulkWriteError({"writeErrors": errors})
+
+
+async def test_a_grouped_insert_publishes_in_order_and_clears_by_group() -> None:
+    publisher, collection = RecordingPublisher(), InsertingCollection()
+    outbox = Outbox(publisher)
+    writes = outbox.writer(collection)  # type: ignore[arg-type]
+    task = await run_outbox(outbox)
+
+    def row(n: int) -> tuple[dict[str, Any], list[Any]]:
+        events = [
+            new_event(AccountRemoved(account_id=f"a{n}"), firm="f", producer="test", key=f"k{n}")
+            for _ in range(2)
+        ]
+        return {"_id": f"doc{n}"}, events
+
+    rows = [row(n) for n in range(30)]
+    await collection.insert_one({"_id": "doc1", "_outbox": [], "state": "older"})  # a redo
+    inserted = await writes.insert_new(rows, group="job:0")
+    await outbox.drain()
+    task.cancel()
+    assert inserted == {f"doc{n}" for n in range(30)} - {"doc1"}
+    assert collection.documents["doc1"] == {"_id": "doc1", "_outbox": [], "state": "older"}
+    groups = {doc.get("_outbox_group") for doc in collection.documents.values()}
+    assert groups == {None, "job:0"}
+    assert all(doc["_outbox"] == [] for doc in collection.documents.values())
+    published = [(r["key"], r["value"]) for r in publisher.records]
+    assert len(published) == 2 * (29)
+    per_key = {
+        key: [json.loads(value)["id"] for k, value in published if k == key] for key, _ in published
+    }
+    for document, events in rows:
+        if document["_id"] != "doc1":
+            assert per_key[f"k{document['_id'][3:]}"] == [str(e.id) for e in events]
 
 
 async def test_before_publish_runs_before_the_events_leave_and_the_relay_finishes_it() -> None:

@@ -116,6 +116,9 @@ class InMemoryThreadStore:
     async def get(self, firm: str, thread_id: str) -> LinkedThread | None:
         return self.threads.get((firm, thread_id))
 
+    async def arriving(self, firm: str, thread_id: str) -> LinkedThread | None:
+        return self.threads.get((firm, thread_id))
+
     async def many(self, firm: str, thread_ids: Collection[str]) -> list[LinkedThread]:
         return [self.threads[(firm, t)] for t in thread_ids if (firm, t) in self.threads]
 
@@ -129,20 +132,10 @@ class InMemoryThreadStore:
         ]
         return sorted(found, key=lambda t: t.last_activity_at, reverse=True)[:limit]
 
-    async def created(
-        self, firm: str, thread_id: str, *, account_id: str, subject: str, at: datetime
-    ) -> None:
-        self.add(LinkedThread(thread_id, firm, account_id, subject, "active", at))
-
     async def status_changed(
         self, firm: str, thread_id: str, *, status: Literal["active", "archived"], at: datetime
     ) -> None:
         self.threads[(firm, thread_id)] = replace(self.threads[(firm, thread_id)], status=status)
-
-    async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None:
-        self.threads[(firm, thread_id)] = replace(
-            self.threads[(firm, thread_id)], last_activity_at=at
-        )
 
     async def progress(
         self,

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from threadline.kit.ids import utc_now
 from threadline.pipeline.domain import (
     HISTORY_LIMIT,
     ActionForbidden,
@@ -17,7 +18,6 @@ from threadline.pipeline.domain import (
     StageNotEmpty,
     ThreadNotFound,
     UnfinishedTasks,
-    utc_now,
 )
 from threadline.pipeline.service import (
     AutomationSpec,
@@ -55,7 +55,6 @@ class World:
             pipelines=self.pipeline_store,
             jobs=self.job_store,
             threads=self.thread_store,
-            unknown_thread_wait_seconds=0,
         )
 
     async def tax_pipeline(self):  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -177,18 +178,25 @@ def test_n1_never_a_staff_address_even_on_a_contact() -> None:
     assert [c["id"] for c in chosen] == ["ct_ann"]
 
 
+def _recipients(**changes: Any) -> dict[str, InboxItemType]:
+    """``message_inbox_recipients`` for a client's reply in a thread staff member Mia
+    created, with ``changes``."""
+    message: dict[str, Any] = {
+        "author_id": "ct_ann",
+        "author_kind": "client",
+        "is_first_message": False,
+        "carries_documents": False,
+        "creator_id": "st_mia",
+        "creator_kind": "staff",
+        "repliers": (),
+        "mentions": (),
+        "assigned_staff": (),
+    }
+    return message_inbox_recipients(**(message | changes))
+
+
 def test_n2_client_reply_goes_to_creator_and_staff_who_replied_not_the_rest() -> None:
-    recipients = message_inbox_recipients(
-        author_id="ct_ann",
-        author_kind="client",
-        is_first_message=False,
-        carries_documents=False,
-        creator_id="st_mia",
-        creator_kind="staff",
-        repliers={"st_noah"},
-        mentions=(),
-        assigned_staff={"st_olivia"},
-    )
+    recipients = _recipients(repliers={"st_noah"}, assigned_staff={"st_olivia"})
     assert recipients == {
         "st_mia": InboxItemType.CLIENT_REPLY,
         "st_noah": InboxItemType.CLIENT_REPLY,
@@ -196,46 +204,25 @@ def test_n2_client_reply_goes_to_creator_and_staff_who_replied_not_the_rest() ->
 
 
 def test_n2_a_new_client_thread_reaches_the_assigned_staff() -> None:
-    recipients = message_inbox_recipients(
-        author_id="ct_ann",
-        author_kind="client",
-        is_first_message=True,
-        carries_documents=False,
-        creator_id="ct_ann",
-        creator_kind="client",
-        repliers=(),
-        mentions=(),
-        assigned_staff={"st_mia"},
+    recipients = _recipients(
+        is_first_message=True, creator_id="ct_ann", creator_kind="client", assigned_staff={"st_mia"}
     )
     assert recipients == {"st_mia": InboxItemType.CLIENT_NEW_THREAD}
 
 
 def test_n2_staff_reply_goes_to_other_staff_and_never_to_oneself() -> None:
-    recipients = message_inbox_recipients(
+    recipients = _recipients(
         author_id="st_noah",
         author_kind="staff",
-        is_first_message=False,
-        carries_documents=False,
-        creator_id="st_mia",
-        creator_kind="staff",
         repliers={"st_noah"},
         mentions=("st_noah", "st_leo"),
-        assigned_staff=(),
     )
     assert recipients == {"st_mia": InboxItemType.STAFF_REPLY, "st_leo": InboxItemType.MENTION}
 
 
 def test_m2_mention_wins_over_reply_for_the_same_member() -> None:
-    recipients = message_inbox_recipients(
-        author_id="st_mia",
-        author_kind="staff",
-        is_first_message=False,
-        carries_documents=False,
-        creator_id="st_mia",
-        creator_kind="staff",
-        repliers={"st_noah"},
-        mentions=("st_noah",),
-        assigned_staff=(),
+    recipients = _recipients(
+        author_id="st_mia", author_kind="staff", repliers={"st_noah"}, mentions=("st_noah",)
     )
     assert recipients == {"st_noah": InboxItemType.MENTION}
 
@@ -316,15 +303,5 @@ def test_every_mail_kind_renders_a_subject_and_a_link(kind: str) -> None:
 
 
 def test_n2_a_clients_upload_posted_as_a_message_adds_no_second_item() -> None:
-    recipients = message_inbox_recipients(
-        author_id="ct_ann",
-        author_kind="client",
-        is_first_message=False,
-        carries_documents=True,
-        creator_id="st_mia",
-        creator_kind="staff",
-        repliers=(),
-        mentions=(),
-        assigned_staff=(),
-    )
+    recipients = _recipients(carries_documents=True)
     assert recipients == {}

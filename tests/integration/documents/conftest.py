@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import FirmClient, ServiceFactory, seed_directory, token_for
+from ..conftest import LEE, PATEL, FirmClient, ServiceFactory, seed_directory, token_for
 
-LEE = "acc_lee_family"
-PATEL = "acc_patel_llc"
+__all__ = ["LEE", "PATEL", "PDF", "PNG", "Docs", "documents_service", "zip_of"]
 
 
 class Docs(FirmClient):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,50 +13,27 @@ from threadline.contracts import decode
 from threadline.contracts.topics import Topic
 
 from ..conftest import (
+    LEE,
+    PATEL,
     FirmClient,
     ServiceFactory,
     TopicMark,
     find_record,
     mark_topic,
     seed_directory,
-    token_for,
 )
 
-LEE = "acc_lee_family"  # contacts: ct_ann_lee (notify), ct_ben_lee; assigned: st_mia
-PATEL = "acc_patel_llc"  # ct_raj_patel activated, ct_priya_patel not
+__all__ = ["DORMANT", "LEE", "PATEL", "Firm", "find_event", "firm_on"]
+
 DORMANT = "acc_dormant_co"  # no contact with portal access
 
 
 @dataclass
 class Firm(FirmClient):
-    """A seeded firm on a running messaging service, with a token for each kind of user.
+    """A seeded firm on a running messaging service, calling it as any of ``DEMO_USERS``.
     ``events_from`` marks the messaging topic's end when the firm was set up."""
 
     events_from: TopicMark | None = None
-
-    def token(self, who: str) -> str:
-        tokens: dict[str, Callable[[], str]] = {
-            "owner": lambda: token_for(self.firm, role="owner", sub="st_olivia", name="Olivia"),
-            "admin": lambda: token_for(self.firm, role="admin", sub="st_adam"),
-            "assigned member": lambda: token_for(
-                self.firm, role="member", sub="st_mia", accounts=[LEE], name="Mia Chen"
-            ),
-            "unassigned member": lambda: token_for(
-                self.firm, role="member", sub="st_noah", accounts=[PATEL]
-            ),
-            "member with view-all": lambda: token_for(
-                self.firm, role="member", sub="st_noah", perms=["view_all_accounts"]
-            ),
-            "client": lambda: token_for(self.firm, kind="client", sub="ct_ann_lee", accounts=[LEE]),
-            "second client": lambda: token_for(
-                self.firm, kind="client", sub="ct_ben_lee", accounts=[LEE]
-            ),
-            "other client": lambda: token_for(
-                self.firm, kind="client", sub="ct_raj_patel", accounts=[PATEL]
-            ),
-            "other firm": lambda: token_for(f"{self.firm}_other", role="owner", sub="st_olivia"),
-        }
-        return tokens[who]()
 
     async def new_thread(self, who: str = "assigned member", **fields: Any) -> dict[str, Any]:
         body = {

@@ -36,7 +36,7 @@ internal message as read by the client (R1, M3).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,33 +45,27 @@ from typing import Any
 import httpx
 import pytest
 
-from threadline.contracts import new_event
-from threadline.contracts.events.directory import StaffMemberUpserted
-
-from ..conftest import seed_directory, start_app, token_for
+from ..access_matrix import (
+    ADMIN,
+    ASSIGNED,
+    CLIENT,
+    MENTIONED,
+    OTHER_CLIENT,
+    OTHER_FIRM,
+    OWNER,
+    UNASSIGNED,
+    VIEW_ALL,
+    AccessMatrix,
+)
+from ..conftest import LIAM, liam_upserted, seed_directory, start_app
 from .conftest import LEE, PATEL, Firm
 
 pytestmark = pytest.mark.integration
 
-OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL, MENTIONED = (
-    "owner",
-    "admin",
-    "assigned member",
-    "unassigned member",
-    "member with view-all",
-    "mentioned member",
-)
-CLIENT, OTHER_CLIENT, OTHER_FIRM = "client", "other client", "other firm"
-USERS = (OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL, MENTIONED, CLIENT, OTHER_CLIENT, OTHER_FIRM)
 STAFF_SEEING = frozenset({OWNER, ADMIN, ASSIGNED, VIEW_ALL, MENTIONED})
 SEES_LEE_THREADS = STAFF_SEEING | {CLIENT}  # the matrix threads A and B (account LEE)
 SEES_PATEL_THREAD = frozenset({OWNER, ADMIN, UNASSIGNED, VIEW_ALL, MENTIONED, OTHER_CLIENT})
 CLIENTS = frozenset({CLIENT, OTHER_CLIENT})
-
-# A team member outside the demo directory's four, so that being mentioned is the only way
-# in: "unassigned member" and "member with view-all" are both st_noah, so mentioning st_noah
-# would also let the unassigned member in.
-LIAM = "st_liam"
 
 # Expected status per user; None = the case cannot be set up for that user (see STAND_IN).
 # fmt: off
@@ -124,20 +118,11 @@ MATRIX: dict[str, tuple[int | None, ...]] = {
 STAND_IN: dict[str, str | None] = {UNASSIGNED: VIEW_ALL, OTHER_FIRM: OWNER, OTHER_CLIENT: None}
 
 
-class MatrixFirm(Firm):
-    """``Firm`` plus the mentioned member: st_liam, assigned to PATEL only."""
-
-    def token(self, who: str) -> str:
-        if who == MENTIONED:
-            return token_for(self.firm, role="member", sub=LIAM, accounts=[PATEL], name="Liam")
-        return super().token(who)
-
-
 @dataclass
 class World:
     """The module's firm and what was seeded in it."""
 
-    firm: MatrixFirm
+    firm: Firm
     tag: str
     a: str = ""  # thread A (LEE): the read-only thread the read rows look at
     b: str = ""  # thread B (LEE): where the rows that change things act
@@ -183,14 +168,6 @@ class World:
 
 
 # --- the service and the seeded firm, once per module -------------------------------------
-
-
-async def _seed_directory(app: Any, name: str) -> None:
-    """The demo directory plus the mentioned member, Liam."""
-    liam = StaffMemberUpserted(
-        user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
-    )
-    await seed_directory([app], name, extra=[new_event(liam, firm=name, key=name, producer="test")])
 
 
 async def _seed_threads(w: World) -> None:
@@ -275,8 +252,8 @@ async def world() -> AsyncIterator[World]:
     async with AsyncExitStack() as stack:
         app, http = await start_app(stack, "messaging", run_id)
         name = f"firm_{run_id}"
-        await _seed_directory(app, name)
-        w = World(firm=MatrixFirm(firm=name, http=http, app=app), tag=run_id)
+        await seed_directory([app], name, extra=[liam_upserted(name)])  # the mentioned member
+        w = World(firm=Firm(firm=name, http=http, app=app), tag=run_id)
         await _seed_threads(w)
         yield w
 
@@ -285,17 +262,19 @@ async def world() -> AsyncIterator[World]:
 # A probe makes the call for ``who`` (setting up and restoring whatever it needs) and
 # asserts what follows from the status it got; the status itself is checked by the test.
 
-Probe = Callable[[World, str], Awaitable[httpx.Response]]
-PROBES: dict[str, Probe] = {}
+
+def route_of(row: str) -> str:
+    """The full route a MATRIX row names, e.g. "GET /v1/threads/{thread_id}/pins"."""
+    endpoint = row.partition(" [")[0].partition("?")[0]
+    method, _, path = endpoint.partition(" ")
+    path = path.replace("{id}", "{thread_id}").replace("{m}", "{message_id}")
+    if path != "/me" and not path.startswith(("/threads", "/firm/", "/me/")):
+        path = "/threads/{thread_id}" + path
+    return f"{method} /v1{path}"
 
 
-def probe(row: str) -> Callable[[Probe], Probe]:
-    def register(function: Probe) -> Probe:
-        assert row in MATRIX, row
-        PROBES[row] = function
-        return function
-
-    return register
+ACCESS = AccessMatrix[World](MATRIX, route_of=route_of)
+probe = ACCESS.probe
 
 
 def thread_ids(response: httpx.Response) -> list[str]:
@@ -785,62 +764,37 @@ def check_no_leak(w: World, who: str, response: httpx.Response) -> list[str]:
 
 # --- the tests -----------------------------------------------------------------------------
 
-CASES = [
-    pytest.param(row, who, expected, id=f"{row} | {who}")
-    for row, statuses in MATRIX.items()
-    for who, expected in zip(USERS, statuses, strict=True)
-    if expected is not None
-]
-
 
 def test_the_matrix_has_a_probe_per_row() -> None:
-    assert set(PROBES) == set(MATRIX)
+    ACCESS.assert_every_row_probed()
 
 
 async def test_every_messaging_route_is_in_the_matrix(world: World) -> None:
     """Every HTTP endpoint the messaging app publishes (its OpenAPI paths) has a row
     (templates and bulk messages: in tests/integration/templates/test_access_matrix.py)."""
-    paths: dict[str, dict[str, Any]] = world.firm.app.openapi()["paths"]
-    routes = {
-        f"{method.upper()} {path}"
-        for path, operations in paths.items()
-        if path.startswith("/v1/") and not path.startswith(("/v1/templates", "/v1/bulk-messages"))
-        for method in operations
-    }
-    covered = {route_of(row) for row in MATRIX}
-    assert routes - covered == set(), "endpoints missing from MATRIX"
-    assert covered - routes == set(), "MATRIX rows naming no endpoint"
+    ACCESS.assert_covers(
+        world.firm.app,
+        include=lambda path: (
+            path.startswith("/v1/") and not path.startswith(("/v1/templates", "/v1/bulk-messages"))
+        ),
+    )
 
 
-def route_of(row: str) -> str:
-    """The full route a MATRIX row names, e.g. "GET /v1/threads/{thread_id}/pins"."""
-    endpoint = row.partition(" [")[0].partition("?")[0]
-    method, _, path = endpoint.partition(" ")
-    path = path.replace("{id}", "{thread_id}").replace("{m}", "{message_id}")
-    if path != "/me" and not path.startswith(("/threads", "/firm/", "/me/")):
-        path = "/threads/{thread_id}" + path
-    return f"{method} /v1{path}"
-
-
-@pytest.mark.parametrize(("row", "who", "expected"), CASES)
+@pytest.mark.parametrize(("row", "who", "expected"), ACCESS.cases())
 async def test_access(world: World, row: str, who: str, expected: int) -> None:
     """One cell of MATRIX: the exact status, what follows from it, and no leak (T7, M3, R2)."""
-    response = await PROBES[row](world, who)
-    assert response.status_code == expected, (
-        f"{row} as {who}: expected {expected}, got {response.status_code}: {response.text[:300]}"
-    )
-    problems = check_no_leak(world, who, response)
-    assert not problems, f"{row} as {who}: " + "; ".join(problems)
+    await ACCESS.check_cell(world, row, who, expected, leaks=check_no_leak)
 
 
 @pytest.mark.parametrize("row", list(MATRIX))
 async def test_no_token_is_401(world: World, row: str) -> None:
     """Every endpoint refuses a request without a bearer token, before anything else."""
-    method, path = route_of(row).split(" ", 1)
-    url = path.format(thread_id=world.a, message_id=world.ids["a_opening"])
-    response = await world.firm.http.request(method, url, json={})
-    assert response.status_code == 401, response.text
-    assert not [text for text in world.all_secrets if text in response.text]
+    await ACCESS.check_anonymous(
+        world.firm.http,
+        row,
+        path_values={"thread_id": world.a, "message_id": world.ids["a_opening"]},
+        secrets=world.all_secrets,
+    )
 
 
 async def test_m3_r1_a_client_reading_marks_only_what_the_client_could_read(

@@ -6,24 +6,22 @@ database and consumer group (a restart in the middle of the automove loop).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
-from threadline.contracts import Envelope, decode
+from threadline.contracts import Envelope
 from threadline.contracts.topics import Topic
 from threadline.kit.mongo import connect
 from threadline.pipeline.main import create_app
 from threadline.pipeline.settings import Settings
 
-from ..conftest import ServiceFactory, seed_directory
+from ..conftest import ServiceFactory, TopicMark, keyed_events, mark_topic, seed_directory
 from ..conftest import eventually as _eventually
 from ..tasks.conftest import LEE, PATEL, Platform
 
@@ -82,6 +80,8 @@ class PipelineFirm(Platform):
     """The tasks platform (messaging + tasks, tokens per user) plus pipeline."""
 
     pipeline: PipelineService
+    pipeline_from: TopicMark
+    """The pipeline topic's end when the firm was set up (``pipeline_events`` reads on)."""
 
     async def pipe(self, who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         assert self.pipeline.http is not None
@@ -165,6 +165,9 @@ async def firm(start_service: ServiceFactory, run_id: str) -> AsyncIterator[Pipe
         await seed_directory([messaging_app], name, within=PATIENCE)
         world = PipelineFirm(firm=name, http=messaging_http, app=messaging_app)
         world.tasks_http, world.tasks_app, world.pipeline = tasks_http, tasks_app, pipeline
+        world.pipeline_from = await mark_topic(
+            pipeline.settings.kafka_bootstrap_servers, Topic.PIPELINE
+        )
         yield world
     finally:
         await pipeline.stop()
@@ -180,25 +183,8 @@ async def pipeline_events(
     until: Callable[[list[Envelope[Any]]], bool],
     linger: float = 2.0,
 ) -> list[Envelope[Any]]:
-    """Every event of ``job_id`` on the pipeline topic, from the start until ``until``
-    holds and then ``linger`` seconds more (so an extra event would be seen)."""
-    consumer = AIOKafkaConsumer(
-        Topic.PIPELINE,
-        bootstrap_servers=world.pipeline.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
+    """Every distinct event of ``job_id`` on the pipeline topic since the firm was set up
+    (``keyed_events``)."""
+    return await keyed_events(
+        world.pipeline_from, job_id, until=until, linger=linger, within=PATIENCE
     )
-    await consumer.start()
-    found: list[Envelope[Any]] = []
-    clock = asyncio.get_running_loop().time
-    deadline, settled_at = clock() + PATIENCE, None
-    try:
-        while clock() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                found += [decode(r.value) for r in records if r.key and r.key.decode() == job_id]
-            if settled_at is None and until(found):
-                settled_at = clock()
-            if settled_at is not None and clock() - settled_at >= linger:
-                return found
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"condition on the events of {job_id} not met: {[e.type for e in found]}")

@@ -23,13 +23,20 @@ from threadline.contracts.events.tasks import (
     TaskListAllCompleted,
     TaskListChanged,
 )
+from threadline.contracts.topics import Topic
 from threadline.devtools.seed import publish
 from threadline.devtools.smtp_sink import read_mails, serve
 
-from ..conftest import FirmClient, ServiceFactory, eventually, seed_directory, token_for
+from ..conftest import (
+    LEE,
+    FirmClient,
+    ServiceFactory,
+    TopicMark,
+    eventually,
+    mark_topic,
+    seed_directory,
+)
 
-LEE = "acc_lee_family"  # ct_ann_lee (Notify on), ct_ben_lee (Notify off); assigned st_mia
-PATEL = "acc_patel_llc"  # assigned st_noah
 ANN, BEN = "ann@lee.example", "ben@lee.example"
 MIA = Actor(user_id="st_mia", kind="staff")
 ANN_ACTOR = Actor(user_id="ct_ann_lee", kind="client")
@@ -89,34 +96,12 @@ def is_reminder(mail: EmailMessage) -> bool:
 
 @dataclass
 class Firm(FirmClient):
-    """A seeded firm on running messaging and reminders services."""
+    """A seeded firm on running messaging and reminders services (users: ``DEMO_USERS``)."""
 
     reminders: httpx.AsyncClient
     reminders_app: FastAPI
-
-    def token(self, who: str) -> str:
-        tokens: dict[str, Callable[[], str]] = {
-            "owner": lambda: token_for(self.firm, role="owner", sub="st_olivia", name="Olivia"),
-            "admin": lambda: token_for(self.firm, role="admin", sub="st_adam"),
-            "assigned member": lambda: token_for(
-                self.firm, role="member", sub="st_mia", accounts=[LEE], name="Mia Chen"
-            ),
-            "unassigned member": lambda: token_for(
-                self.firm, role="member", sub="st_noah", accounts=[PATEL]
-            ),
-            "member with view-all": lambda: token_for(
-                self.firm, role="member", sub="st_noah", perms=["view_all_accounts"], name="Noah"
-            ),
-            "client": lambda: token_for(self.firm, kind="client", sub="ct_ann_lee", accounts=[LEE]),
-            "second client": lambda: token_for(
-                self.firm, kind="client", sub="ct_ben_lee", accounts=[LEE]
-            ),
-            "other client": lambda: token_for(
-                self.firm, kind="client", sub="ct_raj_patel", accounts=[PATEL]
-            ),
-            "other firm": lambda: token_for(f"{self.firm}_other", role="owner", sub="st_olivia"),
-        }
-        return tokens[who]()
+    reminders_from: TopicMark
+    """The reminders topic's end when the firm was set up."""
 
     async def new_thread(self, who: str = "assigned member", **fields: Any) -> dict[str, Any]:
         body = {
@@ -221,12 +206,14 @@ async def start_firm(
     )
     name = f"firm_{run_id}"
     await seed_directory([messaging_app, reminders_app], name)
+    bootstrap = messaging_app.state.runtime.settings.kafka_bootstrap_servers
     return Firm(
         firm=name,
         http=messaging,
         app=messaging_app,
         reminders=reminders,
         reminders_app=reminders_app,
+        reminders_from=await mark_topic(bootstrap, Topic.REMINDERS),
     )
 
 

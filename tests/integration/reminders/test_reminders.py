@@ -8,14 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from threadline.contracts import decode
 from threadline.contracts.envelope import utc_now
-from threadline.contracts.topics import Topic
 from threadline.reminders.schedule import ReminderService
 
-from ..conftest import ServiceFactory, eventually, seed_directory
+from ..conftest import ServiceFactory, eventually, keyed_events, seed_directory
 from .conftest import ANN, ANN_ACTOR, BEN, FAST, Firm, SmtpSink, is_reminder, start_firm
 
 pytestmark = pytest.mark.integration
@@ -30,23 +27,11 @@ def reminder_mails(smtp: SmtpSink, thread_id: str, to: str = ANN) -> list[Any]:
 
 
 async def reminders_topic_events(firm: Firm, thread_id: str, count: int) -> list[Any]:
-    """The first ``count`` events about ``thread_id`` on the reminders topic."""
-    consumer = AIOKafkaConsumer(
-        Topic.REMINDERS,
-        bootstrap_servers=firm.app.state.runtime.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
+    """The events about ``thread_id`` on the reminders topic since the firm was set up, once
+    there are at least ``count``."""
+    return await keyed_events(
+        firm.reminders_from, thread_id, until=lambda found: len(found) >= count, linger=0
     )
-    await consumer.start()
-    found: list[Any] = []
-    try:
-        for _ in range(60):
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                found += [decode(r.value) for r in records if r.key == thread_id.encode()]
-            if len(found) >= count:
-                return found
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"only {len(found)} reminders events for {thread_id}")
 
 
 async def test_q2_q3_three_reminders_a_day_apart_then_limit_reached(

@@ -3,21 +3,27 @@ threads from messaging's events; messaging shows the lists from tasks' events)."
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
-from threadline.contracts import Envelope, decode
+from threadline.contracts import Envelope
 from threadline.contracts.topics import Topic
 
-from ..conftest import FirmClient, ServiceFactory, eventually, seed_directory, token_for
-from ..messaging.conftest import LEE, PATEL
+from ..conftest import (
+    LEE,
+    PATEL,
+    FirmClient,
+    ServiceFactory,
+    TopicMark,
+    eventually,
+    keyed_events,
+    mark_topic,
+    seed_directory,
+)
 
 __all__ = ["LEE", "PATEL", "Platform", "events_of"]
 
@@ -31,39 +37,12 @@ batch even when the shared test servers are slow."""
 
 
 class Platform(FirmClient):
-    """A seeded firm on running messaging and tasks services, a token per kind of user."""
+    """A seeded firm on running messaging and tasks services (users: ``DEMO_USERS``)."""
 
     tasks_http: httpx.AsyncClient
     tasks_app: FastAPI
-
-    def token(self, who: str) -> str:
-        tokens: dict[str, Callable[[], str]] = {
-            "owner": lambda: token_for(self.firm, role="owner", sub="st_olivia", name="Olivia"),
-            "admin": lambda: token_for(self.firm, role="admin", sub="st_adam"),
-            "assigned member": lambda: token_for(
-                self.firm, role="member", sub="st_mia", accounts=[LEE], name="Mia Chen"
-            ),
-            "unassigned member": lambda: token_for(
-                self.firm, role="member", sub="st_noah", accounts=[PATEL]
-            ),
-            "member with view-all": lambda: token_for(
-                self.firm, role="member", sub="st_noah", perms=["view_all_accounts"]
-            ),
-            "mentioned member": lambda: token_for(
-                self.firm, role="member", sub="st_liam", accounts=[PATEL], name="Liam"
-            ),
-            "client": lambda: token_for(
-                self.firm, kind="client", sub="ct_ann_lee", accounts=[LEE], name="Ann"
-            ),
-            "second client": lambda: token_for(
-                self.firm, kind="client", sub="ct_ben_lee", accounts=[LEE], name="Ben"
-            ),
-            "other client": lambda: token_for(
-                self.firm, kind="client", sub="ct_raj_patel", accounts=[PATEL]
-            ),
-            "other firm": lambda: token_for(f"{self.firm}_other", role="owner", sub="st_olivia"),
-        }
-        return tokens[who]()
+    tasks_from: TopicMark
+    """The tasks topic's end when the firm was set up (``events_of`` reads from there)."""
 
     async def tasks(self, who: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         return await self.tasks_http.request(method, url, headers=self.auth(who), **kwargs)
@@ -116,6 +95,9 @@ async def platform(start_service: ServiceFactory, run_id: str) -> Platform:
     await seed_directory([messaging_app, tasks_app], firm)
     world = Platform(firm=firm, http=messaging_http, app=messaging_app)
     world.tasks_http, world.tasks_app = tasks_http, tasks_app
+    world.tasks_from = await mark_topic(
+        messaging_app.state.runtime.settings.kafka_bootstrap_servers, Topic.TASKS
+    )
     return world
 
 
@@ -127,33 +109,6 @@ async def firm(start_service: ServiceFactory, run_id: str) -> Platform:
 async def events_of(
     world: Platform, key: str, *, until: Callable[[list[Envelope[Any]]], bool], linger: float = 1.0
 ) -> list[Envelope[Any]]:
-    """Every distinct event keyed ``key`` on the tasks topic, read from the start until
-    ``until`` holds, then ``linger`` seconds more (so an extra event would be seen).
-    Delivery is at least once (the outbox relay may republish an event whose publisher
-    had not cleared it yet), so copies of one event id count once, as consumers count them."""
-    consumer = AIOKafkaConsumer(
-        Topic.TASKS,
-        bootstrap_servers=world.app.state.runtime.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    found: list[Envelope[Any]] = []
-    seen: set[uuid.UUID] = set()
-    clock = asyncio.get_running_loop().time
-    deadline, settled_at = clock() + 45, None
-    try:
-        while clock() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for record in records:
-                    if record.key and record.key.decode() == key:
-                        event = decode(record.value)
-                        if event.id not in seen:
-                            seen.add(event.id)
-                            found.append(event)
-            if settled_at is None and until(found):
-                settled_at = clock()
-            if settled_at is not None and clock() - settled_at >= linger:
-                return found
-    finally:
-        await consumer.stop()
-    raise AssertionError(f"condition on the events of {key} not met: {[e.type for e in found]}")
+    """Every distinct event keyed ``key`` on the tasks topic since the firm was set up
+    (``keyed_events``)."""
+    return await keyed_events(world.tasks_from, key, until=until, linger=linger, within=45)

@@ -21,7 +21,7 @@ Who may do what:
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,24 +29,21 @@ from typing import Any
 import httpx
 import pytest
 
-from threadline.contracts import new_event
-from threadline.contracts.events.directory import StaffMemberUpserted
-
-from ..conftest import eventually, seed_directory, start_app
+from ..access_matrix import (
+    ADMIN,
+    ASSIGNED,
+    CLIENT,
+    MENTIONED,
+    OTHER_CLIENT,
+    OWNER,
+    VIEW_ALL,
+    AccessMatrix,
+)
+from ..conftest import LIAM, eventually, liam_upserted, seed_directory, start_app
 from .conftest import LEE, Platform
 
 pytestmark = pytest.mark.integration
 
-OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL, MENTIONED = (
-    "owner",
-    "admin",
-    "assigned member",
-    "unassigned member",
-    "member with view-all",
-    "mentioned member",
-)
-CLIENT, OTHER_CLIENT, OTHER_FIRM = "client", "other client", "other firm"
-USERS = (OWNER, ADMIN, ASSIGNED, UNASSIGNED, VIEW_ALL, MENTIONED, CLIENT, OTHER_CLIENT, OTHER_FIRM)
 SEES_X = frozenset({OWNER, ADMIN, ASSIGNED, VIEW_ALL, MENTIONED, CLIENT})
 SEES_LEE = frozenset({OWNER, ADMIN, ASSIGNED, VIEW_ALL, CLIENT})  # account access (M12)
 CLIENTS = frozenset({CLIENT, OTHER_CLIENT})
@@ -72,7 +69,6 @@ MATRIX: dict[str, tuple[int, ...]] = {
     "GET /me":                           (200,  200,  200,  200,  200,  200,  200,  200,  200),
 }
 # fmt: on
-LIAM = "st_liam"
 
 
 @dataclass
@@ -114,14 +110,7 @@ async def world() -> AsyncIterator[World]:
             stack, "tasks", run_id, thread_projection_wait_seconds=0.5
         )
         name = f"firm_{run_id}"
-        liam = StaffMemberUpserted(
-            user_id=LIAM, name="Liam Park", email="liam@firm.example", role="member"
-        )
-        await seed_directory(
-            [messaging, tasks_app],
-            name,
-            extra=[new_event(liam, firm=name, key=name, producer="test")],
-        )
+        await seed_directory([messaging, tasks_app], name, extra=[liam_upserted(name)])
         platform = Platform(firm=name, http=http, app=messaging)
         platform.tasks_http, platform.tasks_app = tasks_http, tasks_app
         w = World(platform=platform, tag=run_id)
@@ -141,17 +130,19 @@ async def world() -> AsyncIterator[World]:
         yield w
 
 
-Probe = Callable[[World, str], Awaitable[httpx.Response]]
-PROBES: dict[str, Probe] = {}
+def route_of(row: str) -> str:
+    method, _, path = row.partition(" ")
+    path = (
+        path.replace("{id}", "{thread_id}")
+        .replace("{t}", "{task_id}")
+        .replace("{r}", "{request_id}")
+        .replace("{a}", "{account_id}")
+    )
+    return f"{method} /v1{path}"
 
 
-def probe(row: str) -> Callable[[Probe], Probe]:
-    def register(function: Probe) -> Probe:
-        assert row in MATRIX, row
-        PROBES[row] = function
-        return function
-
-    return register
+ACCESS = AccessMatrix[World](MATRIX, route_of=route_of)
+probe = ACCESS.probe
 
 
 @probe("GET /threads/{id}/tasks")
@@ -314,57 +305,29 @@ def check_no_leak(w: World, who: str, response: httpx.Response) -> list[str]:
     return problems
 
 
-CASES = [
-    pytest.param(row, who, expected, id=f"{row} | {who}")
-    for row, statuses in MATRIX.items()
-    for who, expected in zip(USERS, statuses, strict=True)
-]
-
-
 def test_the_matrix_has_a_probe_per_row() -> None:
-    assert set(PROBES) == set(MATRIX)
-
-
-def route_of(row: str) -> str:
-    method, _, path = row.partition(" ")
-    path = (
-        path.replace("{id}", "{thread_id}")
-        .replace("{t}", "{task_id}")
-        .replace("{r}", "{request_id}")
-        .replace("{a}", "{account_id}")
-    )
-    return f"{method} /v1{path}"
+    ACCESS.assert_every_row_probed()
 
 
 async def test_every_tasks_route_is_in_the_matrix(world: World) -> None:
-    paths: dict[str, dict[str, Any]] = world.platform.tasks_app.openapi()["paths"]
-    routes = {
-        f"{method.upper()} {path}"
-        for path, operations in paths.items()
-        if path.startswith("/v1/")
-        for method in operations
-    }
-    covered = {route_of(row) for row in MATRIX}
-    assert routes - covered == set(), "endpoints missing from MATRIX"
-    assert covered - routes == set(), "MATRIX rows naming no endpoint"
+    ACCESS.assert_covers(world.platform.tasks_app, include=lambda path: path.startswith("/v1/"))
 
 
-@pytest.mark.parametrize(("row", "who", "expected"), CASES)
+@pytest.mark.parametrize(("row", "who", "expected"), ACCESS.cases())
 async def test_access(world: World, row: str, who: str, expected: int) -> None:
-    response = await PROBES[row](world, who)
-    assert response.status_code == expected, (
-        f"{row} as {who}: expected {expected}, got {response.status_code}: {response.text[:300]}"
-    )
-    problems = check_no_leak(world, who, response)
-    assert not problems, f"{row} as {who}: " + "; ".join(problems)
-    if response.status_code >= 400:
-        assert response.headers["content-type"].startswith("application/problem+json")
+    await ACCESS.check_cell(world, row, who, expected, leaks=check_no_leak)
 
 
 @pytest.mark.parametrize("row", list(MATRIX))
 async def test_no_token_is_401(world: World, row: str) -> None:
-    method, path = route_of(row).split(" ", 1)
-    url = path.format(thread_id=world.x, task_id="t", request_id=world.request_id, account_id=LEE)
-    response = await world.platform.tasks_http.request(method, url, json={})
-    assert response.status_code == 401, response.text
-    assert not [secret for secret in world.secrets if secret in response.text]
+    await ACCESS.check_anonymous(
+        world.platform.tasks_http,
+        row,
+        path_values={
+            "thread_id": world.x,
+            "task_id": "t",
+            "request_id": world.request_id,
+            "account_id": LEE,
+        },
+        secrets=world.secrets,
+    )

@@ -20,7 +20,12 @@ from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.leases import Leases
 from threadline.messaging.domain import utc_now
-from threadline.messaging.service.bulk import BulkWorker, WorkerSettings, thread_id_for
+from threadline.messaging.service.bulk import (
+    BulkWorker,
+    WorkerSettings,
+    derived_id,
+    thread_id_for,
+)
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
@@ -193,6 +198,125 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
     assert (await store.summary(firm.firm, job_id) or {})["created"] == 1
     threads = await database["threads"].find({"bulk_job_id": job_id}).to_list()
     assert [t["subject"] for t in threads] == ["s 2026"]
+
+
+def replica_worker(firm: TemplateFirm, leases: Leases, **settings: Any) -> BulkWorker:
+    """A second replica's worker on the same database (its own lease holder name)."""
+    runtime = firm.app.state.runtime
+    database = runtime.database
+    return BulkWorker(
+        store=MongoBulkStore(database),
+        threads=MongoThreadStore(database, outbox=runtime.outbox),
+        messages=MongoMessageStore(database, outbox=runtime.outbox),
+        directory=MongoDirectory(database),
+        leases=leases,
+        wake=asyncio.Event(),
+        settings=WorkerSettings(**settings),
+    )
+
+
+async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
+    firm: TemplateFirm,
+) -> None:
+    """The cancel is asked through this replica's API; another replica works the job (it
+    holds the lease, so this one's worker leaves the job alone) and stops after its batch."""
+    active = [account(f"acc_c{i}", f"Cancel {i}", (f"Cal{i} Doe", True)) for i in range(6)]
+    await add_accounts(firm, active)
+    key = f"cancel-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_olivia", key)
+    replica = Leases(firm.app.state.runtime.database, holder="replica-b")
+    assert await replica.claim(f"bulk:{job_id}", seconds=600)
+    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
+    started = await firm.call(
+        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    # batches of 2 with a long pause between them: the cancel lands in a pause
+    worker = replica_worker(firm, replica, batch_size=2, pause_seconds=5.0)
+    working = asyncio.create_task(worker.work_once())
+    store = MongoBulkStore(firm.app.state.runtime.database)
+    await eventually(
+        lambda: store.summary(firm.firm, job_id),
+        until=lambda job: job is not None and job["cursor"] >= 2,
+        within=60,
+    )
+    cancel = await firm.call("owner", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    assert cancel.status_code == 200, cancel.text
+    assert cancel.json()["status"] in {"cancelling", "cancelled"}
+    again = await firm.call("owner", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    assert again.status_code == 200 and again.json()["id"] == job_id
+    assert await asyncio.wait_for(working, 60)
+
+    job = (
+        await firm.call("owner", "GET", f"/v1/bulk-messages/{job_id}", params={"limit": 1000})
+    ).json()
+    processed = job["processed"]
+    assert job["status"] == "cancelled" and job["finished_at"] is not None
+    assert 2 <= processed < 6 and processed % 2 == 0
+    assert (job["created"], job["cancelled"]) == (processed, 6 - processed)
+    assert [r["index"] for r in job["results"]] == list(range(6))
+    assert [r["outcome"] for r in job["results"]] == ["created"] * processed + ["cancelled"] * (
+        6 - processed
+    )
+    assert all("cancelled" in r["reason"] for r in job["results"][processed:])
+    assert [r["account_id"] for r in job["results"]] == body["account_ids"]
+    paged = await firm.call(
+        "owner", "GET", f"/v1/bulk-messages/{job_id}", params={"after": processed, "limit": 1}
+    )
+    assert [r["index"] for r in paged.json()["results"]] == [processed + 1]
+    database = firm.app.state.runtime.database
+    threads = await database["threads"].find({"bulk_job_id": job_id}, {"account_id": 1}).to_list()
+    assert sorted(t["account_id"] for t in threads) == sorted(body["account_ids"][:processed])
+    for thread in threads:  # created threads stay, usable
+        shown = await firm.call("owner", "GET", f"/v1/threads/{thread['_id']}")
+        assert shown.status_code == 200
+    finished = await firm.call("owner", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    assert finished.status_code == 200 and finished.json()["status"] == "cancelled"
+
+
+async def test_p2_a_job_cancelled_before_any_replica_took_it_processes_nothing(
+    firm: TemplateFirm,
+) -> None:
+    key = f"early-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_mia", key)
+    busy = Leases(firm.app.state.runtime.database, holder="replica-c")
+    assert await busy.claim(f"bulk:{job_id}", seconds=600)  # nobody works it for now
+    body = {"account_ids": [LEE, PATEL, DORMANT], "subject": "s", "html": "<p>h</p>"}
+    started = await firm.call(
+        "assigned member", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    for who in ("unassigned member", "other firm"):
+        denied = await firm.call(who, "POST", f"/v1/bulk-messages/{job_id}/cancel")
+        assert denied.status_code == 404, (who, denied.text)
+    client = await firm.call("client", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    assert client.status_code == 403
+    unknown = await firm.call("owner", "POST", "/v1/bulk-messages/nope/cancel")
+    assert unknown.status_code == 404 and unknown.headers["content-type"].startswith(
+        "application/problem+json"
+    )
+    cancel = await firm.call("assigned member", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+    assert cancel.status_code == 200 and cancel.json()["status"] == "cancelling", cancel.text
+
+    await busy.release(f"bulk:{job_id}")  # this replica's own worker takes it and stops it
+
+    async def job() -> dict[str, Any]:
+        response = await firm.call("admin", "GET", f"/v1/bulk-messages/{job_id}")
+        return dict(response.json())
+
+    done = await eventually(job, until=lambda j: j["status"] == "cancelled", within=60)
+    assert (done["processed"], done["created"], done["cancelled"]) == (0, 0, 3)
+    assert [r["outcome"] for r in done["results"]] == ["cancelled"] * 3
+    database = firm.app.state.runtime.database
+    assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 0
+
+
+async def test_p2_a_finished_job_cannot_be_cancelled(firm: TemplateFirm) -> None:
+    body = {"account_ids": [LEE], "subject": "s", "html": "<p>h</p>"}
+    started = await firm.call("owner", "POST", "/v1/bulk-messages", json=body)
+    job = await finished(firm, started.json()["id"])
+    late = await firm.call("owner", "POST", f"/v1/bulk-messages/{job['id']}/cancel")
+    assert late.status_code == 409 and "finished" in late.json()["detail"], late.text
 
 
 # --- a real process, killed mid-job -------------------------------------------------------

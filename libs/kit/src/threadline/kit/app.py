@@ -170,11 +170,9 @@ def create_service_app(
         runtime.metrics.consumer_lag.clear()
         for (topic, partition), lag in (await runtime.events.lag()).items():
             runtime.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
-        count, oldest_age = await runtime.outbox.pending()
-        runtime.metrics.outbox_pending.set(count)
-        runtime.metrics.outbox_oldest_age.set(oldest_age)
 
     runtime.metrics.on_scrape(refresh_gauges)
+    runtime.metrics.track_outbox(runtime.outbox)
 
     async def purge_processed_ids() -> int:
         retention = timedelta(hours=settings.processed_events_retention_hours)

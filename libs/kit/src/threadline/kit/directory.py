@@ -7,6 +7,7 @@ a newer one, and removals are kept as tombstones so a late upsert cannot resurre
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -43,12 +44,25 @@ class MongoDirectory:
     async def account(self, firm: str, account_id: str) -> dict[str, Any] | None:
         return await self._accounts.find_one({"_id": f"{firm}:{account_id}", "removed": False})
 
-    async def accounts(self, firm: str, account_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The existing accounts among ``account_ids``, by id (one query for a batch)."""
-        cursor = self._accounts.find(
-            {"_id": {"$in": [f"{firm}:{account_id}" for account_id in account_ids]}}
-        )
-        return {doc["account_id"]: doc async for doc in cursor if not doc.get("removed")}
+    async def accounts(
+        self, firm: str, account_ids: list[str], *, concurrency: int = 8
+    ) -> dict[str, dict[str, Any]]:
+        """The existing accounts among ``account_ids``, by id.
+
+        One lookup by ``_id`` per account, ``concurrency`` at a time: FerretDB pushes no
+        ``$in`` down, so one ``$in`` query read the whole collection for every batch (0.4-1 s
+        per 100 accounts of a bulk job, growing with the directory), while a lookup by
+        ``_id`` is an index probe on every server."""
+        slots = asyncio.Semaphore(concurrency)
+
+        async def lookup(account_id: str) -> dict[str, Any] | None:
+            async with slots:
+                return await self._accounts.find_one({"_id": f"{firm}:{account_id}"})
+
+        found = await asyncio.gather(*(lookup(account_id) for account_id in account_ids))
+        return {
+            doc["account_id"]: doc for doc in found if doc is not None and not doc.get("removed")
+        }
 
     async def firm_name(self, firm: str) -> str | None:
         """The firm's display name, once a ``directory.firm.upserted`` was projected."""

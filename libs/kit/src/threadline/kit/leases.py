@@ -8,6 +8,10 @@ replica takes it over. Clocks of replicas must agree to well within a lease's le
 
 ``periodic`` builds on it: every replica runs the loop, only the lease holder runs the job,
 and the lease document remembers when the job last ran, so a new holder keeps the cadence.
+
+``ItemClaims`` is the same idea for many small work items (a mail to send, a reminder to
+fire): the claim lives in the item's own document, and the item's due time doubles as the
+claim's expiry, so one index on it serves both the due scan and the takeover.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from threadline.kit.ids import new_id
+from threadline.kit.ids import Document, new_id
 
-__all__ = ["Leases", "instance_name", "periodic"]
+__all__ = ["ItemClaims", "Leases", "instance_name", "periodic"]
 
 _log = structlog.get_logger(__name__)
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -117,6 +122,100 @@ class Leases:
 
     def now(self) -> datetime:
         return self._clock()
+
+
+class ItemClaims:
+    """Claims on work items kept in their own documents, for one collection.
+
+    An item is claimable when it is due (``due_field`` ≤ now): never claimed, or claimed by
+    a holder whose lease ran out. Claiming moves the due time forward by the lease and
+    stores the claim's token in ``claim_field``; only that token can renew, finish, release
+    or delete the item. A holder that dies simply lets its items come due again, and the
+    next claim takes them over. Every write is one flat-filtered update (FerretDB).
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        due_field: str = "due_at",
+        claim_field: str = "claim",
+    ) -> None:
+        self._items = collection
+        self._due = due_field
+        self._claim = claim_field
+
+    async def due(self, query: Document, *, now: datetime, limit: int) -> list[Document]:
+        """Ids and due times of up to ``limit`` claimable items matching ``query``, the
+        longest due first."""
+        cursor = self._items.find({**query, self._due: {"$lte": now}}, {"_id": 1, self._due: 1})
+        return await cursor.sort(self._due, 1).limit(limit).to_list()
+
+    async def claim(
+        self,
+        item_id: Any,
+        *,
+        token: str,
+        now: datetime,
+        lease: timedelta,
+        due_at: datetime | None = None,
+    ) -> bool:
+        """Claim one item if it is claimable; with ``due_at`` (as read by ``due``), only if
+        its due time is still that one, i.e. nobody claimed or rescheduled it since."""
+        due: Any = {"$lte": now} if due_at is None else due_at
+        result = await self._items.update_one(
+            {"_id": item_id, self._due: due},
+            {"$set": {self._due: now + lease, self._claim: token}},
+        )
+        return result.modified_count == 1
+
+    async def claim_due(
+        self,
+        query: Document,
+        *,
+        token: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        also_set: Document | None = None,
+    ) -> list[Document]:
+        """Claim up to ``limit`` due items matching ``query`` (setting ``also_set`` too) in
+        one update, and return the ones this claim won. Use a fresh ``token`` per call: the
+        items still carrying it afterwards are exactly the ones won from other replicas."""
+        due = await self.due(query, now=now, limit=limit)
+        if not due:
+            return []
+        await self._items.update_many(
+            {"_id": {"$in": [item["_id"] for item in due]}, **query, self._due: {"$lte": now}},
+            {"$set": {**(also_set or {}), self._due: now + lease, self._claim: token}},
+        )
+        return await self._items.find({self._claim: token}).to_list()
+
+    async def renew(self, item_id: Any, *, token: str, now: datetime, lease: timedelta) -> bool:
+        """Extend a claim still held; False when it ran out or another holder took over."""
+        result = await self._items.update_one(
+            {"_id": item_id, self._claim: token, self._due: {"$gt": now}},
+            {"$set": {self._due: now + lease}},
+        )
+        return result.matched_count == 1
+
+    async def finish(self, item_id: Any, *, token: str, update: Document) -> bool:
+        """Apply ``update`` (done, failed, or a new due time to retry) and drop the claim,
+        only while ``token`` holds it; False when the claim was lost."""
+        result = await self._items.update_one(
+            {"_id": item_id, self._claim: token},
+            {**update, "$set": {**update.get("$set", {}), self._claim: None}},
+        )
+        return result.modified_count == 1
+
+    async def release(self, item_id: Any, *, token: str, now: datetime) -> bool:
+        """Give the item back, due at once, so another replica need not wait for the lease."""
+        return await self.finish(item_id, token=token, update={"$set": {self._due: now}})
+
+    async def delete(self, item_id: Any, *, token: str) -> bool:
+        """Remove the item, only while ``token`` holds it (a rescheduled item survives)."""
+        result = await self._items.delete_one({"_id": item_id, self._claim: token})
+        return result.deleted_count == 1
 
 
 def periodic(

@@ -3,7 +3,8 @@
 Each app owns its ``CollectorRegistry`` (tests build many apps in one process). The kit
 records HTTP latency per route template and status, consumed events by type and outcome,
 retries and dead-letters by type; at scrape time it reads consumer lag per partition and
-the outbox's pending count and oldest age. Services add their own metrics to
+the outbox's pending count and oldest age (the outbox tracks them in memory: a scrape
+costs no database work). Services add their own metrics to
 ``runtime.metrics.registry`` (messaging: stream subscribers and dropped subscribers).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -24,7 +25,13 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["ServiceMetrics", "metrics_router"]
+__all__ = ["PendingEvents", "ServiceMetrics", "metrics_router"]
+
+
+class PendingEvents(Protocol):
+    def pending(self) -> tuple[int, float]:
+        """Events waiting to be published and the oldest one's age in seconds."""
+        ...
 
 
 class ServiceMetrics:
@@ -63,12 +70,12 @@ class ServiceMetrics:
         )
         self.outbox_pending = Gauge(
             "threadline_outbox_pending_events",
-            "Events written but not yet published (read at scrape time).",
+            "Events written but not yet published, as this replica knows them (no query).",
             registry=self.registry,
         )
         self.outbox_oldest_age = Gauge(
             "threadline_outbox_oldest_pending_age_seconds",
-            "Age of the oldest unpublished event, 0 when none (read at scrape time).",
+            "Age of the oldest unpublished event this replica knows, 0 when none.",
             registry=self.registry,
         )
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
@@ -76,6 +83,11 @@ class ServiceMetrics:
     def on_scrape(self, refresh: Callable[[], Awaitable[None]]) -> None:
         """Run ``refresh`` before each scrape (gauges read from live state)."""
         self._refreshers.append(refresh)
+
+    def track_outbox(self, outbox: PendingEvents) -> None:
+        """The outbox gauges read ``outbox.pending()`` (memory only) at each scrape."""
+        self.outbox_pending.set_function(lambda: outbox.pending()[0])
+        self.outbox_oldest_age.set_function(lambda: outbox.pending()[1])
 
     def event_outcome(self, event_type: str, outcome: str) -> None:
         """The consumer's hook: one call per event outcome or retry."""

@@ -17,9 +17,14 @@ process left behind, again once its grace period has passed), on every tick whil
 or after a failed pass or clear, and otherwise in a slow safety sweep (a replica that died
 for good). Idle, it costs nothing however much data is stored.
 
+What is pending is tracked in memory from what the outbox itself sees — the entries its
+writers scheduled and the entries its relay passes found, each dropped once published and
+cleared — so ``pending()`` (the metrics gauges) costs no database work. It is this
+replica's view: a dead replica's leftovers count from the pass that finds them.
+
 Entries hold no sub-millisecond datetimes, so the exact element written can be ``$pull``-ed
 back (FerretDB supports ``$pull`` of an exact element, not of a query); a publishing round
-clears all it published with one ``$pullAll`` of exact elements per collection.
+clears what it published with one ``$pullAll`` of exact elements per document.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
 from threadline.kit.mongo import insert_new
@@ -49,13 +55,15 @@ __all__ = [
 ]
 
 OUTBOX_FIELD = "_outbox"
+OUTBOX_GROUP_FIELD = "_outbox_group"
 _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
-Document = dict[str, Any]
 BeforeRelay = Callable[[Any], Awaitable[None]]
 """Finishes the write of one document (by ``_id``) before the relay publishes its events."""
-_Batch = tuple[AsyncCollection[Document], Any, list[Document]]
+_Batch = tuple[AsyncCollection[Document], Document, list[Document]]
+"""A collection, the equality filter selecting the documents that hold the entries, and
+the entries."""
 
 
 def outbox_entry(envelope: Envelope[Any]) -> Document:
@@ -88,6 +96,9 @@ def outbox_push(entries: Sequence[Document]) -> Document:
 MAX_BATCHES_PER_ROUND = 256
 """Scheduled writes published together in one round of the background publisher."""
 
+CLEAR_CONCURRENCY = 4
+"""Clearing writes of one round in flight at once."""
+
 RELAY_SWEEP_SECONDS = 300.0
 """Safety sweep: how often the relay scans for what a process that never came back left."""
 
@@ -114,6 +125,7 @@ class Outbox:
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[_Batch] = asyncio.Queue()
         self._rescan = False  # something may have been left pending: relay at the next tick
+        self._pending: dict[str, int] = {}  # known pending entries: event id → created_ms
         self._relay_soon: list[float] = []  # monotonic times of extra relay passes
         self._before_relay: dict[str, BeforeRelay] = {}
 
@@ -130,8 +142,10 @@ class Outbox:
         self.watch(collection)
         self._before_relay[collection.name] = finish
 
-    def relay_soon(self) -> None:
-        """Something was left pending on purpose: relay it once its grace period is over."""
+    def left_pending(self, entries: Sequence[Document]) -> None:
+        """Entries written but not scheduled (their write's follow-up step failed): count
+        them as pending and relay them once their grace period is over."""
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
         self._relay_soon.append(time.monotonic())
 
     def writer(self, collection: AsyncCollection[Document]) -> OutboxWriter:
@@ -150,33 +164,23 @@ class Outbox:
 
         While degraded nothing is queued: the relay publishes everything pending in order.
         """
-        if not self._degraded:
-            self._queue.put_nowait((collection, document_id, list(entries)))
+        self.schedule_selected(collection, {"_id": document_id}, entries)
 
-    async def pending(self) -> tuple[int, float]:
-        """How many events wait to be published, and the oldest one's age in seconds."""
-        count, oldest_ms = 0, None
-        for collection in self._collections:
-            rows = await collection.aggregate(
-                [
-                    {"$match": {f"{OUTBOX_FIELD}.0": {"$exists": True}}},
-                    {"$unwind": f"${OUTBOX_FIELD}"},
-                    {"$group": {"_id": None, "count": {"$sum": 1}}},
-                ]
-            )
-            async for row in rows:
-                count += int(row["count"])
-            first = (
-                await collection.find({f"{OUTBOX_FIELD}.0": {"$exists": True}}, {_CREATED: 1})
-                .sort(_CREATED, 1)
-                .limit(1)
-                .to_list()
-            )
-            for document in first:
-                created = min(entry["created_ms"] for entry in document[OUTBOX_FIELD])
-                oldest_ms = created if oldest_ms is None else min(oldest_ms, created)
+    def schedule_selected(
+        self, collection: AsyncCollection[Document], selector: Document, entries: Sequence[Document]
+    ) -> None:
+        """Like ``schedule``, for entries of the documents an equality ``selector`` matches
+        (cleared by one write for all of them)."""
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
+        if not self._degraded and entries:
+            self._queue.put_nowait((collection, selector, list(entries)))
+
+    def pending(self) -> tuple[int, float]:
+        """How many events this replica knows to wait for publishing, and the oldest one's
+        age in seconds (from memory: no database work)."""
+        oldest_ms = min(self._pending.values(), default=None)
         age = 0.0 if oldest_ms is None else max(time.time() - oldest_ms / 1000, 0.0)
-        return count, age
+        return len(self._pending), age
 
     async def drain(self) -> None:
         """Wait until everything scheduled so far was published or left to the relay."""
@@ -201,31 +205,47 @@ class Outbox:
     async def _publish_round(self, batches: Sequence[_Batch]) -> None:
         """Publish what is queued: one key's events in write order, different keys at the
         same time (Kafka orders per key only); then clear everything that was published."""
-        by_key: dict[str, list[tuple[AsyncCollection[Document], Any, Document]]] = {}
-        for collection, document_id, entries in batches:
+        by_key: dict[str, list[tuple[AsyncCollection[Document], Document, Document]]] = {}
+        for collection, selector, entries in batches:
             for entry in entries:
-                by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
+                by_key.setdefault(entry["key"], []).append((collection, selector, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
-        # One write per collection clears the round: every entry is unique (it holds its
-        # event id), so pulling all of them from each document removes only its own.
-        cleared: dict[str, tuple[AsyncCollection[Document], dict[Any, None], list[Document]]] = {}
+        # One write per scheduled selector clears the round: ``{_id}`` for a document, or
+        # the group field shared by documents inserted together (``insert_new(group=…)``).
+        # Both are equality filters FerretDB pushes down; ``_id $in`` is not, and read the
+        # whole collection while holding the server's write lock (seconds behind a bulk job).
+        # Every entry is unique (it holds its event id), so pulling all of a selector's
+        # entries from each matching document removes only that document's own.
+        cleared: dict[tuple[str, Any], tuple[AsyncCollection[Document], Document, list[Any]]] = {}
         for run in published:
-            for collection, document_id, entry in run:
-                _, ids, entries = cleared.setdefault(collection.name, (collection, {}, []))
-                ids[document_id] = None
-                entries.append(entry)
+            for collection, selector, entry in run:
+                key = (collection.name, tuple(sorted(selector.items())))
+                cleared.setdefault(key, (collection, selector, []))[2].append(entry)
+        slots = asyncio.Semaphore(CLEAR_CONCURRENCY)
+
+        async def clear(
+            collection: AsyncCollection[Document], selector: Document, entries: list[Document]
+        ) -> None:
+            async with slots:
+                await collection.update_many(selector, {"$pullAll": {OUTBOX_FIELD: entries}})
+
         await asyncio.gather(
             *(
-                collection.update_many(
-                    {"_id": {"$in": list(ids)}}, {"$pullAll": {OUTBOX_FIELD: entries}}
-                )
-                for collection, ids, entries in cleared.values()
+                clear(collection, selector, entries)
+                for collection, selector, entries in cleared.values()
             )
         )
+        for _, _, entries in cleared.values():
+            self._forget(entries)
+
+    def _forget(self, entries: Iterable[Document]) -> None:
+        """Published and cleared: no longer pending."""
+        for entry in entries:
+            self._pending.pop(entry["id"], None)
 
     async def _publish_in_order(
-        self, run: list[tuple[AsyncCollection[Document], Any, Document]]
-    ) -> list[tuple[AsyncCollection[Document], Any, Document]]:
+        self, run: list[tuple[AsyncCollection[Document], Document, Document]]
+    ) -> list[tuple[AsyncCollection[Document], Document, Document]]:
         """Publish ``run`` one by one; stop at the first failure (the relay takes over)."""
         for index, (_, _, entry) in enumerate(run):
             if self._degraded or not await self._publish(entry):
@@ -256,6 +276,7 @@ class Outbox:
             if not await self._publish(entry):
                 return False
             await collection.update_one({"_id": document_id}, {"$pull": {OUTBOX_FIELD: entry}})
+            self._forget([entry])
         return True
 
     async def relay_once(self, *, grace_seconds: float) -> int:
@@ -270,6 +291,7 @@ class Outbox:
             cutoff = int((time.time() - grace_seconds) * 1000)
             query: Document = {_CREATED: {"$lt": cutoff}}
         else:  # everything pending, however young: "nothing found" must mean nothing left
+            cutoff = int(time.time() * 1000)
             query = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
         published = 0
         async with self._lock:  # scan and publish under the lock: no write slips in between
@@ -281,6 +303,7 @@ class Outbox:
                         for entry in document.get(OUTBOX_FIELD, [])
                     )
             pending.sort(key=lambda item: item[0])  # UUIDv7: id order is creation order
+            self._track_scan(cutoff, [entry for *_, entry in pending])
             finished: set[tuple[str, Any]] = set()
             for _, collection, document_id, entry in pending:
                 finish = self._before_relay.get(collection.name)
@@ -296,6 +319,15 @@ class Outbox:
         if published:
             _log.info("outbox relay published pending events", count=published)
         return published
+
+    def _track_scan(self, cutoff_ms: int, found: Sequence[Document]) -> None:
+        """A relay pass saw everything pending created before ``cutoff_ms``: known entries
+        that old it did not find were published meanwhile (by another replica)."""
+        found_ids = {entry["id"] for entry in found}
+        for event_id, created_ms in list(self._pending.items()):
+            if created_ms < cutoff_ms and event_id not in found_ids:
+                del self._pending[event_id]
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in found)
 
     async def run(
         self,
@@ -373,7 +405,7 @@ class OutboxWriter:
             try:
                 await before_publish()
             except BaseException:
-                self._outbox.relay_soon()
+                self._outbox.left_pending(entries)
                 raise
         self._outbox.schedule(self.collection, document["_id"], entries)
 
@@ -394,19 +426,39 @@ class OutboxWriter:
         for document, entries in rows:
             self._outbox.schedule(self.collection, document["_id"], entries)
 
-    async def insert_new(self, documents: Sequence[tuple[Document, _Events]]) -> set[Any]:
+    async def insert_new(
+        self, documents: Sequence[tuple[Document, _Events]], *, group: str | None = None
+    ) -> set[Any]:
         """Insert each document with its own events, leaving alone those whose ``_id``
         exists (an idempotent retry, e.g. with ids derived from a job); schedules the events
-        of the documents this call inserted, and returns their ids."""
+        of the documents this call inserted, and returns their ids.
+
+        With a ``group`` (unique to this call, e.g. job and batch), the documents carry it
+        in ``_outbox_group`` and their published events are cleared by ONE write for all of
+        them instead of one per document: on the local FerretDB every write command waits
+        for the server's write lock, so a batch of 100 costs about what one document does."""
         rows = {
             document["_id"]: (document, [outbox_entry(event) for event in events])
             for document, events in documents
         }
-        inserted = await insert_new(
-            self.collection, [with_outbox(document, entries) for document, entries in rows.values()]
+        marked = (
+            rows
+            if group is None
+            else {
+                key: ({**document, OUTBOX_GROUP_FIELD: group}, entries)
+                for key, (document, entries) in rows.items()
+            }
         )
-        for document_id in inserted:
-            self._outbox.schedule(self.collection, document_id, rows[document_id][1])
+        inserted = await insert_new(
+            self.collection,
+            [with_outbox(document, entries) for document, entries in marked.values()],
+        )
+        if group is None:
+            for document_id in inserted:
+                self._outbox.schedule(self.collection, document_id, rows[document_id][1])
+        else:
+            entries = [entry for key in rows if key in inserted for entry in rows[key][1]]
+            self._outbox.schedule_selected(self.collection, {OUTBOX_GROUP_FIELD: group}, entries)
         return inserted
 
     async def update_one(

@@ -16,13 +16,13 @@ from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
 from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.ids import Document
 from threadline.kit.inputs import RequestModel
 from threadline.kit.limits import body_limit
 from threadline.kit.responses import RESPONSE_CONFIG, Timestamp
 
 __all__ = ["ROUTERS"]
 
-Document = dict[str, Any]
 router = APIRouter(prefix="/v1", tags=["documents"])
 CONTENT_SECURITY_POLICY = "default-src 'none'; sandbox"
 """On every file served: nothing it references loads, and it runs in an opaque origin."""

@@ -15,14 +15,11 @@ No I/O here.
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
-from uuid import UUID
-
-import uuid_utils
+from typing import ClassVar, Literal
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.ids import Document
 from threadline.kit.inputs import has_control_characters
 from threadline.kit.policy import (
     MANAGE_DOCUMENTS,
@@ -48,8 +45,6 @@ __all__ = [
     "check_can_upload",
     "check_can_view_account",
     "check_visible",
-    "new_id",
-    "utc_now",
     "valid_filename",
     "valid_folder",
 ]
@@ -58,15 +53,6 @@ Permission = Literal["client_view", "client_view_edit"]
 MAX_NAME_BYTES = 255
 MAX_FOLDER_DEPTH = 20
 MAX_FOLDER_BYTES = 1024
-Document = dict[str, Any]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return str(UUID(bytes=uuid_utils.uuid7().bytes))
 
 
 class DocumentsError(ThreadlineError):

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
@@ -37,8 +37,6 @@ from threadline.documents.domain import (
     check_can_upload,
     check_can_view_account,
     check_visible,
-    new_id,
-    utc_now,
     valid_filename,
     valid_folder,
 )
@@ -50,13 +48,13 @@ from threadline.documents.store import (
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.events import EventFactory
+from threadline.kit.ids import Document, new_id, utc_now
 from threadline.kit.policy import can_see_internal, can_view_thread
 from threadline.kit.threads import ThreadProjection
 
 __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 
 EVENTS = EventFactory("documents")
-Document = dict[str, Any]
 _SPOOL_WRITE_BYTES = 1024 * 1024
 _CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
 

@@ -15,12 +15,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
 from threadline.kit.directory import DIRECTORY_INDEXES
+from threadline.kit.ids import Document
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox
 
 __all__ = ["DOCUMENTS_INDEXES", "MongoDocumentStore", "MongoUploadLedger"]
 
-Document = dict[str, Any]
 _HIDDEN = {"_outbox": 0}
 
 DOCUMENTS_INDEXES = (

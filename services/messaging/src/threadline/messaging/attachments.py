@@ -36,7 +36,6 @@ __all__ = ["AttachmentPoster", "attachment_message_id", "subscribe"]
 
 _log = structlog.get_logger(__name__)
 _NAMESPACE = uuid.UUID("7c0f3a52-5d1e-4b8e-9a61-2f4d0c9e8b17")
-Document = dict[str, Any]
 
 
 def attachment_message_id(document_id: str) -> str:

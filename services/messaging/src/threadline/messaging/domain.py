@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Conflict, Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.ids import utc_now
 from threadline.kit.policy import ThreadFacts, can_access_account, can_see_internal, can_view_thread
 
 __all__ = [
@@ -45,10 +46,6 @@ __all__ = [
 EDIT_WINDOW = timedelta(hours=24)  # M8
 DRAFT_LIFETIME = timedelta(days=90)  # D3: "kept 3 months"
 ThreadStatus = Literal["active", "archived"]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class MessagingError(ThreadlineError):

@@ -10,9 +10,9 @@ from prometheus_client import Counter, Gauge
 
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import utc_now
 from threadline.messaging import attachments, automations, handlers, tasklists
 from threadline.messaging.api import ROUTERS
-from threadline.messaging.domain import utc_now
 from threadline.messaging.service import (
     Composer,
     DraftService,

@@ -35,8 +35,9 @@ from threadline.contracts.events.tasks import (
 )
 from threadline.kit.auth import Principal
 from threadline.kit.consumer import EventRouter
+from threadline.kit.ids import Document, utc_now
 from threadline.kit.links import text_to_html
-from threadline.messaging.domain import InvalidMessage, utc_now
+from threadline.messaging.domain import InvalidMessage
 from threadline.messaging.service import MessageDraft, MessageService
 from threadline.messaging.service.compose import Composer
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
@@ -49,7 +50,6 @@ _NAMESPACE = uuid.UUID("a4f1c7d2-0b3e-4f59-9d8a-5e6b7c8d9e01")
 TASK_TEXT_IN_MESSAGE = 200
 """Characters of a task's text shown in a message body (the full text is in ``tasks``)."""
 DIGEST_LEASE = timedelta(seconds=30)
-Document = dict[str, Any]
 
 
 def task_message_id(thread_id: str, what: str) -> str:

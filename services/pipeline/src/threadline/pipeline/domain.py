@@ -17,11 +17,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Conflict, Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.ids import utc_now
 from threadline.kit.policy import can_access_account
 
 __all__ = [
@@ -53,7 +54,6 @@ __all__ = [
     "check_staff",
     "derived_id",
     "new_id",
-    "utc_now",
 ]
 
 MAX_STAGES = 50
@@ -68,10 +68,6 @@ MoveReason = Literal["created", "manual", "automove"]
 UnfinishedChoice = Literal["leave", "unlink"]
 
 _NAMESPACE = uuid.UUID("6f1c2a4e-8d3b-4f5e-9a70-1b2c3d4e5f60")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_id(prefix: str) -> str:

@@ -1,5 +1,5 @@
-"""Pipeline's Kafka subscriptions: the thread projection (messaging), task progress and
-automove (tasks), and the links messaging makes (J1, J3)."""
+"""Pipeline's Kafka subscriptions: the kit's thread projection (messaging) with activity,
+task progress and automove (tasks), and the links messaging makes (J1, J3)."""
 
 from __future__ import annotations
 
@@ -8,30 +8,23 @@ from typing import Any
 from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import (
     MessagePosted,
-    ThreadArchived,
     ThreadCreated,
     ThreadLinkedToJob,
-    ThreadReopened,
 )
 from threadline.contracts.events.tasks import TaskListAllCompleted, TaskListChanged
 from threadline.kit.consumer import EventRouter
-from threadline.pipeline.ports import ThreadStore
+from threadline.kit.threads import subscribe_threads
 from threadline.pipeline.service import JobService
+from threadline.pipeline.store import PipelineThreads
 
 __all__ = ["subscribe"]
 
 
-def subscribe(events: EventRouter, *, threads: ThreadStore, jobs: JobService) -> None:
+def subscribe(events: EventRouter, *, threads: PipelineThreads, jobs: JobService) -> None:
     async def on_thread_created(event: Envelope[Any]) -> None:
+        """J3: jobs linked at creation (after the projection's own handler: known by then)."""
         data: ThreadCreated = event.data
-        await threads.created(
-            event.firm,
-            data.thread_id,
-            account_id=data.account_id,
-            subject=data.subject,
-            at=event.occurred_at,
-        )
-        for job_id in data.job_ids:  # J3: linked at creation
+        for job_id in data.job_ids:
             await jobs.record_link(
                 event.firm, job_id, thread_id=data.thread_id, account_id=data.account_id
             )
@@ -40,16 +33,6 @@ def subscribe(events: EventRouter, *, threads: ThreadStore, jobs: JobService) ->
         data: ThreadLinkedToJob = event.data
         await jobs.record_link(
             event.firm, data.job_id, thread_id=data.thread_id, account_id=data.account_id
-        )
-
-    async def on_archived(event: Envelope[Any]) -> None:
-        await threads.status_changed(
-            event.firm, event.data.thread_id, status="archived", at=event.occurred_at
-        )
-
-    async def on_reopened(event: Envelope[Any]) -> None:
-        await threads.status_changed(
-            event.firm, event.data.thread_id, status="active", at=event.occurred_at
         )
 
     async def on_posted(event: Envelope[Any]) -> None:
@@ -83,10 +66,9 @@ def subscribe(events: EventRouter, *, threads: ThreadStore, jobs: JobService) ->
             event.firm, data.thread_id, completed_at=data.completed_at, cause_event_id=str(event.id)
         )
 
+    subscribe_threads(events, threads)
     events.on(ThreadCreated, on_thread_created)
     events.on(ThreadLinkedToJob, on_linked)
-    events.on(ThreadArchived, on_archived)
-    events.on(ThreadReopened, on_reopened)
     events.on(MessagePosted, on_posted)
     events.on(TaskListChanged, on_tasks_changed)
     events.on(TaskListAllCompleted, on_all_completed)

@@ -13,7 +13,7 @@ from threadline.pipeline.store import (
     PIPELINE_INDEXES,
     MongoJobStore,
     MongoPipelineStore,
-    MongoThreadStore,
+    PipelineThreads,
 )
 
 __all__ = ["create_app"]
@@ -25,13 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def wire(runtime: ServiceRuntime) -> Wiring:
         pipelines = MongoPipelineStore(runtime.database)
         jobs = MongoJobStore(runtime.database, outbox=runtime.outbox)
-        threads = MongoThreadStore(runtime.database)
-        job_service = JobService(
-            pipelines=pipelines,
-            jobs=jobs,
-            threads=threads,
-            unknown_thread_wait_seconds=settings.unknown_thread_wait_seconds,
+        threads = PipelineThreads(
+            runtime.database, wait_seconds=settings.thread_projection_wait_seconds
         )
+        job_service = JobService(pipelines=pipelines, jobs=jobs, threads=threads)
         handlers.subscribe(runtime.events, threads=threads, jobs=job_service)
         return Wiring(
             state={

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from threadline.contracts import Envelope
@@ -52,37 +51,17 @@ class JobStore(Protocol):
 
 
 class ThreadStore(Protocol):
-    """The projection of messaging's threads and tasks' progress."""
+    """The projection of messaging's threads and tasks' progress (the kit's, extended)."""
 
     async def get(self, firm: str, thread_id: str) -> LinkedThread | None: ...
+
+    async def arriving(self, firm: str, thread_id: str) -> LinkedThread | None:
+        """Like ``get``, but waits briefly for a thread messaging just created (its event
+        may still be on its way), so a thread that got 201 can be used at once."""
+        ...
 
     async def many(self, firm: str, thread_ids: Collection[str]) -> list[LinkedThread]: ...
 
     async def of_account(
         self, firm: str, account_id: str, *, status: ThreadStatusFilter, limit: int
     ) -> list[LinkedThread]: ...
-
-    async def created(
-        self, firm: str, thread_id: str, *, account_id: str, subject: str, at: datetime
-    ) -> None: ...
-
-    async def status_changed(
-        self, firm: str, thread_id: str, *, status: Literal["active", "archived"], at: datetime
-    ) -> None: ...
-
-    async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None: ...
-
-    async def progress(
-        self,
-        firm: str,
-        thread_id: str,
-        *,
-        done: int,
-        total: int,
-        revision: int | None,
-        at: datetime,
-        completed_at: datetime | None = None,
-    ) -> None:
-        """Apply a task-progress snapshot unless a newer one (by revision, else by time)
-        was applied already; ``completed_at`` comes with ``tasks.list.all_completed``."""
-        ...

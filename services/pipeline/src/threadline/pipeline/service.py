@@ -1,5 +1,5 @@
 """Pipeline use cases: pipelines and stages, jobs, moves (by hand and automove), thread
-links, and the thread projection's effects. No web or database framework here.
+links, and the effects of task progress. No web or database framework here.
 
 Every change of a job is one conditional single-document write (on the job's revision)
 that carries its events (outbox): a concurrent change makes the write miss and the use
@@ -8,7 +8,6 @@ case re-reads and decides again, so nothing is lost and nothing moves twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -25,6 +24,7 @@ from threadline.contracts.events.pipeline import (
     SendMessageRequested,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.ids import utc_now
 from threadline.kit.policy import visible_account_filter
 from threadline.pipeline.domain import (
     MAX_AUTOMATIONS_PER_STAGE,
@@ -51,7 +51,6 @@ from threadline.pipeline.domain import (
     check_staff,
     derived_id,
     new_id,
-    utc_now,
 )
 from threadline.pipeline.ports import JobStore, PipelineStore, ThreadStatusFilter, ThreadStore
 
@@ -285,12 +284,10 @@ class JobService:
         pipelines: PipelineStore,
         jobs: JobStore,
         threads: ThreadStore,
-        unknown_thread_wait_seconds: float = 3.0,
     ) -> None:
         self._pipelines = pipelines
         self._jobs = jobs
         self._threads = threads
-        self._thread_wait = unknown_thread_wait_seconds
 
     # -- reading -------------------------------------------------------------------------
 
@@ -546,20 +543,9 @@ class JobService:
 
     # -- links (J3) ----------------------------------------------------------------------
 
-    async def _known_thread(self, firm: str, thread_id: str) -> LinkedThread | None:
-        """The projected thread; waits briefly for one messaging just created (its event
-        may still be on its way) so a thread that got 201 can be linked at once."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._thread_wait
-        while True:
-            thread = await self._threads.get(firm, thread_id)
-            if thread is not None or loop.time() >= deadline:
-                return thread
-            await asyncio.sleep(0.1)
-
     async def link(self, principal: Principal, job_id: str, thread_id: str) -> JobView:
         job = await self._visible(principal, job_id)
-        thread = await self._known_thread(job.firm, thread_id)
+        thread = await self._threads.arriving(job.firm, thread_id)
         if thread is None or thread.account_id != job.account_id:
             raise ThreadNotFound(f"Thread {thread_id} does not exist in account {job.account_id}.")
 

@@ -1,5 +1,5 @@
 """Pipeline's MongoDB collections: ``pipelines``, ``jobs`` (with their outbox) and
-``threads`` (the projection of messaging's threads and tasks' progress).
+``threads`` (the kit's projection of messaging's threads, plus tasks' progress).
 
 Every filter is flat (top-level equality), so FerretDB can push it down. A job is changed
 only by a conditional replace of its fields on ``revision``; its events ride in the same
@@ -8,18 +8,20 @@ write (``_outbox``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document, utc_now
 from threadline.kit.mongo import IndexSpec
 from threadline.kit.outbox import Outbox
+from threadline.kit.threads import THREAD_PROJECTION_COLLECTION, ThreadProjection
 from threadline.pipeline.domain import (
     Automation,
     HistoryEntry,
@@ -27,7 +29,6 @@ from threadline.pipeline.domain import (
     LinkedThread,
     Pipeline,
     Stage,
-    utc_now,
 )
 from threadline.pipeline.ports import ThreadStatusFilter
 
@@ -35,10 +36,9 @@ __all__ = [
     "PIPELINE_INDEXES",
     "MongoJobStore",
     "MongoPipelineStore",
-    "MongoThreadStore",
+    "PipelineThreads",
 ]
 
-Document = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PIPELINE_INDEXES = (
@@ -46,7 +46,9 @@ PIPELINE_INDEXES = (
     IndexSpec("jobs", [("firm", 1), ("pipeline_id", 1), ("stage_id", 1)]),
     IndexSpec("jobs", [("firm", 1), ("account_id", 1)]),
     IndexSpec("jobs", [("firm", 1), ("thread_ids", 1)]),
-    IndexSpec("threads", [("firm", 1), ("account_id", 1), ("last_activity_at", -1)]),
+    IndexSpec(
+        THREAD_PROJECTION_COLLECTION, [("firm", 1), ("account_id", 1), ("last_activity_at", -1)]
+    ),
 )
 
 
@@ -215,106 +217,47 @@ def _thread(document: Document) -> LinkedThread:
     )
 
 
-class MongoThreadStore:
-    """Threads as pipeline knows them. Keyed ``<firm>:<thread id>``; each part of a
-    thread (creation, status, activity, progress) is guarded by its own ordering field so
-    events from two topics, redelivered or late, converge on the newest state; each event
-    costs one write. A thread is known (listed, linkable) once its creation arrived."""
+class PipelineThreads(ThreadProjection):
+    """The kit's thread projection plus what pipeline shows and decides on: the subject,
+    the last activity and the task progress (from tasks' events, another topic). Each part
+    is guarded by its own ordering field, so events redelivered or late converge on the
+    newest state; each event costs one write."""
 
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
-        self._threads = database["threads"]
+    initial_fields: ClassVar[Mapping[str, Any]] = {
+        "last_activity_at": _EPOCH,
+        "tasks_done": 0,
+        "tasks_total": 0,
+        "tasks_order": -1.0,
+    }
 
-    @staticmethod
-    def _key(firm: str, thread_id: str) -> str:
-        return f"{firm}:{thread_id}"
+    def created_update(self, event: Envelope[Any]) -> Document:
+        return {
+            "$set": {"subject": event.data.subject},
+            "$max": {"last_activity_at": event.occurred_at},
+        }
 
     async def get(self, firm: str, thread_id: str) -> LinkedThread | None:
-        document = await self._threads.find_one({"_id": self._key(firm, thread_id), "known": True})
+        document = await self.document(firm, thread_id, wait=False)
+        return None if document is None else _thread(document)
+
+    async def arriving(self, firm: str, thread_id: str) -> LinkedThread | None:
+        document = await self.document(firm, thread_id)
         return None if document is None else _thread(document)
 
     async def many(self, firm: str, thread_ids: Collection[str]) -> list[LinkedThread]:
-        if not thread_ids:
-            return []
-        cursor = self._threads.find(
-            {"_id": {"$in": [self._key(firm, t) for t in thread_ids]}, "known": True}
-        )
-        found = {document["thread_id"]: _thread(document) async for document in cursor}
-        return [found[t] for t in thread_ids if t in found]
+        return [_thread(document) for document in await self.documents(firm, thread_ids)]
 
     async def of_account(
         self, firm: str, account_id: str, *, status: ThreadStatusFilter, limit: int
     ) -> list[LinkedThread]:
-        query: Document = {"firm": firm, "account_id": account_id, "known": True}
+        query: Document = {"firm": firm, "account_id": account_id}
         if status != "all":
             query["status"] = status
-        cursor = self._threads.find(query).sort("last_activity_at", DESCENDING).limit(limit)
+        cursor = self.collection.find(query).sort("last_activity_at", DESCENDING).limit(limit)
         return [_thread(document) async for document in cursor]
 
-    @staticmethod
-    def _defaults(firm: str, thread_id: str, *, without: tuple[str, ...] = ()) -> Document:
-        """A thread document's starting state: every ordering field at its lowest, so
-        events arriving in any order converge (each write is one conditional update)."""
-        defaults: Document = {
-            "firm": firm,
-            "thread_id": thread_id,
-            "known": False,
-            "status": "active",
-            "status_at": _EPOCH,
-            "last_activity_at": _EPOCH,
-            "tasks_done": 0,
-            "tasks_total": 0,
-            "tasks_order": -1.0,
-        }
-        return {key: value for key, value in defaults.items() if key not in without}
-
-    async def _set_if_newer(
-        self, firm: str, thread_id: str, guard: Document, fields: Document
-    ) -> None:
-        """Set ``fields`` unless ``guard`` shows a newer state; one write when the thread's
-        document exists (the usual case), an insert when it does not."""
-        key = self._key(firm, thread_id)
-        result = await self._threads.update_one({"_id": key, **guard}, {"$set": fields})
-        if result.matched_count:
-            return
-        try:
-            await self._threads.insert_one(
-                {"_id": key, **self._defaults(firm, thread_id), **fields}
-            )
-        except DuplicateKeyError:
-            return  # it exists with a newer state than ``fields``
-
-    async def created(
-        self, firm: str, thread_id: str, *, account_id: str, subject: str, at: datetime
-    ) -> None:
-        fields = {"account_id": account_id, "subject": subject, "known": True}
-        await self._threads.update_one(
-            {"_id": self._key(firm, thread_id)},
-            {
-                "$set": fields,
-                "$max": {"last_activity_at": at},
-                "$setOnInsert": self._defaults(
-                    firm, thread_id, without=(*fields, "last_activity_at")
-                ),
-            },
-            upsert=True,
-        )
-
-    async def status_changed(
-        self, firm: str, thread_id: str, *, status: Literal["active", "archived"], at: datetime
-    ) -> None:
-        await self._set_if_newer(
-            firm, thread_id, {"status_at": {"$lt": at}}, {"status": status, "status_at": at}
-        )
-
     async def activity(self, firm: str, thread_id: str, *, at: datetime) -> None:
-        await self._threads.update_one(
-            {"_id": self._key(firm, thread_id)},
-            {
-                "$max": {"last_activity_at": at},
-                "$setOnInsert": self._defaults(firm, thread_id, without=("last_activity_at",)),
-            },
-            upsert=True,
-        )
+        await self.upsert(firm, thread_id, {"$max": {"last_activity_at": at}})
 
     async def progress(
         self,
@@ -337,4 +280,4 @@ class MongoThreadStore:
         elif done < total:
             fields["completed_at"] = None
         guard = "$lte" if completed_at is not None else "$lt"
-        await self._set_if_newer(firm, thread_id, {"tasks_order": {guard: order}}, fields)
+        await self.set_if_newer(firm, thread_id, {"tasks_order": {guard: order}}, fields)

@@ -13,14 +13,14 @@ duplicate the receiving side can recognise.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
+from threadline.kit.ids import Document, new_id
 from threadline.reminders.domain import Schedule, retry_delay
 from threadline.reminders.mail import (
     MailTemplates,
@@ -33,7 +33,6 @@ from threadline.reminders.store import MongoFirmSettingsProjection, MongoMailQue
 __all__ = ["MailDelivery", "Mailer"]
 
 _log = structlog.get_logger(__name__)
-Document = dict[str, Any]
 
 
 class Mailer(Protocol):
@@ -80,7 +79,7 @@ class MailDelivery:
         many were sent."""
         now = self._clock()
         claimed = await self._mails.claim_due(
-            now, limit=self._batch, lease=self._lease, token=f"{self._token}:{uuid.uuid4().hex}"
+            now, limit=self._batch, lease=self._lease, token=f"{self._token}:{new_id()}"
         )
         if not claimed:
             return 0

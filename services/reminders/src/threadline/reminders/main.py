@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from fastapi import FastAPI
 
-from threadline.contracts.envelope import utc_now
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import DIRECTORY_INDEXES, MongoDirectory, subscribe_directory
+from threadline.kit.ids import utc_now
 from threadline.kit.threads import ThreadProjection, subscribe_threads
 from threadline.reminders.api import router
 from threadline.reminders.delivery import MailDelivery
@@ -47,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mails = MongoMailQueue(database)
         inbox = MongoInbox(database)
         staff_emails = MongoStaffEmails(database)
-        claim_token = f"{settings.service_name}-{uuid.uuid4().hex[:12]}"
+        claim_token = runtime.leases.holder  # per-item claims are this process's too
         lease = timedelta(seconds=settings.claim_lease_seconds)
         window = timedelta(seconds=settings.coalesce_window_seconds)
         reminders = ReminderService(

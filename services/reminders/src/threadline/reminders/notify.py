@@ -17,6 +17,7 @@ from threadline.contracts.events.documents import DocumentUploaded
 from threadline.contracts.events.messaging import MessagePosted
 from threadline.contracts.events.tasks import TaskListAllCompleted, TaskListChanged
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import Document
 from threadline.reminders.domain import (
     InboxItemType,
     client_mail_recipients,
@@ -27,7 +28,6 @@ from threadline.reminders.store.directory import MongoStaffEmails
 
 __all__ = ["Notifier"]
 
-Document = dict[str, Any]
 EXCERPT_CHARS = 280
 _STAFF_MAIL_KINDS = {
     InboxItemType.MENTION: "staff_mention",
@@ -103,26 +103,22 @@ class Notifier:
         active = await self._directory.active_staff_ids(firm, list(recipients_by_type))
         recipients_by_type = {k: v for k, v in recipients_by_type.items() if k in active}
         await self._inbox.add(
-            [
-                _item(
-                    event,
-                    recipient=user_id,
-                    item_type=item_type,
-                    card=card,
-                    actor={
-                        "user_id": data.author.user_id,
-                        "kind": data.author.kind,
-                        "name": data.author.name,
-                    },
-                    at=data.posted_at,
-                    detail={
-                        "message_id": data.message_id,
-                        "internal": data.internal,
-                        "excerpt": data.text[:EXCERPT_CHARS],
-                    },
-                )
-                for user_id, item_type in recipients_by_type.items()
-            ]
+            _items(
+                event,
+                recipients_by_type,
+                card=card,
+                actor={
+                    "user_id": data.author.user_id,
+                    "kind": data.author.kind,
+                    "name": data.author.name,
+                },
+                at=data.posted_at,
+                detail={
+                    "message_id": data.message_id,
+                    "internal": data.internal,
+                    "excerpt": data.text[:EXCERPT_CHARS],
+                },
+            )
         )
         for user_id, item_type in recipients_by_type.items():
             kind = _STAFF_MAIL_KINDS.get(item_type)
@@ -224,18 +220,14 @@ class Notifier:
             "name": await self._actor_name(event.firm, actor, account),
         }
         await self._inbox.add(
-            [
-                _item(
-                    event,
-                    recipient=user_id,
-                    item_type=item_type,
-                    card=card,
-                    actor=actor_card,
-                    at=event.occurred_at,
-                    detail=detail,
-                )
-                for user_id in sorted(active)
-            ]
+            _items(
+                event,
+                dict.fromkeys(sorted(active), item_type),
+                card=card,
+                actor=actor_card,
+                at=event.occurred_at,
+                detail=detail,
+            )
         )
 
     async def _actor_name(self, firm: str, actor: Actor, account: Mapping[str, Any]) -> str:
@@ -257,27 +249,30 @@ def _thread_card(thread: Mapping[str, Any], account: Mapping[str, Any]) -> Docum
     }
 
 
-def _item(
+def _items(
     event: Envelope[Any],
+    recipients: Mapping[str, InboxItemType],
     *,
-    recipient: str,
-    item_type: InboxItemType,
     card: Document,
     actor: Document,
     at: datetime,
     detail: Document,
-) -> Document:
-    return {
-        "_id": f"{event.id}:{recipient}",
-        "firm": event.firm,
-        "recipient": recipient,
-        "type": item_type.value,
-        "thread_id": card["thread_id"],
-        "account_id": card["account_id"],
-        "account_name": card["account_name"],
-        "subject": card["subject"],
-        "actor": actor,
-        "at": at,
-        "read": False,
-        "detail": detail,
-    }
+) -> list[Document]:
+    """One inbox item per recipient (of its item type) about ``event``."""
+    return [
+        {
+            "_id": f"{event.id}:{recipient}",
+            "firm": event.firm,
+            "recipient": recipient,
+            "type": item_type.value,
+            "thread_id": card["thread_id"],
+            "account_id": card["account_id"],
+            "account_name": card["account_name"],
+            "subject": card["subject"],
+            "actor": actor,
+            "at": at,
+            "read": False,
+            "detail": detail,
+        }
+        for recipient, item_type in recipients.items()
+    ]

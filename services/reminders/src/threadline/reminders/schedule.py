@@ -18,6 +18,7 @@ from threadline.contracts.events.messaging import MessagePosted, ThreadCreated
 from threadline.contracts.events.reminders import ReminderSent, RemindersStopped, StopReason
 from threadline.contracts.events.tasks import TaskListAllCompleted, TaskListChanged
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import Document
 from threadline.reminders.domain import (
     ReminderPolicy,
     Schedule,
@@ -33,8 +34,6 @@ __all__ = ["MAX_STORED_TEXT", "ReminderService", "policy_of", "state_of"]
 PRODUCER = "reminders"
 MAX_STORED_TEXT = 10_000
 """Characters of a message kept for reminder e-mails (they show an excerpt at most)."""
-
-Document = dict[str, Any]
 
 
 def policy_of(thread: Mapping[str, Any]) -> ReminderPolicy:

@@ -74,20 +74,24 @@ class BulkIn(RequestModel):
 class BulkResultOut(BaseModel):
     index: int = Field(description="Position of the account in the request (duplicates dropped).")
     account_id: str
-    outcome: Literal["created", "skipped", "failed"]
+    outcome: Literal["created", "skipped", "failed", "cancelled"]
     thread_id: str | None
     reason: str | None
 
 
 class BulkJobOut(BaseModel):
     id: str
-    status: Literal["running", "done"]
+    status: Literal["running", "cancelling", "cancelled", "done"] = Field(
+        description="`cancelling`: a cancel was asked and the current batch is finishing; "
+        "`cancelled`: the accounts not processed by then are `cancelled`."
+    )
     template_id: str | None
     total: int = Field(description="Accounts in the job.")
     processed: int
     created: int
     skipped: int
     failed: int
+    cancelled: int = Field(description="Accounts not processed because the job was cancelled.")
     created_at: datetime
     finished_at: datetime | None
 
@@ -102,6 +106,7 @@ class BulkJobOut(BaseModel):
             created=job["created"],
             skipped=job["skipped"],
             failed=job["failed"],
+            cancelled=job.get("cancelled", 0),
             created_at=job["created_at"],
             finished_at=job["finished_at"],
         )
@@ -156,3 +161,14 @@ async def get_bulk_message(
         ],
         next_cursor=next_cursor,
     )
+
+
+@router.post("/{job_id}/cancel")
+async def cancel_bulk_message(
+    job_id: Annotated[str, Path(min_length=1, max_length=100)],
+    principal: CurrentPrincipal,
+    bulk: BulkServiceDep,
+) -> BulkJobOut:
+    """Stops the job after the batch it is working on: threads already created stay, the
+    accounts not processed become `cancelled`. Idempotent; 409 once the job is done."""
+    return BulkJobOut.of(await bulk.cancel(principal, job_id))

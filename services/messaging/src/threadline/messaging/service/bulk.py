@@ -11,6 +11,9 @@ messages and one of the threads (each carrying its ``thread.created`` and
 Exactly once in effect: a thread's id (and its first message's) is derived from job and
 account, so a batch redone after a crash or by the replica that took over inserts nothing
 twice, and only the write that inserted a thread publishes its events.
+
+Cancelling (``BulkService.cancel``) marks the job ``cancelling``; the worker holding it,
+on any replica, checks before every batch and stops, marking it ``cancelled``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -53,7 +58,14 @@ from threadline.messaging.service.threads import new_thread_document, thread_cre
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
-__all__ = ["MAX_BULK_ACCOUNTS", "BulkJobNotFound", "BulkService", "BulkWorker", "WorkerSettings"]
+__all__ = [
+    "MAX_BULK_ACCOUNTS",
+    "BulkJobNotFound",
+    "BulkService",
+    "BulkWorker",
+    "JobFinished",
+    "WorkerSettings",
+]
 
 _log = structlog.get_logger(__name__)
 Document = dict[str, Any]
@@ -67,6 +79,10 @@ class BulkJobNotFound(MessagingError, NotFound):
 
 
 class IdempotencyConflict(MessagingError, Conflict):
+    pass
+
+
+class JobFinished(MessagingError, Conflict):
     pass
 
 
@@ -156,7 +172,9 @@ class BulkService:
             "created": 0,
             "skipped": 0,
             "failed": 0,
+            "cancelled": 0,
             "status": "running",
+            "started": False,
             "created_at": now,
             "finished_at": None,
         }
@@ -176,16 +194,47 @@ class BulkService:
         self, principal: Principal, job_id: str, *, after: int, limit: int
     ) -> tuple[Document, list[Document], int | None]:
         """The job, a page of its per-account results and the next page's cursor. Seen by
-        its sender, and by the firm's owners and admins."""
+        its sender, and by the firm's owners and admins. In a cancelled job, the accounts
+        from its ``cursor`` on are ``cancelled``."""
+        job = await self._visible(principal, job_id)
+        results = await self._store.results(job_id, after=after, limit=limit)
+        if job["status"] == "cancelled" and len(results) <= limit:
+            first = max(after + 1, int(job["cursor"]), results[-1]["index"] + 1 if results else 0)
+            if first < job["total"]:
+                accounts = await self._store.account_ids(job_id)
+                results += [
+                    {
+                        "index": index,
+                        "account_id": accounts[index],
+                        "outcome": "cancelled",
+                        "thread_id": None,
+                        "reason": CANCELLED,
+                    }
+                    for index in range(first, min(job["total"], first + limit + 1 - len(results)))
+                ]
+        page = results[:limit]
+        return job, page, (page[-1]["index"] if len(results) > limit else None)
+
+    async def cancel(self, principal: Principal, job_id: str) -> Document:
+        """Ask the job's worker to stop after its current batch (on whichever replica holds
+        it). Idempotent; a finished job is a 409."""
+        job = await self._visible(principal, job_id)
+        if job["status"] == "running":
+            await self._store.request_cancel(principal.firm, job_id, by=principal.sub, at=utc_now())
+            self._wake.set()
+            job = await self._visible(principal, job_id)
+        if job["status"] == "done":
+            raise JobFinished(f"Bulk message {job_id} has finished; there is nothing to cancel.")
+        return job
+
+    async def _visible(self, principal: Principal, job_id: str) -> Document:
         check_staff(principal)
         job = await self._store.summary(principal.firm, job_id)
         if job is None or not (
             principal.is_owner_or_admin or job["created_by"]["sub"] == principal.sub
         ):
             raise BulkJobNotFound(f"Bulk message {job_id} does not exist.")
-        results = await self._store.results(job_id, after=after, limit=limit)
-        page = results[:limit]
-        return job, page, (page[-1]["index"] if len(results) > limit else None)
+        return job
 
 
 @dataclass(frozen=True)
@@ -256,22 +305,93 @@ class BulkWorker:
 
     async def _work(self, document: Document, lease: str) -> None:
         job = _Job.of(document)
-        _log.info("bulk job working", job_id=job.id, cursor=document["cursor"], total=job.total)
         cursor = int(document["cursor"])
-        while cursor < job.total:
-            end = min(cursor + self._settings.batch_size, job.total)
-            counts = await self._batch(job, cursor, end)
-            if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
-                raise _LeaseLost
-            await self._store.record_batch(job.id, start=cursor, end=end, counts=counts)
-            cursor = end
-            await asyncio.sleep(self._settings.pause_seconds)  # let interactive requests in
+        _log.info("bulk job working", job_id=job.id, cursor=cursor, total=job.total)
+        lookahead = _Lookahead(self._directory, job, self._settings.batch_size)
+        try:
+            if document["status"] == "cancelling":
+                if document.get("started") and cursor < job.total:
+                    # The replica that worked the job died, perhaps inside a batch: finish
+                    # that batch (threads it created keep their results), then stop.
+                    cursor = await self._step(job, cursor, lookahead)
+                await self._cancelled(job, cursor)
+                return
+            if not document.get("started"):
+                await self._store.mark_started(job.id)
+            if not await self._batches(job, cursor, lease, lookahead):
+                return
+        finally:
+            lookahead.close()
         await self._store.finish(job.id, at=utc_now())
         _log.info("bulk job done", job_id=job.id, total=job.total)
 
-    async def _batch(self, job: _Job, start: int, end: int) -> dict[str, int]:
+    async def _batches(self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead) -> bool:
+        """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
+
+        Results and progress are recorded while the next batches are built and written,
+        one recording in flight: batches written meanwhile are recorded together by the
+        next one. The progress update waits in the storage server's write queue; the
+        slower that queue, the fewer updates the job adds to it, and it never stalls the job.
+        """
+        renewed = time.monotonic()
+        unrecorded: _Written | None = None
+        async with _InOrder() as recordings:
+            while cursor < job.total:
+                if await self._store.status(job.id) == "cancelling":  # asked on any replica
+                    await recordings.wait()
+                    if unrecorded is not None:
+                        await self._record(job, unrecorded)
+                    await self._cancelled(job, cursor)
+                    return False
+                # Renewed every third of its term, not every batch: a write less per batch.
+                # A replica that took over meanwhile redoes what was not recorded yet, which
+                # inserts nothing twice.
+                if time.monotonic() - renewed >= self._settings.lease_seconds / 3:
+                    if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
+                        raise _LeaseLost
+                    renewed = time.monotonic()
+                end = min(cursor + self._settings.batch_size, job.total)
+                written = await self._batch(job, cursor, end, lookahead)
+                unrecorded = written if unrecorded is None else unrecorded.then(written)
+                if recordings.idle:
+                    await recordings.start(self._record(job, unrecorded))
+                    unrecorded = None
+                cursor = end
+                if cursor < job.total:
+                    await asyncio.sleep(self._settings.pause_seconds)  # let requests in
+            await recordings.wait()
+            if unrecorded is not None:
+                await self._record(job, unrecorded)
+        return True
+
+    async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead) -> int:
+        """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
+        end = min(cursor + self._settings.batch_size, job.total)
+        await self._record(job, await self._batch(job, cursor, end, lookahead))
+        return end
+
+    async def _record(self, job: _Job, written: _Written) -> None:
+        """Store the per-account results, then move the job's progress past the batches."""
+        clock = _Stopwatch()
+        await self._store.add_results(written.results)
+        clock.lap("results_seconds")
+        await self._store.record_batch(
+            job.id, start=written.start, end=written.end, counts=written.counts
+        )
+        clock.lap("progress_seconds")
+        _log.info("bulk batches recorded", job_id=job.id, start=written.start, end=written.end,
+                  **clock.laps)  # fmt: skip
+
+    async def _cancelled(self, job: _Job, cursor: int) -> None:
+        await self._store.finish_cancelled(job.id, not_processed=job.total - cursor, at=utc_now())
+        _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
+
+    async def _batch(self, job: _Job, start: int, end: int, lookahead: _Lookahead) -> _Written:
+        """Create the batch's threads; their results, the counts, and each step's time."""
         account_ids = job.account_ids[start:end]
-        accounts = await self._directory.accounts(job.principal.firm, account_ids)
+        clock = _Stopwatch()
+        accounts = await lookahead.accounts(start, end)
+        clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
         threads: list[tuple[Document, list[Any]]] = []
@@ -310,10 +430,13 @@ class BulkWorker:
             results.append(result)
         # Messages first: a message without its thread is invisible, and the thread's
         # insert is what publishes both events, in order.
+        clock.lap("build_seconds")
         await self._messages.insert_many_new(messages)
-        await self._threads.create_many(threads)
-        await self._store.add_results(results)
-        return counts
+        clock.lap("messages_seconds")
+        await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
+        clock.lap("threads_seconds")
+        _log.info("bulk batch written", job_id=job.id, start=start, end=end, **clock.laps)
+        return _Written(start=start, end=end, results=results, counts=counts)
 
     def _build(
         self, job: _Job, account: Document, now: datetime
@@ -367,6 +490,103 @@ class BulkWorker:
         return thread, message, events
 
 
+class _InOrder:
+    """At most one background write in flight: ``start`` waits for the previous one (so
+    they happen in order, and a failure surfaces at the next ``start`` or at exit)."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight, or the last write is over (``start`` would not wait)."""
+        return self._task is None or self._task.done()
+
+    async def start(self, write: Coroutine[Any, Any, None]) -> None:
+        await self.wait()
+        self._task = asyncio.create_task(write)
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def __aenter__(self) -> _InOrder:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            await self.wait()
+        elif self._task is not None:
+            self._task.cancel()
+
+
+@dataclass(frozen=True)
+class _Written:
+    """Batches ``[start, end)`` whose threads are stored, with what remains to record."""
+
+    start: int
+    end: int
+    results: list[Document]
+    counts: dict[str, int]
+
+    def then(self, following: _Written) -> _Written:
+        """These batches and the ones right after them, recorded as one."""
+        return _Written(
+            start=self.start,
+            end=following.end,
+            results=self.results + following.results,
+            counts={key: self.counts[key] + following.counts[key] for key in self.counts},
+        )
+
+
+class _Lookahead:
+    """The directory lookups of a job's next batch run while the current batch is written:
+    reads never wait for the storage server's write lock, so their latency hides behind
+    the writes instead of adding to every batch."""
+
+    def __init__(self, directory: MongoDirectory, job: _Job, batch_size: int) -> None:
+        self._directory = directory
+        self._job = job
+        self._batch_size = batch_size
+        self._next: tuple[int, asyncio.Task[dict[str, Document]]] | None = None
+
+    async def accounts(self, start: int, end: int) -> dict[str, Document]:
+        """The existing accounts of ``[start, end)``; starts fetching the batch after it."""
+        if self._next is not None and self._next[0] == start:
+            current = self._next[1]
+        else:
+            self.close()
+            current = self._fetch(start, end)
+        following = min(end + self._batch_size, self._job.total)
+        self._next = (end, self._fetch(end, following)) if following > end else None
+        return await current
+
+    def _fetch(self, start: int, end: int) -> asyncio.Task[dict[str, Document]]:
+        return asyncio.create_task(
+            self._directory.accounts(self._job.principal.firm, self._job.account_ids[start:end])
+        )
+
+    def close(self) -> None:
+        if self._next is not None:
+            self._next[1].cancel()
+            self._next = None
+
+
+class _Stopwatch:
+    """Seconds spent in each step of a batch, for its log line."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+CANCELLED = "The bulk message was cancelled before this account was reached."
 SKIPPED_NO_ACCOUNT = "The account does not exist or you have no access to it."
 SKIPPED_NO_PORTAL_CONTACT = "No contact of the account has portal access activated."
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
-
-import uuid_utils
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import Author, Embed, MessagePosted
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.events import EventFactory
+from threadline.kit.ids import Document, new_id
 from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessageNotFound
 from threadline.messaging.embeds import parse_video_embed
 from threadline.messaging.richtext import MessageBody
@@ -25,14 +23,9 @@ from threadline.messaging.store.messages import client_number
 __all__ = ["EVENTS", "Composer", "MessageDraft", "message_document", "new_id"]
 
 EVENTS = EventFactory("messaging")
-Document = dict[str, Any]
 MAX_MENTIONS = 50
 MAX_EMBEDS = 10
 SNIPPET_CHARS = 140
-
-
-def new_id() -> str:
-    return str(UUID(bytes=uuid_utils.uuid7().bytes))
 
 
 @dataclass(frozen=True)

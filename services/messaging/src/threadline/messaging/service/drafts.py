@@ -7,15 +7,13 @@ list's order does not change.
 
 from __future__ import annotations
 
-from typing import Any
-
 from threadline.kit.auth import Principal
 from threadline.kit.errors import NotFound
+from threadline.kit.ids import Document, utc_now
 from threadline.messaging.domain import (
     DRAFT_LIFETIME,
     ActionForbidden,
     MessagingError,
-    utc_now,
 )
 from threadline.messaging.richtext import MessageBody, sanitize_html
 from threadline.messaging.service.messages import MessageService
@@ -23,8 +21,6 @@ from threadline.messaging.service.views import DraftView
 from threadline.messaging.store import MongoDraftStore
 
 __all__ = ["DraftNotFound", "DraftService"]
-
-Document = dict[str, Any]
 
 
 class DraftNotFound(MessagingError, NotFound):

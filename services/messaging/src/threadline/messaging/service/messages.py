@@ -20,6 +20,7 @@ from threadline.contracts.events.messaging import (
     NewClientTask,
 )
 from threadline.kit.auth import Principal
+from threadline.kit.ids import Document, utc_now
 from threadline.kit.policy import can_see_internal
 from threadline.messaging.domain import (
     ActionForbidden,
@@ -29,7 +30,6 @@ from threadline.messaging.domain import (
     check_can_edit,
     check_can_post,
     check_visible,
-    utc_now,
 )
 from threadline.messaging.richtext import MessageBody
 from threadline.messaging.service.compose import (
@@ -53,8 +53,6 @@ from threadline.messaging.store.messages import client_number
 from threadline.messaging.store.threads import thread_of
 
 __all__ = ["MessageService"]
-
-Document = dict[str, Any]
 
 
 _log = structlog.get_logger(__name__)

@@ -19,14 +19,14 @@ from threadline.contracts.events.messaging import (
 )
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import Document, new_id, utc_now
 from threadline.messaging.domain import (
     ActionForbidden,
     InvalidMessage,
     check_can_create_thread,
     check_can_manage_thread,
-    utc_now,
 )
-from threadline.messaging.service.compose import EVENTS, MessageDraft, new_id
+from threadline.messaging.service.compose import EVENTS, MessageDraft
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.templates import (
     DEFAULT_REMINDERS,
@@ -55,8 +55,6 @@ SUMMARY_MAX_THREADS = 1000
 """Threads the client summary (N3) counts at most, newest activity first."""
 
 _log = structlog.get_logger(__name__)
-
-Document = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired
+from typing import Literal, NotRequired
 
 from pydantic import with_config
 from typing_extensions import TypedDict
 
 from threadline.kit.auth import Principal
+from threadline.kit.ids import Document
 from threadline.kit.responses import RESPONSE_CONFIG, Timestamp
 from threadline.messaging.store.messages import SeqField
 
@@ -26,8 +27,6 @@ __all__ = [
     "seq_field",
     "thread_view",
 ]
-
-Document = dict[str, Any]
 
 
 @with_config(RESPONSE_CONFIG)

@@ -6,13 +6,12 @@ Expiry is enforced in every query (FerretDB has no TTL indexes) and by ``purge_e
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["MongoDraftStore"]
+from threadline.kit.ids import Document
 
-Document = dict[str, Any]
+__all__ = ["MongoDraftStore"]
 
 
 def _draft_id(thread_id: str, user_id: str) -> str:

@@ -22,6 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
 
@@ -33,7 +34,6 @@ __all__ = [
     "number_internal_messages_for_clients",
 ]
 
-Document = dict[str, Any]
 SeqField = Literal["seq", "client_seq"]
 """Which numbering a reader pages by: ``seq`` counts every message, ``client_seq`` only
 those a client sees."""

@@ -8,11 +8,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoReadStore"]
-
-Document = dict[str, Any]
 
 
 def _cursor_id(thread_id: str, user_id: str) -> str:

@@ -13,14 +13,14 @@ a no-op. Nothing lives in a process's memory.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from threadline.kit.ids import Document
+
 __all__ = ["MongoTaskDigests"]
 
-Document = dict[str, Any]
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -18,13 +18,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
+from threadline.kit.ids import Document
 from threadline.kit.outbox import Outbox
 from threadline.kit.policy import visible_account_filter
 from threadline.messaging.domain import InvalidMessage, Thread
 
 __all__ = ["MongoThreadStore", "ThreadPage"]
 
-Document = dict[str, Any]
 StatusFilter = Literal["active", "archived", "all"]
 TasksFilter = Literal["incomplete", "completed", "all"]
 
@@ -71,10 +71,14 @@ class MongoThreadStore:
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
 
-    async def create_many(self, created: list[tuple[Document, list[Envelope[Any]]]]) -> set[str]:
+    async def create_many(
+        self, created: list[tuple[Document, list[Envelope[Any]]]], *, group: str
+    ) -> set[str]:
         """Insert new threads with their events in one round trip; ids already present are
-        left alone (a retried bulk batch). Returns the ids this call inserted."""
-        return await self._writes.insert_new(created)
+        left alone (a retried bulk batch). Their published events are cleared by ``group``
+        (unique per batch), a few writes instead of one per thread. Returns the ids this
+        call inserted."""
+        return await self._writes.insert_new(created, group=group)
 
     async def latest_active(self, firm: str, account_id: str) -> Document | None:
         """J1: the account's most recently active thread (not archived), if any."""

@@ -7,14 +7,14 @@ An item's id is ``<event id>:<recipient>``; event ids are UUIDv7, so id order is
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from threadline.kit.ids import Document
+
 __all__ = ["MongoInbox"]
 
-Document = dict[str, Any]
 _DUPLICATE_KEY = 11000
 
 

@@ -3,9 +3,10 @@
 A mail is due at ``due_at`` while ``pending``. Coalescing (N1): a new message to a recipient
 in a thread joins the recipient's *open* mail for that thread (``coalesce_key``) if there is
 one, else opens a new mail due one window later; a mail stops accepting messages the moment
-a sender claims it. A claim moves ``due_at`` forward by the lease (another replica takes over
-a crashed sender's mail once it passes) and stores a claim token; only the holder of the
-token can mark the mail sent, retry it later or give it up, each in one atomic update.
+a sender claims it. Claims are the kit's per-item claims (``ItemClaims``): a claim moves
+``due_at`` forward by the lease (another replica takes over a crashed sender's mail once it
+passes) and stores a claim token; only the holder of the token can mark the mail sent, retry
+it later or give it up, each in one atomic update.
 
 Ids are derived from what caused the mail (message, reminder number, recipient), and a
 message already queued for a recipient is never queued again, so redelivered events send
@@ -15,19 +16,22 @@ nothing twice.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from threadline.kit.ids import Document
+from threadline.kit.leases import ItemClaims
+
 __all__ = ["MongoMailQueue"]
 
-Document = dict[str, Any]
+_PENDING: Document = {"pending": True}
 
 
 class MongoMailQueue:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._mails = database["mails"]
+        self._claims = ItemClaims(self._mails)
 
     async def add_to_batch(
         self, mail: Document, *, message: Document, now: datetime, window: timedelta
@@ -75,10 +79,7 @@ class MongoMailQueue:
         return True
 
     async def due(self, now: datetime, *, limit: int) -> list[Document]:
-        cursor = self._mails.find(
-            {"pending": True, "due_at": {"$lte": now}}, {"_id": 1, "due_at": 1}
-        )
-        return await cursor.sort("due_at", 1).limit(limit).to_list()
+        return await self._claims.due(_PENDING, now=now, limit=limit)
 
     async def claim_due(
         self, now: datetime, *, limit: int, lease: timedelta, token: str
@@ -87,36 +88,27 @@ class MongoMailQueue:
         the mails this claim (``token``, unique per call) won, as claimed. Two round trips
         for the whole batch: a claim races other replicas per mail, and only the mails
         carrying this token afterwards are this caller's."""
-        due = await self.due(now, limit=limit)
-        if not due:
-            return []
-        await self._mails.update_many(
-            {
-                "_id": {"$in": [entry["_id"] for entry in due]},
-                "pending": True,
-                "due_at": {"$lte": now},
-            },
-            {"$set": {"open": False, "due_at": now + lease, "claim": token}},
+        return await self._claims.claim_due(
+            _PENDING, token=token, now=now, lease=lease, limit=limit, also_set={"open": False}
         )
-        return await self._mails.find({"claim": token}).to_list()
 
     async def mark_sent(self, mail_id: str, *, token: str, now: datetime) -> bool:
         """Mark one mail sent, by id, only while ``token``'s claim holds."""
-        result = await self._mails.update_one(
-            {"_id": mail_id, "claim": token},
-            {"$set": {"pending": False, "status": "sent", "sent_at": now, "claim": None}},
+        return await self._claims.finish(
+            mail_id,
+            token=token,
+            update={"$set": {"pending": False, "status": "sent", "sent_at": now}},
         )
-        return result.modified_count == 1
 
     async def retry_later(
         self, mail_id: str, *, token: str, due_at: datetime, error: str, first_failure: datetime
     ) -> None:
-        await self._mails.update_one(
-            {"_id": mail_id, "claim": token},
-            {
+        await self._claims.finish(
+            mail_id,
+            token=token,
+            update={
                 "$set": {
                     "due_at": due_at,
-                    "claim": None,
                     "last_error": error[:500],
                     "first_failure_at": first_failure,
                 },
@@ -125,14 +117,14 @@ class MongoMailQueue:
         )
 
     async def give_up(self, mail_id: str, *, token: str, error: str, now: datetime) -> None:
-        await self._mails.update_one(
-            {"_id": mail_id, "claim": token},
-            {
+        await self._claims.finish(
+            mail_id,
+            token=token,
+            update={
                 "$set": {
                     "pending": False,
                     "status": "failed",
                     "failed_at": now,
-                    "claim": None,
                     "last_error": error[:500],
                 },
                 "$inc": {"attempts": 1},

@@ -21,11 +21,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
+from threadline.kit.ids import Document
 from threadline.kit.outbox import OUTBOX_FIELD, Outbox
 
 __all__ = ["MongoThreadStore"]
 
-Document = dict[str, Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _DEFAULTS: Document = {

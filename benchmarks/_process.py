@@ -1,0 +1,132 @@
+"""A Threadline service as a real uvicorn subprocess, for the benchmarks.
+
+Every benchmark starts services the same way: its own database and consumer group (so runs
+never share state), the consumer reading from the end of the log, warnings only, then
+waiting for ``/readyz``. ``ServiceProcess`` does exactly that once for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from types import TracebackType
+
+import httpx
+
+__all__ = ["ServiceProcess", "free_port"]
+
+
+def free_port() -> int:
+    """A TCP port on the loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """``threadline.<service>.main:create_app`` under uvicorn on a free loopback port.
+
+    ``database`` and ``group`` become ``<SERVICE>_MONGODB_DATABASE`` and
+    ``<SERVICE>_CONSUMER_GROUP``; ``env`` adds or overrides variables (e.g. settings under
+    test, or ``<SERVICE>_LOG_LEVEL``). Use ``start``/``stop`` or ``async with``.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        database: str,
+        group: str,
+        env: Mapping[str, str] | None = None,
+        ready_seconds: float = 120.0,
+        log_path: str | None = None,
+    ) -> None:
+        self.service = service
+        self.database = database
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        prefix = service.upper()
+        self._env = {
+            f"{prefix}_MONGODB_DATABASE": database,
+            f"{prefix}_CONSUMER_GROUP": group,
+            f"{prefix}_CONSUMER_START": "latest",
+            f"{prefix}_LOG_LEVEL": "WARNING",
+            **(env or {}),
+        }
+        self._ready_seconds = ready_seconds
+        self._log_path = log_path
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError(f"{self.service} is not running")
+        return self._process.pid
+
+    async def launch(self) -> None:
+        """Start the process without waiting for it to be ready (its output goes to
+        ``log_path`` when given)."""
+        log = None
+        if self._log_path is not None:
+            log = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "uvicorn", "--factory"),
+                f"threadline.{self.service}.main:create_app",
+                *("--host", "127.0.0.1", "--port", str(self.port)),
+                *("--log-level", "warning", "--no-access-log"),
+                env=os.environ | self._env,
+                stdout=log,
+                stderr=log,
+            )
+        finally:
+            if log is not None:
+                os.close(log)
+
+    async def wait_ready(self) -> None:
+        """Poll ``/readyz`` until it answers 200; stop the process and raise if it never does."""
+        deadline = time.monotonic() + self._ready_seconds
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.returncode is not None:
+                    break
+                try:
+                    if (await client.get(f"{self.url}/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        await self.stop()
+        raise RuntimeError(f"{self.service} did not become ready within {self._ready_seconds} s")
+
+    async def start(self) -> None:
+        await self.launch()
+        await self.wait_ready()
+
+    async def stop(self, *, grace_seconds: float = 30.0) -> None:
+        """SIGTERM (the service drains and shuts down), SIGKILL after ``grace_seconds``."""
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), grace_seconds)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    async def __aenter__(self) -> ServiceProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
