@@ -27,6 +27,7 @@ from .specs import (
     STOP_TIMEOUTS,
     NotReady,
     Spec,
+    Stuck,
     server_spec,
     service_spec,
 )
@@ -284,22 +285,42 @@ class LocalStack:
         return [outcome for outcome in outcomes if outcome]
 
     def _wait_healthy(self, spec: Spec) -> str | None:
-        """None when healthy, else a message with the log tail."""
+        """None when healthy, else a message with the log tail.
+
+        A process that stays `Stuck` for `spec.restart_when_stuck_after` seconds is stopped
+        and started again, once (and its start timeout begins again)."""
         deadline = time.monotonic() + spec.start_timeout
         reason = "not checked yet"
+        stuck_since: float | None = None
+        restarted = False
         while True:
             record = procs.read_record(self.config.run_dir, spec.name)
             if record is None or not procs.is_alive(record):
                 return self._failure(spec, "exited during start-up")
             try:
                 spec.check()
-            except NotReady as exc:
+            except Stuck as exc:
                 reason = str(exc)
+                stuck_since = stuck_since or time.monotonic()
+            except NotReady as exc:
+                reason, stuck_since = str(exc), None
             except Exception as exc:  # a check must never kill the wait loop
-                reason = repr(exc)
+                reason, stuck_since = repr(exc), None
             else:
                 return None
-            if time.monotonic() >= deadline:
+            limit = spec.restart_when_stuck_after
+            if (
+                not restarted
+                and limit is not None
+                and stuck_since is not None
+                and time.monotonic() - stuck_since >= limit
+            ):
+                self._say(f"{spec.name}: stuck for {limit:.0f}s ({reason}); restarting it once")
+                self._stop_one(spec.name)
+                self._launch(spec)
+                restarted, stuck_since = True, None
+                deadline = time.monotonic() + spec.start_timeout
+            elif time.monotonic() >= deadline:
                 return self._failure(
                     spec, f"not healthy after {spec.start_timeout:.0f}s (last: {reason})"
                 )
