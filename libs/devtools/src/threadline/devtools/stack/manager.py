@@ -34,6 +34,9 @@ from .specs import (
 
 __all__ = ["LocalStack", "ProcessStatus"]
 
+#: How long a start waits for the ports of this stack's own dead process to close.
+PORTS_FREED_SECONDS = 15.0
+
 
 @dataclass(frozen=True)
 class ProcessStatus:
@@ -237,7 +240,7 @@ class LocalStack:
         if record is not None and procs.is_alive(record):
             self._say(f"{spec.name}: already running (pid {record.pid})")
             return False
-        busy = [port for port in spec.ports if procs.port_open(self.config.host, port)]
+        busy = self._busy_ports(spec, wait=0.0 if record is None else PORTS_FREED_SECONDS)
         if busy:
             raise StackError(
                 f"port {busy[0]} on {self.config.host} is already in use by a "
@@ -256,6 +259,16 @@ class LocalStack:
         )
         self._say(f"{spec.name}: started (pid {record.pid}, log {spec.logs[0]})")
         return True
+
+    def _busy_ports(self, spec: Spec, *, wait: float) -> list[int]:
+        """Ports of `spec` something listens on, waiting up to `wait` seconds for them to
+        close: a process just killed can hold its listening sockets a moment longer."""
+        deadline = time.monotonic() + wait
+        while True:
+            busy = [port for port in spec.ports if procs.port_open(self.config.host, port)]
+            if not busy or time.monotonic() >= deadline:
+                return busy
+            time.sleep(0.2)
 
     def _start_all(self, specs: Sequence[Spec], started: list[str] | None) -> list[str]:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
