@@ -64,6 +64,8 @@ def endpoints() -> Iterator[dict[str, str]]:
     started = stack.servers()
     if "kafka" in started:
         os.environ[KAFKA_RESTARTABLE] = "1"
+    for server in {"mongodb", "minio"} & set(started):
+        os.environ[restartable(server)] = "1"
     try:
         yield {**stack.endpoints(), "THREADLINE_STATE_DIR": str(stack.config.state_dir)}
     finally:
@@ -82,7 +84,12 @@ def _service_environment(endpoints: dict[str, str]) -> Iterator[None]:
     os.environ.update(saved)
 
 
-KAFKA_RESTARTABLE = "THREADLINE_TEST_MAY_RESTART_KAFKA"
+def restartable(server: str) -> str:
+    """The variable that lets tests stop and restart ``server`` (see KAFKA_RESTARTABLE)."""
+    return f"THREADLINE_TEST_MAY_RESTART_{server.upper()}"
+
+
+KAFKA_RESTARTABLE = restartable("kafka")
 """Set to 1 (by ``./threadline test`` when it started Kafka itself, or by ``endpoints`` when
 it started the local stack) to let tests stop and restart the broker: a Kafka that was
 already running may serve other people's runs."""

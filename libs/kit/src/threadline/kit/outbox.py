@@ -142,8 +142,10 @@ class Outbox:
         self.watch(collection)
         self._before_relay[collection.name] = finish
 
-    def relay_soon(self) -> None:
-        """Something was left pending on purpose: relay it once its grace period is over."""
+    def left_pending(self, entries: Sequence[Document]) -> None:
+        """Entries written but not scheduled (their write's follow-up step failed): count
+        them as pending and relay them once their grace period is over."""
+        self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
         self._relay_soon.append(time.monotonic())
 
     def writer(self, collection: AsyncCollection[Document]) -> OutboxWriter:
@@ -197,7 +199,7 @@ class Outbox:
                 self._rescan = True
                 # The rescan skips entries younger than the grace, as these are: relay them
                 # again once they are past it, not only at the next safety sweep.
-                self.relay_soon()
+                self._relay_soon.append(time.monotonic())
                 _log.warning("publishing scheduled events failed", exc_info=True)
             finally:
                 for _ in batches:
@@ -406,7 +408,7 @@ class OutboxWriter:
             try:
                 await before_publish()
             except BaseException:
-                self._outbox.relay_soon()
+                self._outbox.left_pending(entries)
                 raise
         self._outbox.schedule(self.collection, document["_id"], entries)
 
