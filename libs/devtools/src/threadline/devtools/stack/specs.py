@@ -2,8 +2,8 @@
 
 A `Spec` is pure description: the manager starts the command, then polls `check` until it
 returns without raising `NotReady`. Checks are real client round trips (a Kafka metadata
-request and a consumer-group join through aiokafka, a MongoDB ping through PyMongo, MinIO's readiness endpoint, an SMTP
-NOOP, a service's `/readyz`), not just an open port.
+request and a consumer-group join through aiokafka, a MongoDB ping through PyMongo, MinIO's
+readiness endpoint, an SMTP NOOP, a service's `/readyz`), not just an open port.
 """
 
 from __future__ import annotations
