@@ -274,18 +274,31 @@ async def _going_away(
             await step()
 
 
+#: Time the broker's own stop gets even when draining used up the whole deadline.
+BROKER_STOP_MIN_SECONDS = 2.0
+
+
 async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
     """After the last request: stop consuming (the record in hand is finished and committed,
     or redelivered later), publish what the outbox still holds, then stop — all within the
-    configured deadline (what is left stays pending for the relay of the next start)."""
+    configured deadline (what is left stays pending for the relay of the next start).
+
+    A handler that does not finish in time is abandoned: its record's offset is not
+    committed, so the group redelivers it after the restart (consumers are idempotent)."""
+    loop = asyncio.get_running_loop()
     deadline = runtime.settings.shutdown_deadline_seconds
+    ends_at = loop.time() + deadline
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout_at(ends_at):
             await runtime.events.stop()
             await runtime.outbox.drain()
             await runtime.outbox.relay_once(grace_seconds=0)
     except TimeoutError:
-        _log.warning("shutdown deadline reached; pending events stay for the relay")
+        _log.warning(
+            "shutdown deadline reached; pending events stay for the relay",
+            deadline_seconds=deadline,
+            abandoned_records=runtime.events.in_hand,
+        )
     except Exception:  # broker or storage down: the outbox relay publishes after restart
         _log.warning("draining at shutdown failed", exc_info=True)
     for task in tasks:
@@ -293,7 +306,19 @@ async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    await runtime.broker.stop()
+    stop_within = max(ends_at - loop.time(), BROKER_STOP_MIN_SECONDS)
+    try:
+        async with asyncio.timeout(stop_within):
+            await runtime.broker.stop()
+    except TimeoutError:
+        _log.warning(
+            "broker stop abandoned at the shutdown deadline; the records in hand are not "
+            "committed and will be redelivered after the restart",
+            waited_seconds=round(stop_within, 1),
+            abandoned_records=runtime.events.in_hand,
+        )
+    except Exception:
+        _log.warning("broker stop failed", exc_info=True)
     await runtime.mongo.close()
     _log.info("shut down")
 

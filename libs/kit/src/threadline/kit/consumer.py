@@ -118,6 +118,7 @@ class EventRouter:
         self._clock = clock
         self._handlers: dict[str, list[EventHandler]] = {}
         self._subscriber: Any = None
+        self._in_hand: set[str] = set()
         self.observe: Callable[[str, str], None] = lambda event_type, outcome: None
         """Called with (event type, outcome) per event and per retry (metrics)."""
         self.stats = {
@@ -163,12 +164,17 @@ class EventRouter:
 
         async def on_record(message: KafkaMessage) -> None:
             raw = message.raw_message
-            await self.process(
-                message.body,
-                headers=dict(message.headers),
-                source=f"{raw.topic}/{raw.partition}/{raw.offset}",  # type: ignore[union-attr]
-                key=raw.key,  # type: ignore[union-attr]
-            )
+            source = f"{raw.topic}/{raw.partition}/{raw.offset}"  # type: ignore[union-attr]
+            self._in_hand.add(source)
+            try:
+                await self.process(
+                    message.body,
+                    headers=dict(message.headers),
+                    source=source,
+                    key=raw.key,  # type: ignore[union-attr]
+                )
+            finally:
+                self._in_hand.discard(source)
 
         self._subscriber = broker.subscriber(
             *topics,
@@ -180,6 +186,11 @@ class EventRouter:
             title=f"{self._service}:events",
         )
         self._subscriber(on_record)
+
+    @property
+    def in_hand(self) -> list[str]:
+        """``topic/partition/offset`` of the records being handled right now."""
+        return sorted(self._in_hand)
 
     async def stop(self) -> None:
         """Stop consuming (shutdown): the record being handled is finished and committed;

@@ -27,11 +27,15 @@ from .specs import (
     STOP_TIMEOUTS,
     NotReady,
     Spec,
+    Stuck,
     server_spec,
     service_spec,
 )
 
 __all__ = ["LocalStack", "ProcessStatus"]
+
+#: How long a start waits for the ports of this stack's own dead process to close.
+PORTS_FREED_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ class LocalStack:
         if record is not None and procs.is_alive(record):
             self._say(f"{spec.name}: already running (pid {record.pid})")
             return False
-        busy = [port for port in spec.ports if procs.port_open(self.config.host, port)]
+        busy = self._busy_ports(spec, wait=0.0 if record is None else PORTS_FREED_SECONDS)
         if busy:
             raise StackError(
                 f"port {busy[0]} on {self.config.host} is already in use by a "
@@ -255,6 +259,16 @@ class LocalStack:
         )
         self._say(f"{spec.name}: started (pid {record.pid}, log {spec.logs[0]})")
         return True
+
+    def _busy_ports(self, spec: Spec, *, wait: float) -> list[int]:
+        """Ports of `spec` something listens on, waiting up to `wait` seconds for them to
+        close: a process just killed can hold its listening sockets a moment longer."""
+        deadline = time.monotonic() + wait
+        while True:
+            busy = [port for port in spec.ports if procs.port_open(self.config.host, port)]
+            if not busy or time.monotonic() >= deadline:
+                return busy
+            time.sleep(0.2)
 
     def _start_all(self, specs: Sequence[Spec], started: list[str] | None) -> list[str]:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -284,22 +298,42 @@ class LocalStack:
         return [outcome for outcome in outcomes if outcome]
 
     def _wait_healthy(self, spec: Spec) -> str | None:
-        """None when healthy, else a message with the log tail."""
+        """None when healthy, else a message with the log tail.
+
+        A process that stays `Stuck` for `spec.restart_when_stuck_after` seconds is stopped
+        and started again, once (and its start timeout begins again)."""
         deadline = time.monotonic() + spec.start_timeout
         reason = "not checked yet"
+        stuck_since: float | None = None
+        restarted = False
         while True:
             record = procs.read_record(self.config.run_dir, spec.name)
             if record is None or not procs.is_alive(record):
                 return self._failure(spec, "exited during start-up")
             try:
                 spec.check()
-            except NotReady as exc:
+            except Stuck as exc:
                 reason = str(exc)
+                stuck_since = stuck_since or time.monotonic()
+            except NotReady as exc:
+                reason, stuck_since = str(exc), None
             except Exception as exc:  # a check must never kill the wait loop
-                reason = repr(exc)
+                reason, stuck_since = repr(exc), None
             else:
                 return None
-            if time.monotonic() >= deadline:
+            limit = spec.restart_when_stuck_after
+            if (
+                not restarted
+                and limit is not None
+                and stuck_since is not None
+                and time.monotonic() - stuck_since >= limit
+            ):
+                self._say(f"{spec.name}: stuck for {limit:.0f}s ({reason}); restarting it once")
+                self._stop_one(spec.name)
+                self._launch(spec)
+                restarted, stuck_since = True, None
+                deadline = time.monotonic() + spec.start_timeout
+            elif time.monotonic() >= deadline:
                 return self._failure(
                     spec, f"not healthy after {spec.start_timeout:.0f}s (last: {reason})"
                 )

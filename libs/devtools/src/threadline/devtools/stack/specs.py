@@ -2,14 +2,15 @@
 
 A `Spec` is pure description: the manager starts the command, then polls `check` until it
 returns without raising `NotReady`. Checks are real client round trips (a Kafka metadata
-request through aiokafka, a MongoDB ping through PyMongo, MinIO's readiness endpoint, an SMTP
-NOOP, a service's `/readyz`), not just an open port.
+request and a consumer-group join through aiokafka, a MongoDB ping through PyMongo, MinIO's
+readiness endpoint, an SMTP NOOP, a service's `/readyz`), not just an open port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import pwd
 import shutil
@@ -33,6 +34,7 @@ __all__ = [
     "STOP_TIMEOUTS",
     "NotReady",
     "Spec",
+    "Stuck",
     "server_spec",
     "service_spec",
 ]
@@ -40,6 +42,11 @@ __all__ = [
 
 class NotReady(Exception):
     """The process is not (yet) healthy; the message says why."""
+
+
+class Stuck(NotReady):
+    """The process answers, but a part of it may not recover without a restart: the manager
+    restarts it once when this lasts `Spec.restart_when_stuck_after` seconds."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +65,7 @@ class Spec:
     env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[], None] | None = None
     start_timeout: float = 60.0
+    restart_when_stuck_after: float | None = None
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -118,6 +126,12 @@ def _kafka_properties(cfg: StackConfig) -> str:
         # consumer-group join fast (50 partitions of __consumer_offsets take seconds).
         "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "1",
+        # Small segments let the cleaner compact __consumer_offsets (never its active
+        # segment): one commit per record otherwise grows it to 100 MB of history that the
+        # group coordinator replays on every start (238,341 records, 4-8 s, in the chaos run).
+        # A long load after a kill -9 races the leader-epoch bumps of the restart and can
+        # leave the coordinator FAILED (NOT_COORDINATOR until the next restart).
+        "offsets.topic.segment.bytes": str(1024 * 1024),
         "transaction.state.log.replication.factor": "1",
         "transaction.state.log.min.isr": "1",
         "transaction.state.log.num.partitions": "1",
@@ -196,6 +210,7 @@ def _kafka_spec(cfg: StackConfig, libs: Path) -> Spec:
     def check() -> None:
         _require_port(cfg.host, cfg.ports["kafka"])
         asyncio.run(_kafka_metadata(bootstrap))
+        asyncio.run(_kafka_group_join(bootstrap))
 
     return Spec(
         name="kafka",
@@ -206,6 +221,7 @@ def _kafka_spec(cfg: StackConfig, libs: Path) -> Spec:
         cwd=cfg.state_dir,
         prepare=prepare,
         start_timeout=120.0,
+        restart_when_stuck_after=KAFKA_COORDINATOR_STUCK_SECONDS,
     )
 
 
@@ -222,6 +238,56 @@ async def _kafka_metadata(bootstrap: str) -> None:
         await admin.close()
     if not cluster.get("brokers"):
         raise NotReady("Kafka answered metadata without any broker")
+
+
+#: The throwaway group and topic the Kafka check joins: services need a working coordinator.
+KAFKA_PROBE_GROUP = "threadline-stack-probe"
+KAFKA_PROBE_TOPIC = "threadline.stack-probe"
+#: A coordinator that refuses joins this long after the broker answered metadata is restarted
+#: (loading a compacted __consumer_offsets takes well under a second here).
+KAFKA_COORDINATOR_STUCK_SECONDS = 45.0
+KAFKA_GROUP_JOIN_SECONDS = 10.0
+
+
+async def _kafka_group_join(bootstrap: str) -> None:
+    """Join (and leave) a throwaway consumer group, as every service does at start.
+
+    A metadata answer is not enough: after an unclean stop, Kafka 4.1's group coordinator
+    can fail to load __consumer_offsets and answer NOT_COORDINATOR until the next restart.
+    """
+    from aiokafka import AIOKafkaConsumer  # noqa: PLC0415 - heavy, only when checking
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: PLC0415
+    from aiokafka.errors import TopicAlreadyExistsError  # noqa: PLC0415
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=KAFKA_PROBE_GROUP,
+        enable_auto_commit=False,
+        request_timeout_ms=5000,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    try:
+        await admin.start()
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(KAFKA_PROBE_TOPIC, 1, 1)])
+        await consumer.start()
+        consumer.subscribe([KAFKA_PROBE_TOPIC])
+        async with asyncio.timeout(KAFKA_GROUP_JOIN_SECONDS):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=200)
+    except TimeoutError as exc:
+        raise Stuck(
+            f"Kafka answers metadata but no consumer group could join within "
+            f"{KAFKA_GROUP_JOIN_SECONDS:.0f}s "
+            "(group coordinator not loaded or failed: see GroupCoordinator lines in its log)"
+        ) from exc
+    except Exception as exc:
+        raise NotReady(f"Kafka consumer group join failed: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 # --- FerretDB on PostgreSQL (MongoDB protocol) ------------------------------------------
