@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from pymongo.errors import AutoReconnect
 
 from threadline.contracts import decode, new_event
 from threadline.contracts.events.directory import AccountRemoved
@@ -318,3 +319,35 @@ async def test_uploads_cut_short_by_a_crash_are_swept_and_finished_ones_kept(doc
     assert await docs.staged_objects() == [kept_object]
     ours = [u["_id"] async for u in ledger.find({}) if u["_id"].startswith(f"{docs.firm}/")]
     assert ours == [f"{docs.firm}/in-flight/"]
+
+
+async def test_an_upload_whose_insert_was_applied_but_answered_an_error_keeps_its_content(
+    docs: Docs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run (MongoDB killed mid-upload): the metadata insert reached the
+    server but the connection died before the answer. The upload answers 503, and the
+    document it did store still downloads whole; an insert that stored nothing leaves no
+    object behind."""
+    store = docs.app.state.documents._documents
+    insert_all = store.insert_all
+
+    async def applied_then_connection_lost(*args: Any) -> None:
+        await insert_all(*args)
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(store, "insert_all", applied_then_connection_lost)
+    refused = await docs.upload("owner", PDF, filename="applied.pdf")
+    assert refused.status_code == 503, refused.text
+    stored = [d for d in await docs.listing("owner") if d["filename"] == "applied.pdf"]
+    assert len(stored) == 1
+    content = await docs.call("owner", "GET", f"/v1/documents/{stored[0]['id']}/content")
+    assert content.status_code == 200 and content.content == PDF
+
+    async def lost_before_applied(*args: Any) -> None:
+        raise AutoReconnect("connection refused")
+
+    monkeypatch.setattr(store, "insert_all", lost_before_applied)
+    before = set(await docs.staged_objects())
+    refused = await docs.upload("owner", PDF, filename="never.pdf")
+    assert refused.status_code == 503, refused.text
+    assert set(await docs.staged_objects()) == before

@@ -19,6 +19,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Protocol
 
+import structlog
+
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.documents import DocumentDeleted, DocumentUploaded
@@ -57,6 +59,7 @@ __all__ = ["DocumentService", "IncomingFile", "UploadRequest"]
 EVENTS = EventFactory("documents")
 _SPOOL_WRITE_BYTES = 1024 * 1024
 _CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
+_log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -196,15 +199,32 @@ class DocumentService:
             documents = [
                 self._new_document(principal, request, item, prefix=prefix) for item in stored
             ]
-            await self._documents.insert_all(
-                documents, [self._uploaded_event(document) for document in documents]
-            )
         except BaseException:
             await self._blobs.remove_prefix(prefix)
             await self._uploads.finish(prefix)
             raise
+        try:
+            await self._documents.insert_all(
+                documents, [self._uploaded_event(document) for document in documents]
+            )
+        except BaseException:
+            await self._abandon_unless_stored(prefix)
+            raise
         await self._uploads.finish(prefix)
         return documents
+
+    async def _abandon_unless_stored(self, prefix: str) -> None:
+        """After a failed metadata insert: remove the upload's objects only if no metadata
+        names them. The insert may have been applied although it raised (the connection
+        died after the server wrote it): removing the objects then would leave documents
+        whose content is gone. When even that cannot be checked, the upload stays in the
+        ledger and the sweep decides later, by the same rule."""
+        try:
+            if not await self._documents.any_under(prefix):
+                await self._blobs.remove_prefix(prefix)
+            await self._uploads.finish(prefix)
+        except Exception:
+            _log.warning("upload left to the sweep", prefix=prefix, exc_info=True)
 
     async def sweep_abandoned_uploads(self, *, older_than: timedelta) -> int:
         """Remove the objects of uploads a crash interrupted before their metadata was
