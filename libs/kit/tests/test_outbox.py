@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 import pytest
-from pymongo.errors import BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import AccountRemoved
@@ -292,3 +292,33 @@ async def test_a_grouped_insert_publishes_in_order_and_clears_by_group() -> None
     for document, events in rows:
         if document["_id"] != "doc1":
             assert per_key[f"k{document['_id'][3:]}"] == [str(e.id) for e in events]
+
+
+class AppliedThenLostCollection(InMemoryOutboxCollection):
+    """The server writes the document, then the connection dies before the answer."""
+
+    async def insert_one(self, document: dict[str, Any]) -> None:
+        await super().insert_one(document)
+        raise AutoReconnect("connection closed")
+
+
+async def test_a_write_applied_but_answered_with_an_error_is_relayed_past_the_grace() -> None:
+    """Found by the chaos run (kill -9 kafka + mongodb): such events waited for the 5-minute
+    sweep; they go out once past the grace."""
+    publisher, collection = RecordingPublisher(), AppliedThenLostCollection()
+    outbox = Outbox(publisher, collections=[collection])
+    writes = outbox.writer(collection)  # type: ignore[arg-type]
+    task = asyncio.create_task(
+        outbox.run(relay_interval_seconds=0.05, relay_grace_seconds=0.2, relay_sweep_seconds=3600)
+    )
+    await asyncio.sleep(0.5)  # past the start-up passes: only the sweep would be left
+    event = new_event(AccountRemoved(account_id="a1"), firm="f", producer="test")
+    with pytest.raises(AutoReconnect):
+        await writes.insert_one({"_id": "doc"}, events=[event])
+    for _ in range(200):
+        if publisher.records:
+            break
+        await asyncio.sleep(0.05)
+    task.cancel()
+    assert [r["key"] for r in publisher.records] == ["a1"]
+    assert collection.documents["doc"]["_outbox"] == []

@@ -30,14 +30,15 @@ clears what it published with one ``$pullAll`` of exact elements per document.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import structlog
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.kit.ids import Document
@@ -390,6 +391,21 @@ class OutboxWriter:
         self.collection = collection
         self._outbox = outbox
 
+    @contextlib.contextmanager
+    def _maybe_applied(self, entries: Sequence[Document]) -> Iterator[None]:
+        """A write that raised may still have been applied (the connection died after the
+        server wrote it): its events would then wait, unscheduled, for the relay's slow
+        sweep. Have the relay look once they are past the grace (a pass that finds nothing
+        only forgets them). A duplicate key means the write was refused: nothing to do."""
+        try:
+            yield
+        except DuplicateKeyError:
+            raise
+        except Exception:
+            if entries:
+                self._outbox.left_pending(entries)
+            raise
+
     async def insert_one(
         self,
         document: Document,
@@ -403,7 +419,8 @@ class OutboxWriter:
         process dies first, the events stay pending and the relay calls the collection's
         ``Outbox.before_relay`` step before publishing them."""
         entries = [outbox_entry(event) for event in events]
-        await self.collection.insert_one(with_outbox(document, entries))
+        with self._maybe_applied(entries):
+            await self.collection.insert_one(with_outbox(document, entries))
         if before_publish is not None:
             try:
                 await before_publish()
@@ -420,9 +437,10 @@ class OutboxWriter:
             (document, [outbox_entry(event) for event in events]) for document, events in documents
         ]
         try:
-            await self.collection.insert_many(
-                [with_outbox(document, entries) for document, entries in rows], ordered=True
-            )
+            with self._maybe_applied([entry for _, entries in rows for entry in entries]):
+                await self.collection.insert_many(
+                    [with_outbox(document, entries) for document, entries in rows], ordered=True
+                )
         except BulkWriteError:
             await self.collection.delete_many({"_id": {"$in": [doc["_id"] for doc, _ in rows]}})
             raise
@@ -452,10 +470,11 @@ class OutboxWriter:
                 for key, (document, entries) in rows.items()
             }
         )
-        inserted = await insert_new(
-            self.collection,
-            [with_outbox(document, entries) for document, entries in marked.values()],
-        )
+        with self._maybe_applied([entry for _, entries in rows.values() for entry in entries]):
+            inserted = await insert_new(
+                self.collection,
+                [with_outbox(document, entries) for document, entries in marked.values()],
+            )
         if group is None:
             for document_id in inserted:
                 self._outbox.schedule(self.collection, document_id, rows[document_id][1])
@@ -471,9 +490,10 @@ class OutboxWriter:
         (An upsert racing a concurrent insert raises ``DuplicateKeyError`` as usual.)"""
         document_id = _document_id(filter)
         entries = [outbox_entry(event) for event in events]
-        result = await self.collection.update_one(
-            filter, _with_push(update, entries), upsert=upsert
-        )
+        with self._maybe_applied(entries):
+            result = await self.collection.update_one(
+                filter, _with_push(update, entries), upsert=upsert
+            )
         if result.modified_count != 1 and result.upserted_id is None:
             return False
         self._outbox.schedule(self.collection, document_id, entries)
@@ -486,7 +506,8 @@ class OutboxWriter:
         nothing matched."""
         document_id = _document_id(filter)
         entries = [outbox_entry(event) for event in events]
-        result = await self.collection.replace_one(filter, with_outbox(replacement, entries))
+        with self._maybe_applied(entries):
+            result = await self.collection.replace_one(filter, with_outbox(replacement, entries))
         if result.modified_count != 1:
             return False
         self._outbox.schedule(self.collection, document_id, entries)
@@ -498,9 +519,10 @@ class OutboxWriter:
         """Apply ``update`` plus the events and return the document after it (without its
         pending events), or None when nothing matched."""
         entries = [outbox_entry(event) for event in events]
-        document = await self.collection.find_one_and_update(
-            filter, _with_push(update, entries), return_document=ReturnDocument.AFTER
-        )
+        with self._maybe_applied(entries):
+            document = await self.collection.find_one_and_update(
+                filter, _with_push(update, entries), return_document=ReturnDocument.AFTER
+            )
         if document is None:
             return None
         self._outbox.schedule(self.collection, document["_id"], entries)
