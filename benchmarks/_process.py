@@ -1,4 +1,5 @@
-"""A Threadline service as a real uvicorn subprocess, for the benchmarks.
+"""A Threadline service as a real uvicorn subprocess, and the raw baseline's topic, for the
+benchmarks.
 
 Every benchmark starts services the same way: its own database and consumer group (so runs
 never share state), the consumer reading from the end of the log, warnings only, then
@@ -16,8 +17,9 @@ from collections.abc import Mapping
 from types import TracebackType
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-__all__ = ["ServiceProcess", "free_port"]
+__all__ = ["ServiceProcess", "create_raw_topic", "free_port"]
 
 
 def free_port() -> int:
@@ -130,3 +132,16 @@ class ServiceProcess:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+async def create_raw_topic(bootstrap: str, topic: str) -> None:
+    """The one-partition topic a benchmark's raw baseline produces to (kept between runs)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    except Exception as exc:  # already there from an earlier run
+        if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
+            raise
+    finally:
+        await admin.close()

@@ -36,7 +36,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from threadline.contracts.events.messaging import Author
@@ -50,7 +49,7 @@ from threadline.messaging.service.templates import Content, Sender, render
 from threadline.messaging.service.threads import new_thread_document, thread_created_event
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _process import ServiceProcess
+from _process import ServiceProcess, create_raw_topic
 
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
@@ -148,17 +147,6 @@ class Benchmark:
         finally:
             spy.send_signal(signal.SIGINT)
             await spy.wait()
-
-    async def create_raw_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(RAW_TOPIC, num_partitions=1, replication_factor=1)])
-        except Exception as exc:  # already there from an earlier run
-            if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
-                raise
-        finally:
-            await admin.close()
 
     async def seed(self, http: httpx.AsyncClient) -> str:
         """The demo directory through Kafka, the N accounts straight into the projection;
@@ -293,7 +281,7 @@ class Benchmark:
         raise RuntimeError("the job's events were not published within an hour")
 
     async def run(self) -> None:
-        await self.create_raw_topic()
+        await create_raw_topic(self.bootstrap, RAW_TOPIC)
         await self.producer.start()
         progress("starting messaging")
         server = self.server()

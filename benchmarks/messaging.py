@@ -28,7 +28,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -36,7 +35,7 @@ from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _process import ServiceProcess
+from _process import ServiceProcess, create_raw_topic
 
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
@@ -191,17 +190,6 @@ class Benchmark:
             sub="ct_ann_lee", firm=self.firm, kind="client", accounts=[ACCOUNT]
         )
 
-    async def create_raw_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(RAW_TOPIC, num_partitions=1, replication_factor=1)])
-        except Exception as exc:  # already there from an earlier run
-            if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
-                raise
-        finally:
-            await admin.close()
-
     async def first_thread(self, http: httpx.AsyncClient) -> str:
         """Create the benchmark thread once the directory projection has the firm."""
         body = {"account_id": ACCOUNT, "subject": "bench", "message": {"html": "start"}}
@@ -213,7 +201,7 @@ class Benchmark:
         raise RuntimeError(f"could not create the benchmark thread: {created.text}")
 
     async def run(self) -> None:
-        await self.create_raw_topic()
+        await create_raw_topic(self.bootstrap, RAW_TOPIC)
         await self.producer.start()
         server = self.server
         await server.start()

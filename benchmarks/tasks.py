@@ -26,7 +26,6 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient, ReturnDocument
 
 from threadline.contracts.topics import Topic
@@ -34,7 +33,7 @@ from threadline.devtools.seed import demo_directory, publish
 from threadline.devtools.token import mint_token
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _process import ServiceProcess
+from _process import ServiceProcess, create_raw_topic
 from messaging import RAW_TOPIC, progress, summary
 
 ACCOUNT = "acc_lee_family"
@@ -98,19 +97,8 @@ class Benchmark:
         self.staff = {"Authorization": f"Bearer {staff}"}
         self.client = {"Authorization": f"Bearer {client}"}
 
-    async def create_raw_topic(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(RAW_TOPIC, num_partitions=1, replication_factor=1)])
-        except Exception as exc:  # already there from an earlier run
-            if "TopicAlreadyExists" not in type(exc).__name__ + str(exc):
-                raise
-        finally:
-            await admin.close()
-
     async def run(self) -> None:
-        await self.create_raw_topic()
+        await create_raw_topic(self.bootstrap, RAW_TOPIC)
         await self.producer.start()
         try:
             await asyncio.gather(self.messaging.start(), self.tasks.start())
