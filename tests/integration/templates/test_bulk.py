@@ -18,9 +18,9 @@ from pymongo import AsyncMongoClient
 
 from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
+from threadline.kit.ids import utc_now
 from threadline.kit.leases import Leases
 from threadline.kit.pacing import PaceSettings
-from threadline.messaging.domain import utc_now
 from threadline.messaging.service.bulk import (
     BulkWorker,
     WorkerSettings,

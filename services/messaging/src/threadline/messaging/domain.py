@@ -19,7 +19,6 @@ from typing import Literal
 
 from threadline.kit.auth import Principal
 from threadline.kit.errors import Conflict, Forbidden, InvalidRequest, NotFound, ThreadlineError
-from threadline.kit.ids import utc_now
 from threadline.kit.policy import ThreadFacts, can_access_account, can_see_internal, can_view_thread
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "check_can_manage_thread",
     "check_can_post",
     "check_visible",
-    "utc_now",
 ]
 
 EDIT_WINDOW = timedelta(hours=24)  # M8

@@ -35,13 +35,13 @@ from threadline.contracts.events.messaging import Author, ReminderSettings
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.errors import Conflict, NotFound
+from threadline.kit.ids import Document, new_id, utc_now
 from threadline.kit.leases import Leases
 from threadline.kit.pacing import InteractiveLoad, Pace, PaceSettings
 from threadline.kit.policy import can_access_account
-from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessagingError, utc_now
+from threadline.messaging.domain import ActionForbidden, InvalidMessage, MessagingError
 from threadline.messaging.service.compose import (
     message_document,
-    new_id,
     posted_event,
     preview,
 )
@@ -69,7 +69,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger(__name__)
-Document = dict[str, Any]
 MAX_BULK_ACCOUNTS = 10_000
 _IDS = uuid.UUID("5c0a3f0e-6d1b-4a8e-9a51-3b7f4d1c2e90")
 """Namespace of the ids derived for bulk jobs, their threads and first messages."""

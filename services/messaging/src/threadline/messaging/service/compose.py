@@ -20,7 +20,7 @@ from threadline.messaging.embeds import parse_video_embed
 from threadline.messaging.richtext import MessageBody
 from threadline.messaging.store.messages import client_number
 
-__all__ = ["EVENTS", "Composer", "MessageDraft", "message_document", "new_id"]
+__all__ = ["EVENTS", "Composer", "MessageDraft", "message_document"]
 
 EVENTS = EventFactory("messaging")
 MAX_MENTIONS = 50

@@ -19,22 +19,21 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
 
 from threadline.contracts.events.messaging import ReminderSettings
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.errors import Conflict, NotFound
+from threadline.kit.ids import Document, new_id, utc_now
 from threadline.kit.policy import can_access_account
 from threadline.messaging.domain import (
     ActionForbidden,
     InvalidMessage,
     MessagingError,
     ThreadNotFound,
-    utc_now,
 )
 from threadline.messaging.richtext import MessageBody, sanitize_html
-from threadline.messaging.service.compose import MessageDraft, new_id
+from threadline.messaging.service.compose import MessageDraft
 from threadline.messaging.shortcodes import Recipient, render_html, render_text, unknown_shortcodes
 from threadline.messaging.store.templates import MongoTemplateStore
 
@@ -56,7 +55,6 @@ __all__ = [
     "render",
 ]
 
-Document = dict[str, Any]
 MANAGE_TEMPLATES = "manage_templates"
 MAX_TEMPLATES_PER_FIRM = 1000
 MAX_SUBJECT_CHARS = 300

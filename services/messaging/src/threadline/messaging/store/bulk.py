@@ -22,11 +22,11 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from threadline.kit.ids import Document
 from threadline.kit.mongo import insert_new
 
 __all__ = ["MongoBulkStore"]
 
-Document = dict[str, Any]
 UNFINISHED = ("running", "cancelling")
 CHUNK = 1000
 """Account ids per chunk document."""

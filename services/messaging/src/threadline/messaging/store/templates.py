@@ -6,13 +6,11 @@ deleting one never touches a thread.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymongo.asynchronous.database import AsyncDatabase
 
-__all__ = ["MongoTemplateStore"]
+from threadline.kit.ids import Document
 
-Document = dict[str, Any]
+__all__ = ["MongoTemplateStore"]
 
 
 class MongoTemplateStore:
