@@ -207,9 +207,13 @@ def create_service_app(
                 runtime.outbox.run(
                     relay_interval_seconds=settings.outbox_relay_interval_seconds,
                     relay_grace_seconds=settings.outbox_relay_grace_seconds,
-                )
+                ),
+                name="outbox",
             ),
-            *(asyncio.create_task(job()) for job in [*kit_jobs, *wired.background]),
+            *(
+                asyncio.create_task(job(), name=job.__qualname__)
+                for job in [*kit_jobs, *wired.background]
+            ),
         ]
         restore_signal = _on_sigterm(lambda: _going_away(runtime, wired.on_shutdown))
         try:
@@ -276,6 +280,27 @@ async def _going_away(
 
 #: Time the broker's own stop gets even when draining used up the whole deadline.
 BROKER_STOP_MIN_SECONDS = 2.0
+#: Time cancelled background jobs get to unwind even when draining used up the deadline.
+BACKGROUND_STOP_MIN_SECONDS = 2.0
+
+
+async def _stop_background(tasks: Sequence[asyncio.Task[None]], *, within: float) -> None:
+    """Cancel the background jobs and wait for them, at most ``within`` seconds: a job whose
+    clean-up hangs (a client's ``stop()`` that never returns) is left behind and logged with
+    where it stands, instead of holding the whole shutdown (and swallowing its own
+    cancellation, as awaiting each task under ``suppress(CancelledError)`` did)."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    done, stuck = await asyncio.wait(tasks, timeout=within)
+    for task in done:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            _log.warning("background job had failed", job=task.get_name(), exc_info=failure)
+    for task in stuck:
+        frames = [f"{frame.f_code.co_filename}:{frame.f_lineno}" for frame in task.get_stack()]
+        _log.warning("background job did not stop in time", job=task.get_name(), stack=frames)
 
 
 async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
@@ -301,11 +326,7 @@ async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]
         )
     except Exception:  # broker or storage down: the outbox relay publishes after restart
         _log.warning("draining at shutdown failed", exc_info=True)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await _stop_background(tasks, within=max(ends_at - loop.time(), BACKGROUND_STOP_MIN_SECONDS))
     stop_within = max(ends_at - loop.time(), BROKER_STOP_MIN_SECONDS)
     try:
         async with asyncio.timeout(stop_within):

@@ -242,6 +242,7 @@ def periodic(
                 await _run_logged(job, what)
                 await asyncio.sleep(every_seconds)
 
+        run_everywhere.__qualname__ = f"periodic({what})"  # the task's name in shutdown logs
         return run_everywhere
 
     lease = name or what
@@ -261,6 +262,7 @@ def periodic(
                 _log.warning("claiming a periodic job's lease failed", lease=lease, exc_info=True)
             await asyncio.sleep(check_seconds)
 
+    run_once_across_replicas.__qualname__ = f"periodic({what})"  # the task's name in logs
     return run_once_across_replicas
 
 
