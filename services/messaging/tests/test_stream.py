@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,8 @@ from threadline.contracts.events.messaging import (
 )
 from threadline.kit.auth import Principal
 from threadline.kit.policy import ThreadFacts
-from threadline.messaging.stream import StreamHub, frame_for
+from threadline.messaging import stream as stream_module
+from threadline.messaging.stream import KafkaStreamFeed, StreamHub, frame_for
 
 FIRM = "firm_a"
 LEE = "acc_lee"
@@ -186,3 +188,53 @@ async def test_a_subscriber_that_falls_behind_is_flagged_not_buffered_forever() 
         await hub.dispatch(posted(seq=seq))
     assert slow.queue.qsize() == 2
     assert slow.overflowed.is_set()
+
+
+class _ConsumerWhoseStopHangs:
+    """Stands in for an AIOKafkaConsumer whose fetcher swallowed the cancellation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.stop_started = False
+
+    async def start(self) -> None:
+        return None
+
+    def assignment(self) -> set[str]:
+        return {"threadline.messaging.v1/0"}
+
+    async def position(self, partition: str) -> int:
+        return 0
+
+    async def getmany(self, *, timeout_ms: int) -> dict[str, list[Any]]:
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+    async def stop(self) -> None:
+        self.stop_started = True
+        await asyncio.Event().wait()
+
+
+async def test_cancelled_feed_ends_even_when_its_consumer_never_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hanging ``consumer.stop()`` held messaging's shutdown until the harness gave up
+    (CI of 2026-12-02); the feed leaves it behind after FEED_STOP_SECONDS."""
+    monkeypatch.setattr(stream_module, "AIOKafkaConsumer", _ConsumerWhoseStopHangs)
+    monkeypatch.setattr(stream_module, "FEED_STOP_SECONDS", 0.1)
+
+    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+        return frozenset()
+
+    feed = KafkaStreamFeed(
+        StreamHub(mentions=no_mentions, queue_size=2),
+        bootstrap_servers="kafka:9092",
+        client_id="test",
+    )
+    running = asyncio.create_task(feed.run())
+    async with asyncio.timeout(5):
+        while not await feed.ready():  # noqa: ASYNC110 - the feed sets no other signal
+            await asyncio.sleep(0.01)
+    running.cancel()
+    done, _ = await asyncio.wait({running}, timeout=5)
+    assert done == {running} and running.cancelled()
+    assert not await feed.ready()

@@ -50,6 +50,8 @@ TOO_SLOW = 4408
 GOING_AWAY = 1001
 """Closed because the server is shutting down (RFC 6455): reconnect to another replica."""
 POLICY_VIOLATION = 1008
+#: How long the stream feed's Kafka consumer gets to stop before it is left behind.
+FEED_STOP_SECONDS = 5.0
 """Close code for a first frame that is not a text frame of at most ``MAX_AUTH_FRAME`` bytes."""
 MAX_AUTH_FRAME = 16 * 1024
 
@@ -235,7 +237,7 @@ class KafkaStreamFeed:
                         await self._dispatch(record.value)
         finally:
             self.positioned.clear()
-            await consumer.stop()
+            await _stop_within(consumer, FEED_STOP_SECONDS)
 
     async def _position_at_end(self, consumer: AIOKafkaConsumer) -> None:
         while not consumer.assignment():  # noqa: ASYNC110 - no assignment event without a group
@@ -253,6 +255,23 @@ class KafkaStreamFeed:
             await self._hub.dispatch(event)
         except Exception:  # one bad lookup must not end the stream for everyone
             _log.warning("stream dispatch failed", event_type=event.type, exc_info=True)
+
+
+async def _stop_within(consumer: AIOKafkaConsumer, seconds: float) -> None:
+    """``consumer.stop()``, left running in the background after ``seconds``: aiokafka's
+    fetcher can swallow the cancellation that stopping sends it (it awaits its own tasks
+    under ``suppress(CancelledError)``) and then wait forever, which held the service's
+    whole shutdown."""
+    stopping = asyncio.create_task(consumer.stop(), name="stream feed consumer stop")
+    _LEFT_BEHIND.add(stopping)
+    stopping.add_done_callback(_LEFT_BEHIND.discard)
+    done, _ = await asyncio.wait({stopping}, timeout=seconds)
+    if not done:
+        _log.warning("stream feed consumer did not stop in time", waited_seconds=seconds)
+
+
+#: Consumer stops still running (asyncio keeps only weak references to tasks).
+_LEFT_BEHIND: set[asyncio.Task[None]] = set()
 
 
 router = APIRouter()
