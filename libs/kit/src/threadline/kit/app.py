@@ -29,6 +29,7 @@ from typing_extensions import TypedDict
 
 from threadline.contracts import Topic
 from threadline.kit.auth import Principal, TokenVerifier
+from threadline.kit.bounded import finish_within
 from threadline.kit.consumer import (
     PROCESSED_EVENTS_INDEXES,
     EventRouter,
@@ -313,31 +314,31 @@ async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]
     loop = asyncio.get_running_loop()
     deadline = runtime.settings.shutdown_deadline_seconds
     ends_at = loop.time() + deadline
+
+    async def stop_consuming_and_drain() -> None:
+        await runtime.events.stop()
+        await runtime.outbox.drain()
+        await runtime.outbox.relay_once(grace_seconds=0)
+
     try:
-        async with asyncio.timeout_at(ends_at):
-            await runtime.events.stop()
-            await runtime.outbox.drain()
-            await runtime.outbox.relay_once(grace_seconds=0)
-    except TimeoutError:
-        _log.warning(
-            "shutdown deadline reached; pending events stay for the relay",
-            deadline_seconds=deadline,
-            abandoned_records=runtime.events.in_hand,
-        )
+        if not await finish_within(stop_consuming_and_drain(), deadline, name="drain"):
+            _log.warning(
+                "shutdown deadline reached; pending events stay for the relay",
+                deadline_seconds=deadline,
+                abandoned_records=runtime.events.in_hand,
+            )
     except Exception:  # broker or storage down: the outbox relay publishes after restart
         _log.warning("draining at shutdown failed", exc_info=True)
     await _stop_background(tasks, within=max(ends_at - loop.time(), BACKGROUND_STOP_MIN_SECONDS))
     stop_within = max(ends_at - loop.time(), BROKER_STOP_MIN_SECONDS)
     try:
-        async with asyncio.timeout(stop_within):
-            await runtime.broker.stop()
-    except TimeoutError:
-        _log.warning(
-            "broker stop abandoned at the shutdown deadline; the records in hand are not "
-            "committed and will be redelivered after the restart",
-            waited_seconds=round(stop_within, 1),
-            abandoned_records=runtime.events.in_hand,
-        )
+        if not await finish_within(runtime.broker.stop(), stop_within, name="broker stop"):
+            _log.warning(
+                "broker stop abandoned at the shutdown deadline; the records in hand are not "
+                "committed and will be redelivered after the restart",
+                waited_seconds=round(stop_within, 1),
+                abandoned_records=runtime.events.in_hand,
+            )
     except Exception:
         _log.warning("broker stop failed", exc_info=True)
     await runtime.mongo.close()

@@ -36,6 +36,7 @@ from threadline.contracts.events.messaging import (
     ThreadLinkedToJob,
 )
 from threadline.kit.auth import Principal, TokenVerifier
+from threadline.kit.bounded import finish_within
 from threadline.kit.errors import Unauthenticated
 from threadline.kit.policy import ThreadFacts, can_access_account, can_view_thread
 
@@ -258,20 +259,11 @@ class KafkaStreamFeed:
 
 
 async def _stop_within(consumer: AIOKafkaConsumer, seconds: float) -> None:
-    """``consumer.stop()``, left running in the background after ``seconds``: aiokafka's
-    fetcher can swallow the cancellation that stopping sends it (it awaits its own tasks
-    under ``suppress(CancelledError)``) and then wait forever, which held the service's
+    """``consumer.stop()``, left behind after ``seconds``: aiokafka's fetcher can swallow the
+    cancellation that stopping sends it and then wait forever, which held the service's
     whole shutdown."""
-    stopping = asyncio.create_task(consumer.stop(), name="stream feed consumer stop")
-    _LEFT_BEHIND.add(stopping)
-    stopping.add_done_callback(_LEFT_BEHIND.discard)
-    done, _ = await asyncio.wait({stopping}, timeout=seconds)
-    if not done:
+    if not await finish_within(consumer.stop(), seconds, name="stream feed consumer stop"):
         _log.warning("stream feed consumer did not stop in time", waited_seconds=seconds)
-
-
-#: Consumer stops still running (asyncio keeps only weak references to tasks).
-_LEFT_BEHIND: set[asyncio.Task[None]] = set()
 
 
 router = APIRouter()

@@ -1,0 +1,30 @@
+"""finish_within bounds a wait even when the awaited code swallows its cancellation."""
+
+import asyncio
+import contextlib
+
+import pytest
+
+from threadline.kit.bounded import finish_within
+
+
+async def _swallows_cancel_then_waits_forever() -> None:
+    """What aiokafka's fetcher close can do: absorb the cancel, then wait again."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()
+    await asyncio.Event().wait()
+
+
+async def test_a_step_that_swallows_the_cancel_is_left_behind() -> None:
+    async with asyncio.timeout(5):  # asyncio.timeout alone around the step would hang here
+        assert not await finish_within(_swallows_cancel_then_waits_forever(), 0.05, name="x")
+
+
+async def test_a_step_that_finishes_returns_true_and_its_failure_is_raised() -> None:
+    assert await finish_within(asyncio.sleep(0), 1.0, name="quick")
+
+    async def fails() -> None:
+        raise RuntimeError("broken")
+
+    with pytest.raises(RuntimeError, match="broken"):
+        await finish_within(fails(), 1.0, name="fails")
