@@ -11,12 +11,14 @@
 // concurrent updates of one document lose one of them ($inc, $push, $pull...),
 // which breaks the per-document atomicity every MongoDB client relies on. This
 // program therefore serves clients through a small wire-protocol proxy: FerretDB
-// listens on a private loopback port, the proxy on the public one, and a mutex
-// spans each read-modify-write request and its reply, so those run one at a time.
-// Reads, inserts and handshakes take no lock at all: they change no existing
-// document, so they cannot lose an update, and they never wait behind a slow
-// query or a slow update (with a reader-writer lock a write waited for every read
-// already running, seconds behind one slow list).
+// listens on a private loopback port, the proxy on the public one, and each
+// read-modify-write request holds, until its reply, locks on what it can touch
+// (locks.go): the documents its filters pin by `_id` (equality or `$in`), else its
+// whole collection; schema changes and anything unreadable hold the whole server.
+// Like MongoDB's document-level locking, updates of different documents run side by
+// side and two updates of one document one after the other. Reads, inserts and
+// handshakes take no lock at all: they change no existing document, so they cannot
+// lose an update, and they never wait behind a slow query or a slow update.
 package main
 
 import (
@@ -37,8 +39,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -117,15 +117,15 @@ func serve(ctx context.Context, config *ferretdb.Config, listen string) error {
 		<-ctx.Done()
 		listener.Close()
 	}()
-	log.Printf("ferretdb listening on %s (%s, read-modify-write commands serialised)", listen, config.Handler)
+	log.Printf("ferretdb listening on %s (%s, read-modify-write commands locked per document)", listen, config.Handler)
 
-	var serial sync.Mutex
+	locks := newLockTable()
 	for {
 		client, err := listener.Accept()
 		if err != nil {
 			break
 		}
-		go proxy(client, upstream, &serial)
+		go proxy(client, upstream, locks)
 	}
 	return <-done
 }
@@ -209,8 +209,8 @@ func upstreamAddr(uri string) (string, error) {
 	return parsed.Host, nil
 }
 
-// proxy relays one client connection, holding serial from each request until its reply.
-func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
+// proxy relays one client connection, holding each request's locks until its reply.
+func proxy(client net.Conn, upstream string, locks *lockTable) {
 	defer client.Close()
 	server, err := net.Dial("tcp", upstream)
 	if err != nil {
@@ -226,7 +226,7 @@ func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
 		if err != nil {
 			return
 		}
-		reply, err := roundTrip(server, fromServer, request, serial)
+		reply, err := roundTrip(server, fromServer, request, locks)
 		if err != nil {
 			return
 		}
@@ -238,10 +238,9 @@ func proxy(client net.Conn, upstream string, serial *sync.Mutex) {
 	}
 }
 
-func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, serial *sync.Mutex) ([]byte, error) {
-	if !lockFreeCommands[commandName(request)] {
-		serial.Lock()
-		defer serial.Unlock()
+func roundTrip(server net.Conn, fromServer *bufio.Reader, request []byte, locks *lockTable) ([]byte, error) {
+	if parsed := readRequest(request); !parsed.lockFree {
+		defer locks.acquire(parsed.scope)()
 	}
 	if _, err := server.Write(request); err != nil {
 		return nil, err
@@ -275,7 +274,7 @@ func readMessage(r io.Reader) ([]byte, error) {
 // (FerretDB 1.24 rejects the writing aggregation stages $out and $merge) and
 // inserts (a new document; the unique indexes of the backend reject duplicates).
 // Everything else (update, findAndModify, delete, and the rare schema commands)
-// takes the lock.
+// takes locks (readRequest).
 var lockFreeCommands = map[string]bool{
 	"hello": true, "isMaster": true, "ismaster": true, "ping": true, "buildInfo": true,
 	"buildinfo": true, "getParameter": true, "endSessions": true, "saslStart": true,
@@ -286,34 +285,6 @@ var lockFreeCommands = map[string]bool{
 	"dbStats": true, "dbstats": true, "collStats": true, "dataSize": true,
 	"serverStatus": true, "killCursors": true, "currentOp": true, "validate": true,
 	"insert": true,
-}
-
-// commandName returns the command of a request: the first key of an OP_MSG body
-// section, or of an OP_QUERY on a "$cmd" collection (drivers send their first
-// handshake of a connection that way). "" for anything else, which takes the lock.
-func commandName(message []byte) string {
-	switch binary.LittleEndian.Uint32(message[12:16]) {
-	case opMsg:
-		const bodyStart = headerSize + 4 // header, flag bits
-		if len(message) < bodyStart+6 || message[bodyStart] != 0 {
-			return "" // section kind 0 (the command document) must come first
-		}
-		// kind byte, int32 document length, element type byte, then the name
-		name, _ := cString(message[bodyStart+6:])
-		return name
-	case opQuery:
-		if len(message) < headerSize+4 {
-			return ""
-		}
-		// header, int32 flags, collection name, int32 skip, int32 limit, query document
-		collection, rest := cString(message[headerSize+4:])
-		if !strings.HasSuffix(collection, ".$cmd") || len(rest) < 8+5 {
-			return ""
-		}
-		name, _ := cString(rest[8+5:]) // skip, limit, document length, element type
-		return name
-	}
-	return ""
 }
 
 // cString splits a NUL-terminated string off the front of b ("" when unterminated).

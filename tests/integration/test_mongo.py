@@ -118,6 +118,26 @@ async def test_concurrent_push_and_pull_lose_no_element(database: Database) -> N
     assert sorted(entry["id"] for entry in document["_outbox"]) == list(range(CONCURRENCY))
 
 
+async def test_concurrent_updates_by_id_by_id_list_and_by_other_fields_lose_nothing(
+    database: Database,
+) -> None:
+    """The proxy locks per document when a filter pins `_id` (equality, `$eq`, `$in`) and
+    the whole collection otherwise; every mix of them must still add up. Numeric ids in
+    different types (1, 1.0, int64) name one document."""
+    counters = database["counters"]
+    await counters.insert_many([{"_id": i, "firm": "f", "n": 0} for i in range(4)])
+    by_id = [counters.update_one({"_id": i % 4}, {"$inc": {"n": 1}}) for i in range(CONCURRENCY)]
+    by_eq = [counters.update_one({"_id": {"$eq": 1.0}}, {"$inc": {"n": 1}}) for _ in range(10)]
+    by_list = [
+        counters.update_many({"_id": {"$in": [0, 1, 2, 3]}}, {"$inc": {"n": 1}}) for _ in range(10)
+    ]
+    by_firm = [counters.update_many({"firm": "f"}, {"$inc": {"n": 1}}) for _ in range(10)]
+    await asyncio.gather(*by_id, *by_eq, *by_list, *by_firm)
+    totals = {doc["_id"]: doc["n"] async for doc in counters.find({})}
+    per_document = CONCURRENCY // 4 + 10 + 10
+    assert totals == {0: per_document, 1: per_document + 10, 2: per_document, 3: per_document}
+
+
 async def test_concurrent_deletes_delete_each_document_once(database: Database) -> None:
     drafts = database["drafts"]
     await drafts.insert_many([{"_id": i, "stale": True} for i in range(20)])

@@ -191,7 +191,8 @@ def install_kafka(cfg: StackConfig, say: Callable[[str], None]) -> Path:
 def install_ferretdb(cfg: StackConfig, say: Callable[[str], None]) -> Path:
     """Our FerretDB 1.24 wrapper, version taken from its go.mod."""
     source = _require_recipe(cfg, "ferretdb")
-    files = [source / "go.mod", source / "go.sum", source / "main.go"]
+    programs = sorted(p for p in source.glob("*.go") if not p.name.endswith("_test.go"))
+    files = [source / "go.mod", source / "go.sum", *programs]
     match = re.search(r"github\.com/FerretDB/FerretDB (v\S+)", files[0].read_text())
     version = match.group(1) if match else "unknown"
     key = f"{version}-{_digest(*files)}"
