@@ -16,7 +16,7 @@ def test_ferretdb_proxy_go_tests_pass() -> None:
     go = shutil.which("go")
     if go is None:
         pytest.skip("Go is not installed (the local stack's install needs it anyway)")
-    result = subprocess.run(  # noqa: S603 - fixed arguments
+    result = subprocess.run(
         [go, "test", "-count=1", "./..."],
         cwd=SOURCE,
         capture_output=True,
