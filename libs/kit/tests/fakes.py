@@ -53,9 +53,16 @@ class InMemoryOutboxCollection:
             document[field] = [item for item in document.get(field, []) if item not in elements]
 
     async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
-        """``$pullAll`` from every document whose fields equal the query's."""
+        """``$pullAll`` from every document whose fields equal the query's (or are among
+        a ``{"$in": [...]}``'s values)."""
+
+        def matches(value: Any, wanted: Any) -> bool:
+            if isinstance(wanted, dict):
+                return value in wanted["$in"]
+            return bool(value == wanted)
+
         for document in self.documents.values():
-            if all(document.get(field) == value for field, value in query.items()):
+            if all(matches(document.get(field), wanted) for field, wanted in query.items()):
                 for field, elements in update["$pullAll"].items():
                     document[field] = [
                         item for item in document.get(field, []) if item not in elements

@@ -248,7 +248,16 @@ async def test_events_whose_clear_failed_are_relayed_once_past_the_grace_not_at_
 
 
 class InsertingCollection(InMemoryOutboxCollection):
-    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error)."""
+    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error) and
+    records the filters of ``update_many``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.update_filters: list[dict[str, Any]] = []
+
+    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+        self.update_filters.append(query)
+        await super().update_many(query, update)
 
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> None:
         errors = []
@@ -283,6 +292,10 @@ async def test_a_grouped_insert_publishes_in_order_and_clears_by_group() -> None
     assert collection.documents["doc1"] == {"_id": "doc1", "_outbox": [], "state": "older"}
     groups = {doc.get("_outbox_group") for doc in collection.documents.values()}
     assert groups == {None, "job:0"}
+    # the clear names the inserted ids, so the storage proxy locks only those documents
+    assert collection.update_filters == [
+        {"_outbox_group": "job:0", "_id": {"$in": sorted(inserted)}}
+    ]
     assert all(doc["_outbox"] == [] for doc in collection.documents.values())
     published = [(r["key"], r["value"]) for r in publisher.records]
     assert len(published) == 2 * (29)

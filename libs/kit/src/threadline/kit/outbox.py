@@ -215,15 +215,15 @@ class Outbox:
                 by_key.setdefault(entry["key"], []).append((collection, selector, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
         # One write per scheduled selector clears the round: ``{_id}`` for a document, or
-        # the group field shared by documents inserted together (``insert_new(group=…)``).
-        # Both are equality filters FerretDB pushes down; ``_id $in`` is not, and read the
-        # whole collection while holding the server's write lock (seconds behind a bulk job).
+        # the group field shared by documents inserted together (``insert_new(group=…)``)
+        # with their ids. FerretDB pushes down the equality; ``_id $in`` alone it does not,
+        # and would read the whole collection (seconds behind a bulk job).
         # Every entry is unique (it holds its event id), so pulling all of a selector's
         # entries from each matching document removes only that document's own.
         cleared: dict[tuple[str, Any], tuple[AsyncCollection[Document], Document, list[Any]]] = {}
         for run in published:
             for collection, selector, entry in run:
-                key = (collection.name, tuple(sorted(selector.items())))
+                key = (collection.name, repr(sorted(selector.items())))
                 cleared.setdefault(key, (collection, selector, []))[2].append(entry)
         slots = asyncio.Semaphore(CLEAR_CONCURRENCY)
 
@@ -480,7 +480,11 @@ class OutboxWriter:
                 self._outbox.schedule(self.collection, document_id, rows[document_id][1])
         else:
             entries = [entry for key in rows if key in inserted for entry in rows[key][1]]
-            self._outbox.schedule_selected(self.collection, {OUTBOX_GROUP_FIELD: group}, entries)
+            # The ids as well as the group: the group is what FerretDB filters in SQL, the
+            # ids let its proxy lock only these documents (by the group alone, the clear
+            # would hold the whole collection, and every post's thread update wait for it).
+            selector = {OUTBOX_GROUP_FIELD: group, "_id": {"$in": sorted(inserted)}}
+            self._outbox.schedule_selected(self.collection, selector, entries)
         return inserted
 
     async def update_one(
