@@ -52,6 +52,11 @@ def endpoints() -> Iterator[dict[str, str]]:
     if all(os.environ.get(name) for name in ENDPOINT_VARS):
         yield {k: v for k, v in os.environ.items() if k.startswith("THREADLINE_")}
         return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.fail(
+            "parallel workers (-n) each would start their own servers: start them first "
+            f'(`./threadline servers`, then `eval "$(./threadline env)"`) or set {ENDPOINT_VARS}'
+        )
     if _docker_reachable():
         from .containers import container_endpoints  # noqa: PLC0415 - needs testcontainers
 
@@ -95,10 +100,19 @@ it started the local stack) to let tests stop and restart the broker: a Kafka th
 already running may serve other people's runs."""
 
 
+def require_restart_marker(request: pytest.FixtureRequest) -> None:
+    """A test that stops a shared server must say so, or it would run beside other tests
+    (``./threadline test`` runs the marked ones alone, after the rest)."""
+    if request.node.get_closest_marker("restarts_servers") is None:
+        pytest.fail(f"{request.node.nodeid} restarts a server: mark it restarts_servers")
+
+
 @pytest.fixture
-def kafka_control(endpoints: dict[str, str]) -> Any:
+def kafka_control(request: pytest.FixtureRequest, endpoints: dict[str, str]) -> Any:
     """The local stack that runs Kafka, for tests that stop and restart the broker."""
     from threadline.devtools.stack import LocalStack  # noqa: PLC0415
+
+    require_restart_marker(request)
 
     if os.environ.get(KAFKA_RESTARTABLE) != "1":
         pytest.skip(f"Kafka was running before this run (may be shared); {KAFKA_RESTARTABLE}=1")

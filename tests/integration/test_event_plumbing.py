@@ -114,6 +114,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     assert await applied.revisions() == [1, 2]
 
 
+@pytest.mark.restarts_servers
 async def test_writes_succeed_while_kafka_is_down_and_arrive_after_restart(
     start_service: ServiceFactory, run_id: str, kafka_control: Any
 ) -> None:

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import ServiceFactory, eventually, restartable
+from .conftest import ServiceFactory, eventually, require_restart_marker, restartable
 from .documents.conftest import PDF, documents_service
 from .messaging.conftest import find_event, firm_on
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.restarts_servers]
 
 MONGODB_TIMEOUT = 2.0
 READINESS_TIMEOUT = 1.0
@@ -38,9 +38,11 @@ before), not speed."""
 
 
 @pytest.fixture
-def stack_control(endpoints: dict[str, str]) -> Any:
+def stack_control(request: pytest.FixtureRequest, endpoints: dict[str, str]) -> Any:
     """The local stack that runs this test's MongoDB and MinIO, to stop and start them."""
     from threadline.devtools.stack import LocalStack  # noqa: PLC0415
+
+    require_restart_marker(request)
 
     stack = LocalStack(state_dir=endpoints.get("THREADLINE_STATE_DIR"))
     ours = stack.endpoints()
