@@ -78,12 +78,24 @@ def endpoints() -> Iterator[dict[str, str]]:
             stack.stop(*started)
 
 
+TOPIC_PREFIX_VARIABLE = "THREADLINE_KAFKA_TOPIC_PREFIX"
+
+
+def run_topic(catalogue_topic: str) -> str:
+    """This run's Kafka name of a catalogue topic: under pytest-xdist each worker has its own
+    topic prefix (set by ``_service_environment``), so a worker's services never react to
+    the threads and events of tests running on another worker."""
+    return os.environ.get(TOPIC_PREFIX_VARIABLE, "") + catalogue_topic
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _service_environment(endpoints: dict[str, str]) -> Iterator[None]:
     """Services read their settings from the environment, like in production."""
     saved = dict(os.environ)
     os.environ.update(endpoints)
     os.environ["THREADLINE_ENV"] = "test"
+    if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[TOPIC_PREFIX_VARIABLE] = f"test-{worker}."
     yield
     os.environ.clear()
     os.environ.update(saved)
@@ -315,7 +327,9 @@ class TopicMark:
     offsets: dict[TopicPartition, int]
 
 
-async def mark_topic(bootstrap: str, topic: str) -> TopicMark:
+async def mark_topic(bootstrap: str, catalogue_topic: str) -> TopicMark:
+    """The end offsets of a catalogue topic (this run's name of it, ``topic``) now."""
+    topic = run_topic(catalogue_topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

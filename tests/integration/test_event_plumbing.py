@@ -18,7 +18,15 @@ from threadline.contracts.topics import Topic
 from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.consumer import dead_letter_topic
 
-from .conftest import ServiceFactory, TopicMark, eventually, find_record, mark_topic, token_for
+from .conftest import (
+    ServiceFactory,
+    TopicMark,
+    eventually,
+    find_record,
+    mark_topic,
+    run_topic,
+    token_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +111,7 @@ async def test_outbox_event_reaches_another_service_exactly_once_in_effect(
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
     await producer.start()
     try:
-        await producer.send_and_wait(Topic.MESSAGING, raw, key=firm.encode())
+        await producer.send_and_wait(run_topic(Topic.MESSAGING), raw, key=firm.encode())
     finally:
         await producer.stop()
 
@@ -153,7 +161,7 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
     producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(messaging))
     await producer.start()
     try:
-        await producer.send_and_wait(Topic.MESSAGING, poison.encode(), key=firm.encode())
+        await producer.send_and_wait(run_topic(Topic.MESSAGING), poison.encode(), key=firm.encode())
     finally:
         await producer.stop()
     await change_settings(messaging_http, firm, show_message_context_in_notifications=True)
@@ -161,7 +169,7 @@ async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(
     await eventually(applied.revisions, until=lambda h: h == [1])
     parked_record = await find_record(parked_from, lambda record: record.value == poison.encode())
     parked = {key: value.decode() for key, value in parked_record.headers}
-    assert parked["dlq-source-topic"] == Topic.MESSAGING
+    assert parked["dlq-source-topic"] == run_topic(Topic.MESSAGING)
     assert "schema_version" in parked["dlq-reason"]
 
 

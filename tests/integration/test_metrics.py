@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ServiceFactory, eventually, seed_directory
+from .conftest import ServiceFactory, eventually, run_topic, seed_directory
 from .messaging.conftest import Firm
 
 pytestmark = pytest.mark.integration
@@ -50,6 +50,8 @@ async def test_metrics_are_scraped_from_a_service_in_prometheus_format(
     handled = frozenset({("type", "directory.account.upserted"), ("outcome", "handled")})
     assert scraped[("threadline_events_consumed_total", handled)] >= 4
     lags = [key for key in scraped if key[0] == "threadline_consumer_lag"]
-    assert lags and all(dict(labels)["topic"].startswith("threadline.") for _, labels in lags)
+    assert lags and all(
+        dict(labels)["topic"].startswith(run_topic("threadline.")) for _, labels in lags
+    )
     assert scraped[("threadline_stream_subscribers", frozenset())] == 0
     assert ("threadline_stream_dropped_subscribers_total", frozenset()) in scraped

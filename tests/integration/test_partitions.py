@@ -14,7 +14,7 @@ from threadline.contracts import Envelope, Topic
 from threadline.kit.topics import provision_topics
 from threadline.reminders.store import MongoFirmSettingsProjection
 
-from .conftest import ServiceFactory, eventually, token_for
+from .conftest import ServiceFactory, eventually, run_topic, token_for
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,9 @@ async def test_services_start_with_every_topic_at_the_configured_partition_count
     start_service: ServiceFactory, endpoints: dict[str, str]
 ) -> None:
     await start_service("reminders")
-    counts = await _partition_counts(endpoints["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], list(Topic))
-    assert set(counts) == set(Topic)
+    names = [run_topic(topic) for topic in Topic]
+    counts = await _partition_counts(endpoints["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"], names)
+    assert set(counts) == set(names)
     assert min(counts.values()) >= 6
 
 
@@ -109,7 +110,7 @@ async def test_a_consumer_group_spreads_partitions_and_keeps_each_keys_order(
         until=lambda sets: all(sets) and not (sets[0] & sets[1]),
     )
     messaging_partitions = {
-        tp.partition for tp in owned[0] | owned[1] if tp.topic == Topic.MESSAGING
+        tp.partition for tp in owned[0] | owned[1] if tp.topic == run_topic(Topic.MESSAGING)
     }
     count = len(messaging_partitions)
     assert count >= 2, "the messaging topic has several partitions"

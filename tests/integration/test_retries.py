@@ -19,7 +19,7 @@ from threadline.kit.consumer import EventRouter
 from threadline.kit.failures import PermanentError
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
 
-from .conftest import eventually
+from .conftest import eventually, run_topic
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ async def consumer(run_id: str) -> AsyncIterator[tuple[EventRouter, KafkaRecordP
     bootstrap = os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"]
     service = f"retrytest{run_id}"
     broker = make_broker(bootstrap, client_id=service)
-    publisher = KafkaRecordPublisher(broker)
+    publisher = KafkaRecordPublisher(broker, topic_prefix=run_topic(""))
     router = EventRouter(
         service=service,
         processed=ListProcessed(),  # type: ignore[arg-type]
@@ -58,7 +58,9 @@ async def consumer(run_id: str) -> AsyncIterator[tuple[EventRouter, KafkaRecordP
 
 async def started(router: EventRouter, publisher: KafkaRecordPublisher, service: str) -> None:
     broker = publisher._broker
-    router.subscribe(broker, group_id=f"{service}-group", start="latest")
+    router.subscribe(
+        broker, group_id=f"{service}-group", start="latest", topic_prefix=run_topic("")
+    )
     await broker.start()
     await eventually(router.positioned, until=bool)
 
@@ -118,7 +120,7 @@ async def test_poison_event_is_dead_lettered_at_once_listed_and_replayed(
     await eventually(lambda: _value(handled), until=lambda h: h == ["after"])
     assert router.stats["retried"] == 0 and router.stats["dead_lettered"] == 1
 
-    letters = await dlq.read_dead_letters(bootstrap, service)
+    letters = await dlq.read_dead_letters(bootstrap, service, topic_prefix=run_topic(""))
     assert [letter.event_id for letter in letters] == [str(poison.id)]
     assert letters[0].reason.startswith("poison: PermanentError")
     code, printed = await threadline_dlq("list", "--service", service)

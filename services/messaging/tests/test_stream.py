@@ -227,6 +227,7 @@ async def test_cancelled_feed_ends_even_when_its_consumer_never_stops(
 
     feed = KafkaStreamFeed(
         StreamHub(mentions=no_mentions, queue_size=2),
+        topic="threadline.messaging.v1",
         bootstrap_servers="kafka:9092",
         client_id="test",
     )

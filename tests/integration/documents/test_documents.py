@@ -18,7 +18,7 @@ from threadline.contracts.events.directory import AccountRemoved
 from threadline.contracts.topics import Topic
 from threadline.devtools.seed import publish
 
-from ..conftest import ServiceFactory, eventually
+from ..conftest import ServiceFactory, eventually, run_topic
 from .conftest import LEE, PATEL, PDF, PNG, Docs, documents_service
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ async def test_m4_client_changes_only_documents_marked_view_and_edit(docs: Docs)
 
 async def test_m4_delete_removes_metadata_object_and_publishes_event(docs: Docs) -> None:
     consumer = AIOKafkaConsumer(
-        Topic.DOCUMENTS,
+        run_topic(Topic.DOCUMENTS),
         bootstrap_servers=os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"],
         auto_offset_reset="latest",
     )

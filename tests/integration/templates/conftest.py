@@ -13,7 +13,7 @@ from threadline.contracts.events.directory import AccountUpserted, Contact
 from threadline.contracts.topics import Topic
 from threadline.devtools.seed import publish
 
-from ..conftest import ServiceFactory, eventually, seed_directory, token_for
+from ..conftest import ServiceFactory, eventually, run_topic, seed_directory, token_for
 from ..messaging.conftest import LEE, Firm
 
 TEMPLATE_MANAGER = "member with manage_templates"
@@ -58,7 +58,7 @@ class ThreadCreatedWatch:
     at the topic's end first, so no history is scanned)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self._consumer = AIOKafkaConsumer(Topic.MESSAGING, bootstrap_servers=bootstrap)
+        self._consumer = AIOKafkaConsumer(run_topic(Topic.MESSAGING), bootstrap_servers=bootstrap)
         self.found: dict[str, Any] = {}
 
     async def __aenter__(self) -> ThreadCreatedWatch:

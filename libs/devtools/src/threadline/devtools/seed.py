@@ -140,10 +140,13 @@ def demo_directory(firm: str = "firm_demo") -> list[Envelope[Any]]:
 
 
 async def publish(bootstrap_servers: str, events: Sequence[Envelope[Any]]) -> None:
+    """Publish ``events`` (to topics under ``THREADLINE_KAFKA_TOPIC_PREFIX``, as the
+    services read them)."""
     broker = make_broker(bootstrap_servers, client_id="threadline-seed")
     await broker.connect()
     try:
-        publisher = KafkaRecordPublisher(broker)
+        prefix = os.environ.get("THREADLINE_KAFKA_TOPIC_PREFIX", "")
+        publisher = KafkaRecordPublisher(broker, topic_prefix=prefix)
         for event in events:
             await publisher.publish_envelope(event)
     finally:

@@ -98,7 +98,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
     broker = make_broker(
         settings.kafka_bootstrap_servers, client_id=f"threadline-{settings.service_name}"
     )
-    publisher = KafkaRecordPublisher(broker)
+    publisher = KafkaRecordPublisher(broker, topic_prefix=settings.kafka_topic_prefix)
     processed = MongoProcessedEvents(database)
     metrics = ServiceMetrics(settings.service_name)
     events = EventRouter(
@@ -164,7 +164,10 @@ def create_service_app(
     runtime = build_runtime(settings)
     wired = wire(runtime) if wire is not None else Wiring()
     runtime.events.subscribe(
-        runtime.broker, group_id=settings.consumer_group or None, start=settings.consumer_start
+        runtime.broker,
+        group_id=settings.consumer_group or None,
+        start=settings.consumer_start,
+        topic_prefix=settings.kafka_topic_prefix,
     )
 
     async def refresh_gauges() -> None:
@@ -198,7 +201,10 @@ def create_service_app(
         if settings.kafka_provision_topics:
             await provision_topics(
                 settings.kafka_bootstrap_servers,
-                [*Topic, dead_letter_topic(settings.service_name)],
+                [
+                    settings.kafka_topic_prefix + name
+                    for name in [*Topic, dead_letter_topic(settings.service_name)]
+                ],
                 partitions=settings.kafka_topic_partitions,
                 replication_factor=settings.kafka_topic_replication_factor,
             )

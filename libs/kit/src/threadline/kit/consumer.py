@@ -152,8 +152,10 @@ class EventRouter:
         *,
         group_id: str | None = None,
         start: Literal["earliest", "latest"] = "earliest",
+        topic_prefix: str = "",
     ) -> None:
-        """One consumer for all routed topics; offsets are committed only after ``process``.
+        """One consumer for all routed topics (``topic_prefix`` before each name); offsets
+        are committed only after ``process``.
 
         A single group member per service instance (not one per topic) keeps rebalances to
         one join when an instance starts or stops.
@@ -177,7 +179,7 @@ class EventRouter:
                 self._in_hand.discard(source)
 
         self._subscriber = broker.subscriber(
-            *topics,
+            *(topic_prefix + topic for topic in topics),
             group_id=group_id or f"threadline-{self._service}",
             auto_offset_reset=start,
             ack_policy=AckPolicy.NACK_ON_ERROR,

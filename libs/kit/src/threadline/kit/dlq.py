@@ -52,9 +52,11 @@ class DeadLetter:
         }
 
 
-async def read_dead_letters(bootstrap: str, service: str) -> list[DeadLetter]:
+async def read_dead_letters(
+    bootstrap: str, service: str, *, topic_prefix: str = ""
+) -> list[DeadLetter]:
     """Every record on the service's dead-letter topic, oldest first."""
-    topic = dead_letter_topic(service)
+    topic = topic_prefix + dead_letter_topic(service)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -97,12 +99,15 @@ def _dead_letter(value: bytes, raw_headers: Sequence[tuple[str, bytes]]) -> Dead
     )
 
 
-async def replay(bootstrap: str, service: str, event_ids: Sequence[str]) -> list[str]:
-    """Publish the chosen dead-lettered events to their source topics; returns the ids
-    replayed (each once, even if it was parked several times)."""
+async def replay(
+    bootstrap: str, service: str, event_ids: Sequence[str], *, topic_prefix: str = ""
+) -> list[str]:
+    """Publish the chosen dead-lettered events to their source topics (the names they were
+    read from, prefix included); returns the ids replayed (each once, even if it was
+    parked several times)."""
     wanted = set(event_ids)
     chosen: dict[str, DeadLetter] = {}
-    for letter in await read_dead_letters(bootstrap, service):
+    for letter in await read_dead_letters(bootstrap, service, topic_prefix=topic_prefix):
         if letter.event_id in wanted and letter.source_topic:
             chosen[letter.event_id] = letter
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -132,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("THREADLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
         help="Kafka bootstrap servers (default: $THREADLINE_KAFKA_BOOTSTRAP_SERVERS).",
     )
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("THREADLINE_KAFKA_TOPIC_PREFIX", ""),
+        help="The installation's topic prefix (default: $THREADLINE_KAFKA_TOPIC_PREFIX).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="print the service's dead-lettered events")
     listing.add_argument("--service", required=True)
@@ -140,10 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     replaying.add_argument("event_ids", nargs="+", metavar="EVENT_ID")
     args = parser.parse_args(argv)
     if args.command == "list":
-        for letter in asyncio.run(read_dead_letters(args.bootstrap, args.service)):
+        found = read_dead_letters(args.bootstrap, args.service, topic_prefix=args.topic_prefix)
+        for letter in asyncio.run(found):
             print(json.dumps(letter.summary()))
         return 0
-    replayed = asyncio.run(replay(args.bootstrap, args.service, args.event_ids))
+    replayed = asyncio.run(
+        replay(args.bootstrap, args.service, args.event_ids, topic_prefix=args.topic_prefix)
+    )
     missing = sorted(set(args.event_ids) - set(replayed))
     print(json.dumps({"replayed": replayed, "not_found": missing}))
     return 1 if missing else 0

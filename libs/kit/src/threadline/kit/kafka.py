@@ -58,17 +58,21 @@ class RecordPublisher(Protocol):
 
 
 class KafkaRecordPublisher:
-    """Publishes through a FastStream broker and waits for the broker's acknowledgement."""
+    """Publishes through a FastStream broker and waits for the broker's acknowledgement.
 
-    def __init__(self, broker: KafkaBroker) -> None:
+    Records name the catalogue's topics; ``topic_prefix`` (the installation's
+    ``KAFKA_TOPIC_PREFIX``) is put before them here, at the edge to Kafka."""
+
+    def __init__(self, broker: KafkaBroker, *, topic_prefix: str = "") -> None:
         self._broker = broker
+        self._topic_prefix = topic_prefix
 
     async def publish_record(
         self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
     ) -> None:
         await self._broker.publish(
             value,
-            topic,
+            self._topic_prefix + topic,
             key=key.encode(),
             headers=headers,
             correlation_id=headers.get("correlation-id"),

@@ -50,6 +50,14 @@ class ServiceSettings(BaseSettings):
         "start-up, and grow any with fewer than `kafka_topic_partitions` partitions.",
     )
     kafka_topic_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_topic_prefix: str = Field(
+        default="",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Put before every topic name this service uses (e.g. `staging.`), so "
+        "several installations can share one Kafka cluster; every service and consumer of "
+        "one installation must use the same prefix.",
+    )
     kafka_topic_replication_factor: int | None = Field(
         default=None, ge=1, description="For created topics; default: brokers, at most 3."
     )

@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from prometheus_client import Counter, Gauge
 
+from threadline.contracts import Topic
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.ids import utc_now
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ).set_function(lambda: hub.connections)
         feed = KafkaStreamFeed(
             hub,
+            topic=settings.kafka_topic_prefix + Topic.MESSAGING,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=f"threadline-{settings.service_name}-stream",
         )

@@ -27,7 +27,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from threadline.contracts import Envelope, EventDecodeError, Topic, decode
+from threadline.contracts import Envelope, EventDecodeError, decode
 from threadline.contracts.events.messaging import (
     FirmChatSettingsChanged,
     MessagePosted,
@@ -199,8 +199,11 @@ class KafkaStreamFeed:
     newest offset — the stream is live, and durable state lives in the API.
     """
 
-    def __init__(self, hub: StreamHub, *, bootstrap_servers: str, client_id: str) -> None:
+    def __init__(
+        self, hub: StreamHub, *, topic: str, bootstrap_servers: str, client_id: str
+    ) -> None:
         self._hub = hub
+        self._topic = topic
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self.positioned = asyncio.Event()
@@ -220,7 +223,7 @@ class KafkaStreamFeed:
 
     async def _tail(self) -> None:
         consumer = AIOKafkaConsumer(  # made here: aiokafka needs the running loop
-            str(Topic.MESSAGING),
+            self._topic,
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
             group_id=None,
