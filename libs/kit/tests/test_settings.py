@@ -60,3 +60,14 @@ def test_production_accepts_real_secret_and_local_accepts_dev_secret(
     monkeypatch.setenv("DEMO_ENV", "local")
     monkeypatch.setenv("DEMO_JWT_SECRET", "changeme")
     assert DemoSettings().env == "local"
+
+
+def test_topic_prefix_is_read_from_the_shared_variable_and_limited_to_topic_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("THREADLINE_ENV", "local")
+    monkeypatch.setenv("THREADLINE_KAFKA_TOPIC_PREFIX", "staging.")
+    assert DemoSettings().kafka_topic_prefix == "staging."
+    monkeypatch.setenv("THREADLINE_KAFKA_TOPIC_PREFIX", "bad prefix/")
+    with pytest.raises(ValidationError, match="kafka_topic_prefix"):
+        DemoSettings()
