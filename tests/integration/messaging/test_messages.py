@@ -324,3 +324,43 @@ async def test_message_pagination_both_ways_visits_each_message_once(firm: Firm)
         cursor = page["newer_cursor"]
     assert backwards == forwards == everything
     assert len(everything) == 7  # first message + 6 non-internal
+
+
+async def test_a_post_retried_with_its_idempotency_key_is_stored_once(firm: Firm) -> None:
+    """A client that got no answer (a 503 after the write, a lost connection) retries with
+    the same Idempotency-Key: one message, one number, one event; the first try's answer."""
+    thread = await firm.new_thread()
+    url = f"/v1/threads/{thread['id']}/messages"
+
+    async def post(who: str, key: str, **message: Any) -> Any:
+        body = {"html": "<p>My W-2 is attached</p>"} | message
+        return await firm.call(who, "POST", url, json=body, headers={"Idempotency-Key": key})
+
+    first = await post("client", "retry-1")
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await post("client", "retry-1")
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+
+    different = await post("client", "retry-1", html="<p>Something else</p>")
+    assert different.status_code == 409, different.text
+    assert different.headers["content-type"] == "application/problem+json"
+    assert "Idempotency-Key" in different.json()["detail"]
+
+    # the key is the author's own: the same key from a staff member is a new message
+    by_staff = await post("assigned member", "retry-1")
+    assert by_staff.status_code == 201 and "idempotent-replayed" not in by_staff.headers
+    assert by_staff.json()["id"] != first.json()["id"]
+
+    listed = await messages_of(firm, "client", thread["id"])
+    assert [m["id"] for m in listed].count(first.json()["id"]) == 1
+    assert [m["seq"] for m in listed] == list(range(1, len(listed) + 1))  # no number skipped
+    assert len(listed) == 3  # the first message, the client's, the staff member's
+    event = await find_event(firm, "messaging.message.posted", first.json()["id"])
+    assert event.data.message_id == first.json()["id"]
+
+    bad_key = await firm.call(
+        "client", "POST", url, json={"html": "<p>x</p>"}, headers={"Idempotency-Key": "k" * 201}
+    )
+    assert bad_key.status_code == 422

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import uuid_utils
 
-__all__ = ["Document", "new_id", "utc_now"]
+__all__ = ["Document", "new_id", "stored_precision", "utc_now"]
 
 Document = dict[str, Any]
 """A MongoDB document as PyMongo reads and writes it."""
@@ -17,6 +17,12 @@ Document = dict[str, Any]
 def utc_now() -> datetime:
     """Timezone-aware now in UTC (what the Mongo client stores and returns)."""
     return datetime.now(UTC)
+
+
+def stored_precision(moment: datetime) -> datetime:
+    """``moment`` cut to milliseconds, what MongoDB stores: a value answered from memory
+    then equals the same value read back (e.g. a replayed request's answer)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def new_id() -> str:

@@ -14,13 +14,12 @@ from threadline.kit.limits import body_limit
 from threadline.messaging.api.templates import MAX_HTML_CHARS, MAX_TASKS, ReminderSettingsIn
 from threadline.messaging.api.threads import new_thread_budget
 from threadline.messaging.service.bulk import MAX_BULK_ACCOUNTS, BulkService
+from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.templates import MAX_SUBJECT_CHARS, MAX_TASK_CHARS, Content
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/bulk-messages", tags=["bulk messages"])
-
-IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,200}$"
 
 
 BulkServiceDep = Annotated[BulkService, Depends(from_state("bulk", BulkService))]
@@ -123,7 +122,7 @@ async def start_bulk_message(
     principal: CurrentPrincipal,
     bulk: BulkServiceDep,
     idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY)
+        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
     ] = None,
 ) -> BulkJobOut:
     """Creates one thread per account in the background; answers at once with the job."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import Field
 
 from threadline.kit.http import CurrentPrincipal
@@ -12,6 +12,7 @@ from threadline.kit.inputs import MAX_INT64, Identifier, NonNegativeInt64Query, 
 from threadline.kit.limits import body_limit
 from threadline.messaging.api.deps import MessageServiceDep
 from threadline.messaging.service import MessageDraft
+from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.views import (
     EditHistory,
     MessageContext,
@@ -80,9 +81,32 @@ class ReadIn(RequestModel):
     dependencies=[body_limit(message_body_budget)],
 )
 async def post_message(
-    thread_id: str, body: NewMessageIn, principal: CurrentPrincipal, messages: MessageServiceDep
+    thread_id: str,
+    body: NewMessageIn,
+    principal: CurrentPrincipal,
+    messages: MessageServiceDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description=(
+                "Makes a retried post safe: the same key (per author and thread) returns the "
+                "message the first try stored, with `Idempotent-Replayed: true`; the same key "
+                "with a different message is 409."
+            ),
+        ),
+    ] = None,
 ) -> MessageView:
-    return await messages.post(principal, thread_id, body.draft())
+    if idempotency_key is None:
+        return await messages.post(principal, thread_id, body.draft())
+    view, replayed = await messages.post_once(
+        principal, thread_id, body.draft(), key=idempotency_key
+    )
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
 
 
 @router.get("/messages")

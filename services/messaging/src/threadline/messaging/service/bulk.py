@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -45,6 +44,7 @@ from threadline.messaging.service.compose import (
     posted_event,
     preview,
 )
+from threadline.messaging.service.idempotency import IdempotencyConflict, derived_id
 from threadline.messaging.service.templates import (
     Content,
     Sender,
@@ -70,24 +70,14 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 MAX_BULK_ACCOUNTS = 10_000
-_IDS = uuid.UUID("5c0a3f0e-6d1b-4a8e-9a51-3b7f4d1c2e90")
-"""Namespace of the ids derived for bulk jobs, their threads and first messages."""
 
 
 class BulkJobNotFound(MessagingError, NotFound):
     pass
 
 
-class IdempotencyConflict(MessagingError, Conflict):
-    pass
-
-
 class JobFinished(MessagingError, Conflict):
     pass
-
-
-def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(_IDS, "\x1f".join(parts)))
 
 
 def thread_id_for(job_id: str, account_id: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 import structlog
+from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts.events.common import Actor
 from threadline.contracts.events.messaging import (
@@ -20,7 +21,7 @@ from threadline.contracts.events.messaging import (
     NewClientTask,
 )
 from threadline.kit.auth import Principal
-from threadline.kit.ids import Document, utc_now
+from threadline.kit.ids import Document, stored_precision, utc_now
 from threadline.kit.policy import can_see_internal
 from threadline.messaging.domain import (
     ActionForbidden,
@@ -39,6 +40,7 @@ from threadline.messaging.service.compose import (
     posted_event,
     preview,
 )
+from threadline.messaging.service.idempotency import IdempotencyConflict, derived_id
 from threadline.messaging.service.views import (
     EditVersion,
     MessageContext,
@@ -159,6 +161,34 @@ class MessageService:
         check_can_post(principal, thread_of(thread), internal=draft.internal)
         return await self.post_in(principal, thread, draft)
 
+    async def post_once(
+        self, principal: Principal, thread_id: str, draft: MessageDraft, *, key: str
+    ) -> tuple[MessageView, bool]:
+        """Post with an ``Idempotency-Key``: the message's id is derived from the thread, the
+        author and the key, so a retry — also one whose first try was stored but answered
+        503 or lost on the way — finds that message instead of posting it twice. Returns the
+        message and whether it was stored before (a replay). The same key with a different
+        message (text, internal flag, reply) is a conflict."""
+        thread = await self.visible_thread(principal, thread_id)
+        check_can_post(principal, thread_of(thread), internal=draft.internal)
+        document, mentions = await self.prepare(principal, thread, draft)
+        message_id = derived_id("message", thread["_id"], principal.sub, key)
+        stored = await self._messages.by_id(message_id)
+        if stored is None:
+            document["_id"] = message_id
+            try:
+                return await self.store_prepared(principal, thread, document, mentions), False
+            except DuplicateKeyError:  # a concurrent retry stored it first
+                stored = await self._messages.by_id(message_id)
+                if stored is None:
+                    raise
+        if not _same_post(stored, document):
+            raise IdempotencyConflict(
+                "This Idempotency-Key was used for a different message in this thread; "
+                "use a new key for a new message."
+            )
+        return message_view(stored, principal), True
+
     async def post_in(
         self, principal: Principal, thread: Document, draft: MessageDraft
     ) -> MessageView:
@@ -174,7 +204,7 @@ class MessageService:
         if draft.reply_to is not None:
             parent = await self._messages.get(thread["_id"], draft.reply_to)
         return await self._composer.compose(
-            principal, thread=thread, draft=draft, parent=parent, at=utc_now()
+            principal, thread=thread, draft=draft, parent=parent, at=stored_precision(utc_now())
         )
 
     async def store_prepared(
@@ -478,3 +508,15 @@ class MessageService:
         elif principal.is_client:
             last = await self._messages.client_seq_at(thread_id, last)
         return {"thread_id": thread_id, "last_read_seq": last}
+
+
+def _same_post(stored: Document, new: Document) -> bool:
+    """Whether ``new`` asks for the message ``stored`` holds (as first posted, before any
+    edit)."""
+    history = stored.get("edit_history") or []
+    first_html = history[0]["html"] if history else stored["html"]
+    return bool(
+        first_html == new["html"]
+        and stored["internal"] == new["internal"]
+        and stored["reply_to"] == new["reply_to"]
+    )
