@@ -155,3 +155,32 @@ async def test_t1_a_creation_cut_short_between_its_writes_is_completed(
     assert await threads.complete_interrupted(older_than=timedelta(0)) == 0
     stored = await firm.app.state.runtime.database["threads"].find_one({"_id": thread["id"]})
     assert "pending_first_message" not in stored
+
+
+async def test_a_thread_creation_retried_with_its_idempotency_key_creates_one_thread(
+    firm: Firm,
+) -> None:
+    body = {"account_id": LEE, "subject": "Year-end papers", "message": {"html": "<p>Hi</p>"}}
+
+    async def create(who: str, key: str, **fields: Any) -> Any:
+        return await firm.call(
+            who, "POST", "/v1/threads", json=body | fields, headers={"Idempotency-Key": key}
+        )
+
+    first = await create("assigned member", "new-thread-1")
+    assert first.status_code == 201, first.text
+    again = await create("assigned member", "new-thread-1")
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["subject"] == "Year-end papers"
+
+    other = await create("assigned member", "new-thread-1", subject="Something else")
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+    by_owner = await create("owner", "new-thread-1")
+    assert by_owner.status_code == 201 and by_owner.json()["id"] != first.json()["id"]
+
+    listed = await firm.call("owner", "GET", "/v1/threads", params={"account_id": LEE})
+    ids = [thread["id"] for thread in listed.json()["threads"]]
+    assert ids.count(first.json()["id"]) == 1 and by_owner.json()["id"] in ids
+    messages = await firm.call("owner", "GET", f"/v1/threads/{first.json()['id']}/messages")
+    assert len(messages.json()["messages"]) == 1  # one first message, not two

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import BaseModel, Field
 
 from threadline.contracts.events.messaging import ReminderSettings
@@ -18,6 +18,7 @@ from threadline.messaging.api.messages import (
     message_body_budget,
 )
 from threadline.messaging.service import NewThread
+from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.views import DraftView, ThreadPage, ThreadView
 
 __all__ = ["router"]
@@ -88,21 +89,39 @@ Limit = Annotated[int, Query(ge=1, le=100)]
     dependencies=[body_limit(new_thread_budget)],
 )
 async def create_thread(
-    body: NewThreadIn, principal: CurrentPrincipal, threads: ThreadServiceDep
-) -> ThreadView:
-    return await threads.create(
-        principal,
-        NewThread(
-            account_id=body.account_id,
-            subject=body.subject,
-            first_message=body.message.draft() if body.message else None,
-            to_contact_ids=tuple(body.to_contact_ids),
-            client_tasks=None if body.client_tasks is None else tuple(body.client_tasks),
-            reminders=ReminderSettings(**body.reminders.model_dump()) if body.reminders else None,
-            job_ids=tuple(body.job_ids),
-            template_id=body.template_id,
+    body: NewThreadIn,
+    principal: CurrentPrincipal,
+    threads: ThreadServiceDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description=(
+                "Makes a retried creation safe: the same key (per creator) returns the thread "
+                "the first try created, as it is now, with `Idempotent-Replayed: true`; the "
+                "same key for another account or subject is 409."
+            ),
         ),
+    ] = None,
+) -> ThreadView:
+    request = NewThread(
+        account_id=body.account_id,
+        subject=body.subject,
+        first_message=body.message.draft() if body.message else None,
+        to_contact_ids=tuple(body.to_contact_ids),
+        client_tasks=None if body.client_tasks is None else tuple(body.client_tasks),
+        reminders=ReminderSettings(**body.reminders.model_dump()) if body.reminders else None,
+        job_ids=tuple(body.job_ids),
+        template_id=body.template_id,
     )
+    if idempotency_key is None:
+        return await threads.create(principal, request)
+    view, replayed = await threads.create_once(principal, request, key=idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return view
 
 
 @router.get("/threads")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
@@ -27,6 +28,7 @@ from threadline.messaging.domain import (
     check_can_manage_thread,
 )
 from threadline.messaging.service.compose import EVENTS, MessageDraft
+from threadline.messaging.service.idempotency import IdempotencyConflict, derived_id
 from threadline.messaging.service.messages import MessageService
 from threadline.messaging.service.templates import (
     DEFAULT_REMINDERS,
@@ -221,6 +223,31 @@ class ThreadService:
             {"task_id": task.task_id or "", "text": task.text} for task in created.data.client_tasks
         ]
         return view
+
+    async def create_once(
+        self, principal: Principal, request: NewThread, *, key: str
+    ) -> tuple[ThreadView, bool]:
+        """Create with an ``Idempotency-Key``: the thread's id is derived from the firm, the
+        creator and the key, so a retry (also after a 503 whose write was stored) finds the
+        thread the first try created. Returns the thread and whether it existed (a replay,
+        answered as the thread is now; its client tasks are in the tasks service). The same
+        key for another account or subject is a conflict."""
+        thread_id = derived_id("thread", principal.firm, principal.sub, key)
+        stored = await self._threads.get(principal.firm, thread_id)
+        if stored is None:
+            try:
+                return await self.create(principal, request, thread_id=thread_id), False
+            except DuplicateKeyError:  # a concurrent retry created it first
+                stored = await self._threads.get(principal.firm, thread_id)
+                if stored is None:
+                    raise
+        same_subject = request.subject is None or stored["subject"] == request.subject.strip()
+        if stored["account_id"] != request.account_id or not same_subject:
+            raise IdempotencyConflict(
+                "This Idempotency-Key was used for a different thread; use a new key for a "
+                "new thread."
+            )
+        return await self.get(principal, thread_id), True
 
     async def complete_interrupted(self, *, older_than: timedelta) -> int:
         """Store the first message of threads whose creation a crash cut short; returns how
