@@ -52,6 +52,7 @@ class Docs(FirmClient):
         filename: str = "w2-2025.pdf",
         account: str = LEE,
         declared_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
         **params: Any,
     ) -> httpx.Response:
         params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
@@ -60,6 +61,7 @@ class Docs(FirmClient):
             "POST",
             f"/v1/accounts/{account}/documents",
             params=params,
+            headers=headers,
             files={"file": (filename, content, declared_type)},
         )
 

@@ -351,3 +351,25 @@ async def test_an_upload_whose_insert_was_applied_but_answered_an_error_keeps_it
     refused = await docs.upload("owner", PDF, filename="never.pdf")
     assert refused.status_code == 503, refused.text
     assert set(await docs.staged_objects()) == before
+
+
+async def test_an_upload_retried_with_its_idempotency_key_is_stored_once(docs: Docs) -> None:
+    """A client that got no answer retries its upload with the same Idempotency-Key: the
+    documents of the first try come back, and nothing is stored twice."""
+    key = {"Idempotency-Key": "upload-w2-1"}
+    first = await docs.upload("manager", PDF, filename="w2.pdf", headers=key)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await docs.upload("manager", PDF, filename="w2.pdf", headers=key)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    # another uploader's key is theirs alone: the same key from the client is a new upload
+    by_client = await docs.upload("client", PDF, filename="w2.pdf", headers=key)
+    assert by_client.status_code == 201 and "idempotent-replayed" not in by_client.headers
+    names = [d["filename"] for d in await docs.listing("manager", recursive=True)]
+    assert sorted(names) == ["w2.pdf", "w2.pdf"]
+    [document] = first.json()["documents"]
+    link = await docs.call("manager", "POST", f"/v1/documents/{document['id']}/download-url")
+    assert link.status_code == 200, link.text
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(link.json()["url"])).content == PDF

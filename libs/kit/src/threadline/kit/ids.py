@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import uuid_utils
 
-__all__ = ["Document", "new_id", "stored_precision", "utc_now"]
+__all__ = ["Document", "derived_id", "new_id", "stored_precision", "utc_now"]
 
 Document = dict[str, Any]
 """A MongoDB document as PyMongo reads and writes it."""
@@ -28,3 +28,10 @@ def stored_precision(moment: datetime) -> datetime:
 def new_id() -> str:
     """A time-ordered UUIDv7 string: ids sort by creation time."""
     return str(UUID(bytes=uuid_utils.uuid7().bytes))
+
+
+def derived_id(namespace: UUID, *parts: str) -> str:
+    """A UUIDv5 string of ``parts`` in ``namespace``: doing the same thing again (a retried
+    request, a resumed job) derives the same id, and the store's unique ``_id`` finds what
+    the first try stored. A namespace must never change once ids were derived in it."""
+    return str(uuid5(namespace, "\x1f".join(parts)))

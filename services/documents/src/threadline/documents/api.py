@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NotRequired
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field, with_config
 from typing_extensions import TypedDict
@@ -138,6 +138,7 @@ FolderQuery = Annotated[str, Query(max_length=MAX_FOLDER_BYTES)]
 async def upload(
     *,
     request: Request,
+    response: Response,
     account_id: str,
     principal: CurrentPrincipal,
     service: DocumentServiceDep,
@@ -147,6 +148,18 @@ async def upload(
     internal: bool = False,
     permission: Permission | None = None,
     extract: Annotated[bool, Query(description="Extract zip archives (default).")] = True,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=r"^[\x21-\x7e]{1,200}$",
+            description=(
+                "Makes a retried upload safe: the same key (per uploader and account) answers "
+                "the documents the first try stored, with `Idempotent-Replayed: true`, without "
+                "storing the file again; 409 while that first try is still running."
+            ),
+        ),
+    ] = None,
 ) -> DocumentList:
     plan = await service.authorize_upload(
         principal,
@@ -162,7 +175,12 @@ async def upload(
     file = MultipartFile(
         request.stream(), request.headers.get("content-type", ""), max_bytes=max_bytes
     )
-    documents = await service.upload(principal, plan, file)
+    if idempotency_key is None:
+        documents = await service.upload(principal, plan, file)
+    else:
+        documents, replayed = await service.upload_once(principal, plan, file, key=idempotency_key)
+        if replayed:
+            response.headers["Idempotent-Replayed"] = "true"
     return {"documents": [document_view(document, principal) for document in documents]}
 
 

@@ -18,7 +18,7 @@ import unicodedata
 from typing import ClassVar, Literal
 
 from threadline.kit.auth import Principal
-from threadline.kit.errors import Forbidden, InvalidRequest, NotFound, ThreadlineError
+from threadline.kit.errors import Conflict, Forbidden, InvalidRequest, NotFound, ThreadlineError
 from threadline.kit.ids import Document
 from threadline.kit.inputs import has_control_characters
 from threadline.kit.policy import (
@@ -68,6 +68,10 @@ class ActionForbidden(DocumentsError, Forbidden):
 
 
 class InvalidDocument(DocumentsError, InvalidRequest):
+    pass
+
+
+class UploadInProgress(DocumentsError, Conflict):
     pass
 
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Protocol
+from uuid import UUID
 
 import structlog
+from pymongo.errors import DuplicateKeyError
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.common import Actor
@@ -35,6 +37,7 @@ from threadline.documents.domain import (
     DocumentNotFound,
     Permission,
     UnsafeArchive,
+    UploadInProgress,
     check_can_modify,
     check_can_upload,
     check_can_view_account,
@@ -50,7 +53,7 @@ from threadline.documents.store import (
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.events import EventFactory
-from threadline.kit.ids import Document, new_id, utc_now
+from threadline.kit.ids import Document, derived_id, new_id, stored_precision, utc_now
 from threadline.kit.policy import can_see_internal, can_view_thread
 from threadline.kit.threads import ThreadProjection
 
@@ -60,6 +63,8 @@ EVENTS = EventFactory("documents")
 _SPOOL_WRITE_BYTES = 1024 * 1024
 _CORRUPT_ENTRY = (zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError)
 _log = structlog.get_logger(__name__)
+_UPLOADS = UUID("0d6c1f0e-3b7a-4f52-9c1e-8a4b2d7e5f31")
+"""Namespace of upload ids derived from an ``Idempotency-Key`` (never change it)."""
 
 
 @dataclass(frozen=True)
@@ -177,16 +182,41 @@ class DocumentService:
         if await self._directory.account(principal.firm, account_id) is None:
             raise DocumentNotFound(f"Account {account_id} does not exist.")
 
+    async def upload_once(
+        self, principal: Principal, request: UploadRequest, file: IncomingFile, *, key: str
+    ) -> tuple[list[Document], bool]:
+        """Upload with an ``Idempotency-Key``: the upload's id is derived from the firm, the
+        uploader, the account and the key, so a retry (also after a 503 whose metadata was
+        stored) answers the documents the first try stored, without reading the file again;
+        returns them and whether it was a replay. While the first try is still running (or
+        was cut short and not yet swept), a retry is 409."""
+        upload_id = derived_id(_UPLOADS, principal.firm, principal.sub, request.account_id, key)
+        prefix = f"{principal.firm}/{upload_id}/"
+        stored = await self._documents.of_upload(principal.firm, prefix)
+        if stored:
+            return stored, True
+        try:
+            return await self.upload(principal, request, file, upload_id=upload_id), False
+        except DuplicateKeyError:  # the ledger holds this upload: another try is running
+            raise UploadInProgress(
+                "An upload with this Idempotency-Key is in progress (or was interrupted and "
+                "is not cleaned up yet); retry later, or use a new key."
+            ) from None
+
     async def upload(
-        self, principal: Principal, request: UploadRequest, file: IncomingFile
+        self,
+        principal: Principal,
+        request: UploadRequest,
+        file: IncomingFile,
+        *,
+        upload_id: str | None = None,
     ) -> list[Document]:
         """Store an authorised upload: one document, or one per file of an extracted zip."""
         filename = valid_filename(await file.filename())
         head, chunks = await _peek(file.chunks(), SNIFF_BYTES)
         content_type = sniff_content_type(head, filename)
-        upload_id = new_id()
-        prefix = f"{principal.firm}/{upload_id}/"
-        await self._uploads.begin(prefix, at=utc_now())
+        prefix = f"{principal.firm}/{upload_id or new_id()}/"
+        await self._uploads.begin(prefix, at=utc_now())  # a second try of one upload raises
         try:
             if content_type == ZIP and request.extract:
                 stored = await self._extract(prefix, chunks, request.folder)
@@ -294,8 +324,9 @@ class DocumentService:
             "internal": request.internal,
             "thread_id": request.thread_id,
             "object_key": prefix + item.document_id,
+            "upload": prefix,
             "uploaded_by": {"user_id": principal.sub, "kind": principal.kind},
-            "uploaded_at": utc_now(),
+            "uploaded_at": stored_precision(utc_now()),
             "deleted": False,
         }
 

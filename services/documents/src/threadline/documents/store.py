@@ -29,6 +29,7 @@ DOCUMENTS_INDEXES = (
     IndexSpec("documents", [("firm", 1), ("thread_id", 1), ("deleted", 1)]),
     IndexSpec("documents", [("_outbox.created_ms", 1)]),
     IndexSpec("documents", [("object_key", 1)]),
+    IndexSpec("documents", [("firm", 1), ("upload", 1)]),
     IndexSpec("uploads_in_progress", [("started_at", 1)]),
 )
 
@@ -63,6 +64,13 @@ class MongoDocumentStore:
         await self._writes.insert_many(
             [(doc, [event]) for doc, event in zip(documents, events, strict=True)]
         )
+
+    async def of_upload(self, firm: str, prefix: str) -> list[Document]:
+        """The live documents one upload stored (a zip's files in their order)."""
+        found = self._documents.find(
+            {"firm": firm, "upload": prefix, "deleted": False}, _HIDDEN
+        ).sort("object_key", 1)
+        return [document async for document in found]
 
     async def any_under(self, prefix: str) -> bool:
         """Whether metadata (live or tombstone) names an object under ``prefix``."""

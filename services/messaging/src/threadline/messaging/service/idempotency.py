@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from threadline.kit.errors import Conflict
+from threadline.kit.ids import derived_id as kit_derived_id
 from threadline.messaging.domain import MessagingError
 
 __all__ = ["IDEMPOTENCY_KEY_PATTERN", "IdempotencyConflict", "derived_id"]
@@ -23,4 +24,4 @@ class IdempotencyConflict(MessagingError, Conflict):
 
 
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(_IDS, "\x1f".join(parts)))
+    return kit_derived_id(_IDS, *parts)
