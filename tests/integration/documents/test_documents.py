@@ -3,6 +3,7 @@ permissions, content sniffing, download, presigned links, rename, move, delete).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from datetime import UTC, datetime, timedelta
@@ -373,3 +374,43 @@ async def test_an_upload_retried_with_its_idempotency_key_is_stored_once(docs: D
     assert link.status_code == 200, link.text
     async with httpx.AsyncClient() as http:
         assert (await http.get(link.json()["url"])).content == PDF
+
+
+async def test_a_keyed_upload_answered_503_after_storing_is_found_by_its_retry(
+    docs: Docs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chaos run's case with a key: the metadata was stored, the answer was a 503. The
+    retry finds that document instead of storing the file twice; a retry while the first
+    try is still writing is 409."""
+    store = docs.app.state.documents._documents
+    insert_all = store.insert_all
+    key = {"Idempotency-Key": "retry-after-503"}
+
+    async def applied_then_connection_lost(*args: Any) -> None:
+        await insert_all(*args)
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(store, "insert_all", applied_then_connection_lost)
+    refused = await docs.upload("owner", PDF, filename="once.pdf", headers=key)
+    assert refused.status_code == 503, refused.text
+    monkeypatch.setattr(store, "insert_all", insert_all)
+    retried = await docs.upload("owner", PDF, filename="once.pdf", headers=key)
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
+    assert [d["filename"] for d in await docs.listing("owner")].count("once.pdf") == 1
+
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_insert(*args: Any) -> None:
+        writing.set()
+        await release.wait()
+        await insert_all(*args)
+
+    monkeypatch.setattr(store, "insert_all", slow_insert)
+    slow_key = {"Idempotency-Key": "still-writing"}
+    first = asyncio.create_task(docs.upload("owner", PDF, filename="slow.pdf", headers=slow_key))
+    await asyncio.wait_for(writing.wait(), 30)
+    meanwhile = await docs.upload("owner", PDF, filename="slow.pdf", headers=slow_key)
+    assert meanwhile.status_code == 409, meanwhile.text
+    assert "in progress" in meanwhile.json()["detail"]
+    release.set()
+    assert (await first).status_code == 201
