@@ -88,6 +88,53 @@ async def test_outbox_stays_degraded_until_a_relay_pass_finds_nothing_pending() 
     assert not outbox.degraded
 
 
+class WriteDuringScanCollection(InMemoryOutboxCollection):
+    """A collection where a write lands just after the relay's cursor passed: the scan
+    returns what was there before, then the write is stored and scheduled."""
+
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        super().__init__()
+        self.outbox = outbox
+        self.late: list[dict[str, Any]] = []
+
+    def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
+        scanned = super().find(query, projection)
+
+        async def iterate() -> Any:
+            async for doc in scanned:
+                yield doc
+            for late in self.late:  # after the cursor: the scan does not see it
+                self.documents[late["_id"]] = late
+                assert self.outbox is not None
+                self.outbox.schedule(self, late["_id"], late["_outbox"])  # type: ignore[arg-type]
+            self.late = []
+
+        return iterate()
+
+
+async def test_a_write_landing_behind_the_last_degraded_scan_is_published_when_it_ends() -> None:
+    """The full chaos run (kill -9 Kafka and MongoDB): posts written while Kafka came back
+    were scheduled while the outbox was degraded (so not queued) and landed after the scan
+    that found nothing and ended the degraded state: they waited for the 5-minute sweep."""
+    publisher, collection = RecordingPublisher(), WriteDuringScanCollection()
+    outbox = Outbox(publisher, collections=[collection])  # type: ignore[list-item]
+    collection.outbox = outbox
+    publisher.failing = True
+    first = entry("a1")
+    await collection.insert_one(with_outbox({"_id": "one"}, [first]))
+    assert await outbox.relay_once(grace_seconds=0) == 0
+    assert outbox.degraded
+    publisher.failing = False
+    assert await outbox.relay_once(grace_seconds=0) == 1  # publishes a1, stays degraded
+    late = entry("a2")
+    collection.late = [with_outbox({"_id": "two"}, [late])]
+    assert await outbox.relay_once(grace_seconds=0) == 0  # finds nothing; a2 lands behind
+    assert not outbox.degraded
+    assert [r["key"] for r in publisher.records] == ["a1", "a2"]
+    assert collection.documents["two"]["_outbox"] == []
+    assert outbox.pending() == (0, 0.0)
+
+
 class SlowFirstKeyPublisher(RecordingPublisher):
     """Acknowledges key ``a`` late, so other keys overtake it while its own order holds."""
 

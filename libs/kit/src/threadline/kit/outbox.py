@@ -129,6 +129,9 @@ class Outbox:
         self._relay_soon: list[float] = []  # monotonic times of extra relay passes
         self._before_relay: dict[str, BeforeRelay] = {}
         self._pending: dict[str, int] = {}  # known pending entries: event id → created_ms
+        # Written while degraded since the current relay scan began: their inserts may have
+        # landed after the scan's cursor passed them (see ``relay_once``).
+        self._written_while_degraded: list[_Batch] = []
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Include a collection in relay passes (every collection that writes outbox events)."""
@@ -173,7 +176,11 @@ class Outbox:
         """Like ``schedule``, for entries of the documents an equality ``selector`` matches
         (cleared by one write for all of them)."""
         self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
-        if not self._degraded and entries:
+        if not entries:
+            return
+        if self._degraded:
+            self._written_while_degraded.append((collection, selector, list(entries)))
+        else:
             self._queue.put_nowait((collection, selector, list(entries)))
 
     def pending(self) -> tuple[int, float]:
@@ -283,6 +290,19 @@ class Outbox:
             self._forget([entry])
         return True
 
+    async def _leave_degraded(self) -> None:
+        """Publish directly again. Writes made while this last scan ran may have landed
+        after its cursor (the chaos run: 42 posts written as Kafka came back stayed pending
+        until the 5-minute sweep): they are published first, in write order, while the lock
+        holds back the newer writes now queued for direct publishing. If the broker fails
+        again meanwhile, the outbox is degraded again and the relay has them."""
+        self._degraded = False
+        while self._written_while_degraded and not self._degraded:
+            backlog, self._written_while_degraded = self._written_while_degraded, []
+            await self._publish_round(backlog)
+        if not self._degraded:
+            _log.info("outbox relay caught up; publishing directly again")
+
     async def relay_once(self, *, grace_seconds: float) -> int:
         """Publish pending entries older than ``grace_seconds`` (all when ≤ 0), oldest first.
 
@@ -299,6 +319,7 @@ class Outbox:
             query = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
         published = 0
         async with self._lock:  # scan and publish under the lock: no write slips in between
+            self._written_while_degraded.clear()  # written before the scan: it sees them
             pending: list[tuple[str, AsyncCollection[Document], Any, Document]] = []
             for collection in self._collections:
                 async for document in collection.find(query, {OUTBOX_FIELD: 1}):
@@ -318,8 +339,7 @@ class Outbox:
                     return published
                 published += 1
             if self._degraded and not pending:
-                self._degraded = False
-                _log.info("outbox relay caught up; publishing directly again")
+                await self._leave_degraded()
         if published:
             _log.info("outbox relay published pending events", count=published)
         return published
