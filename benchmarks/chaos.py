@@ -1132,12 +1132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="one kill per process, smaller workload (no pairs)"
     )
     parser.add_argument(
-        "--only", nargs="+", metavar="NAME", help="only these single kills (e.g. messaging kafka)"
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="only these kills; join names with + to kill them at once (e.g. kafka+mongodb)",
     )
     args = parser.parse_args(argv)
     faults: list[tuple[str, ...]] = list(SINGLE_FAULTS)
     if args.only:
-        faults = [(name,) for name in args.only]
+        faults = [tuple(name.split("+")) for name in args.only]
     elif not args.quick:
         faults += PAIR_FAULTS
     profile = QUICK if args.quick else FULL
