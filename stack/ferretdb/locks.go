@@ -31,6 +31,11 @@ type collectionLocks struct {
 // another), so two requests can never wait for each other. Waiting wider scopes keep
 // newcomers out, so a filter without `_id` is not starved by a stream of updates by `_id`.
 type lockTable struct {
+	// slots bounds the read-modify-write requests at FerretDB at once: its PostgreSQL pool
+	// (50 connections) must never be taken whole by requests that each wait for one more
+	// (FerretDB 1.24 hangs then, without an error; seen with one update command of many
+	// statements). Reads and inserts take no slot.
+	slots             chan struct{}
 	mu                sync.Mutex
 	changed           *sync.Cond
 	everythingHeld    bool
@@ -39,8 +44,8 @@ type lockTable struct {
 	collections       map[string]*collectionLocks
 }
 
-func newLockTable() *lockTable {
-	t := &lockTable{collections: map[string]*collectionLocks{}}
+func newLockTable(maxWriters int) *lockTable {
+	t := &lockTable{collections: map[string]*collectionLocks{}, slots: make(chan struct{}, maxWriters)}
 	t.changed = sync.NewCond(&t.mu)
 	return t
 }
@@ -54,8 +59,9 @@ func (t *lockTable) collection(name string) *collectionLocks {
 	return c
 }
 
-// acquire blocks until s is granted and returns its release.
+// acquire blocks until a slot is free and s is granted, and returns their release.
 func (t *lockTable) acquire(s scope) func() {
+	t.slots <- struct{}{} // before the mutex: waiting here must not hold up releases
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if s.everything {
@@ -119,6 +125,7 @@ func (t *lockTable) releaser(undo func()) func() {
 			undo()
 			t.mu.Unlock()
 			t.changed.Broadcast()
+			<-t.slots
 		})
 	}
 }

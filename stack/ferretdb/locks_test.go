@@ -24,7 +24,7 @@ func granted(t *testing.T, table *lockTable, s scope) bool {
 }
 
 func TestDifferentDocumentsAreLockedSideBySide(t *testing.T) {
-	table := newLockTable()
+	table := newLockTable(16)
 	release := table.acquire(scope{collection: "db.threads", ids: []string{"a", "b"}})
 	defer release()
 	if !granted(t, table, scope{collection: "db.threads", ids: []string{"c"}}) {
@@ -45,7 +45,7 @@ func TestDifferentDocumentsAreLockedSideBySide(t *testing.T) {
 }
 
 func TestAWaitingWholeCollectionKeepsNewcomersOut(t *testing.T) {
-	table := newLockTable()
+	table := newLockTable(16)
 	release := table.acquire(scope{collection: "db.threads", ids: []string{"a"}})
 	whole := make(chan func(), 1)
 	go func() { whole <- table.acquire(scope{collection: "db.threads"}) }()
@@ -142,4 +142,18 @@ func TestReadsAndInsertsAreLockFreeAndSchemaChangesHoldEverything(t *testing.T) 
 	if got := readRequest(append(buildOpMsg(t, bson.D{{Key: "update", Value: "t"}}, nil)[:headerSize+4], 7)); !got.scope.everything {
 		t.Fatalf("an unreadable message: %+v", got)
 	}
+}
+
+func TestAtMostMaxWritersRunAtOnce(t *testing.T) {
+	table := newLockTable(2)
+	first := table.acquire(scope{collection: "db.threads", ids: []string{"a"}})
+	second := table.acquire(scope{collection: "db.threads", ids: []string{"b"}})
+	if granted(t, table, scope{collection: "db.threads", ids: []string{"c"}}) {
+		t.Fatal("a third writer ran beside two")
+	}
+	first()
+	if !granted(t, table, scope{collection: "db.threads", ids: []string{"c"}}) {
+		t.Fatal("a freed slot was not taken")
+	}
+	second()
 }

@@ -46,11 +46,13 @@ import (
 )
 
 const (
-	headerSize     = 16
-	maxMessageSize = 48 << 20
-	opMsg          = 2013
-	opQuery        = 2004
-	moreToComeFlag = 1 << 1
+	// maxConcurrentWriters: read-modify-write requests at FerretDB at once (locks.go).
+	maxConcurrentWriters = 16
+	headerSize           = 16
+	maxMessageSize       = 48 << 20
+	opMsg                = 2013
+	opQuery              = 2004
+	moreToComeFlag       = 1 << 1
 )
 
 func main() {
@@ -119,7 +121,7 @@ func serve(ctx context.Context, config *ferretdb.Config, listen string) error {
 	}()
 	log.Printf("ferretdb listening on %s (%s, read-modify-write commands locked per document)", listen, config.Handler)
 
-	locks := newLockTable()
+	locks := newLockTable(maxConcurrentWriters)
 	for {
 		client, err := listener.Accept()
 		if err != nil {
