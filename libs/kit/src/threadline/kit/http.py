@@ -9,15 +9,37 @@ dependency returning ``app.state.threads`` checked to be a ``ThreadService``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from threadline.kit.auth import Principal, TokenVerifier
 from threadline.kit.errors import Unauthenticated
 
-__all__ = ["CurrentPrincipal", "current_principal", "from_state"]
+__all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
+    "CurrentPrincipal",
+    "current_principal",
+    "from_state",
+    "idempotency_key_header",
+    "mark_replayed",
+]
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+"""An ``Idempotency-Key`` header: 1-200 printable ASCII characters."""
+
+
+def idempotency_key_header(description: str | None = None) -> Any:
+    """The optional ``Idempotency-Key`` header of a route that makes a retry safe."""
+    return Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN, description=description)
+
+
+def mark_replayed(response: Response, replayed: bool) -> None:
+    """Tell the client its keyed retry was answered from what the first try stored."""
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+
 
 T = TypeVar("T")
 

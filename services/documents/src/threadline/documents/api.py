@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, NotRequired
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import Field, with_config
 from typing_extensions import TypedDict
@@ -15,7 +15,7 @@ from threadline.documents.domain import MAX_FOLDER_BYTES, MAX_NAME_BYTES, Permis
 from threadline.documents.multipart import MultipartFile
 from threadline.documents.service import DocumentService, UploadRequest
 from threadline.kit.auth import Principal
-from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.http import CurrentPrincipal, from_state, idempotency_key_header, mark_replayed
 from threadline.kit.ids import Document
 from threadline.kit.inputs import RequestModel
 from threadline.kit.limits import body_limit
@@ -150,14 +150,10 @@ async def upload(
     extract: Annotated[bool, Query(description="Extract zip archives (default).")] = True,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=r"^[\x21-\x7e]{1,200}$",
-            description=(
-                "Makes a retried upload safe: the same key (per uploader and account) answers "
-                "the documents the first try stored, with `Idempotent-Replayed: true`, without "
-                "storing the file again; 409 while that first try is still running."
-            ),
+        idempotency_key_header(
+            "Makes a retried upload safe: the same key (per uploader and account) answers "
+            "the documents the first try stored, with `Idempotent-Replayed: true`, without "
+            "storing the file again; 409 while that first try is still running."
         ),
     ] = None,
 ) -> DocumentList:
@@ -179,8 +175,7 @@ async def upload(
         documents = await service.upload(principal, plan, file)
     else:
         documents, replayed = await service.upload_once(principal, plan, file, key=idempotency_key)
-        if replayed:
-            response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response, replayed)
     return {"documents": [document_view(document, principal) for document in documents]}
 
 

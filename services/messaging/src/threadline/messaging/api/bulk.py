@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 from pydantic import BaseModel, Field, model_validator
 
-from threadline.kit.http import CurrentPrincipal, from_state
+from threadline.kit.http import CurrentPrincipal, from_state, idempotency_key_header
 from threadline.kit.inputs import Identifier, Multiline, RequestModel, SingleLine
 from threadline.kit.limits import body_limit
 from threadline.messaging.api.templates import MAX_HTML_CHARS, MAX_TASKS, ReminderSettingsIn
 from threadline.messaging.api.threads import new_thread_budget
 from threadline.messaging.service.bulk import MAX_BULK_ACCOUNTS, BulkService
-from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.templates import MAX_SUBJECT_CHARS, MAX_TASK_CHARS, Content
 
 __all__ = ["router"]
@@ -121,9 +120,7 @@ async def start_bulk_message(
     body: BulkIn,
     principal: CurrentPrincipal,
     bulk: BulkServiceDep,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN)
-    ] = None,
+    idempotency_key: Annotated[str | None, idempotency_key_header()] = None,
 ) -> BulkJobOut:
     """Creates one thread per account in the background; answers at once with the job."""
     job = await bulk.start(

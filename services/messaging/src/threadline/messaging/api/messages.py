@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, idempotency_key_header, mark_replayed
 from threadline.kit.inputs import MAX_INT64, Identifier, NonNegativeInt64Query, RequestModel
 from threadline.kit.limits import body_limit
 from threadline.messaging.api.deps import MessageServiceDep
 from threadline.messaging.service import MessageDraft
-from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.views import (
     EditHistory,
     MessageContext,
@@ -88,14 +87,10 @@ async def post_message(
     response: Response,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description=(
-                "Makes a retried post safe: the same key (per author and thread) returns the "
-                "message the first try stored, with `Idempotent-Replayed: true`; the same key "
-                "with a different message is 409."
-            ),
+        idempotency_key_header(
+            "Makes a retried post safe: the same key (per author and thread) returns the "
+            "message the first try stored, with `Idempotent-Replayed: true`; the same key "
+            "with a different message is 409."
         ),
     ] = None,
 ) -> MessageView:
@@ -104,8 +99,7 @@ async def post_message(
     view, replayed = await messages.post_once(
         principal, thread_id, body.draft(), key=idempotency_key
     )
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return view
 
 

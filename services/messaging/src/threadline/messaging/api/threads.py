@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, Field
 
 from threadline.contracts.events.messaging import ReminderSettings
-from threadline.kit.http import CurrentPrincipal
+from threadline.kit.http import CurrentPrincipal, idempotency_key_header, mark_replayed
 from threadline.kit.inputs import Identifier, Multiline, RequestModel, SingleLine
 from threadline.kit.limits import body_limit
 from threadline.messaging.api.deps import DraftServiceDep, ThreadServiceDep
@@ -18,7 +18,6 @@ from threadline.messaging.api.messages import (
     message_body_budget,
 )
 from threadline.messaging.service import NewThread
-from threadline.messaging.service.idempotency import IDEMPOTENCY_KEY_PATTERN
 from threadline.messaging.service.views import DraftView, ThreadPage, ThreadView
 
 __all__ = ["router"]
@@ -95,14 +94,10 @@ async def create_thread(
     response: Response,
     idempotency_key: Annotated[
         str | None,
-        Header(
-            alias="Idempotency-Key",
-            pattern=IDEMPOTENCY_KEY_PATTERN,
-            description=(
-                "Makes a retried creation safe: the same key (per creator) returns the thread "
-                "the first try created, as it is now, with `Idempotent-Replayed: true`; the "
-                "same key for another account or subject is 409."
-            ),
+        idempotency_key_header(
+            "Makes a retried creation safe: the same key (per creator) returns the thread "
+            "the first try created, as it is now, with `Idempotent-Replayed: true`; the "
+            "same key for another account or subject is 409."
         ),
     ] = None,
 ) -> ThreadView:
@@ -119,8 +114,7 @@ async def create_thread(
     if idempotency_key is None:
         return await threads.create(principal, request)
     view, replayed = await threads.create_once(principal, request, key=idempotency_key)
-    if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_replayed(response, replayed)
     return view
 
 

@@ -9,14 +9,11 @@ from threadline.kit.errors import Conflict
 from threadline.kit.ids import derived_id as kit_derived_id
 from threadline.messaging.domain import MessagingError
 
-__all__ = ["IDEMPOTENCY_KEY_PATTERN", "IdempotencyConflict", "derived_id"]
+__all__ = ["IdempotencyConflict", "derived_id"]
 
 _IDS = uuid.UUID("5c0a3f0e-6d1b-4a8e-9a51-3b7f4d1c2e90")
 """Namespace of derived ids. Never change it: a job resumed, or a request retried, after a
 deploy must derive the same ids as before."""
-
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
-"""An ``Idempotency-Key`` header: 1-200 printable ASCII characters."""
 
 
 class IdempotencyConflict(MessagingError, Conflict):
