@@ -36,6 +36,7 @@ from threadline.kit.consumer import (
     MongoProcessedEvents,
     dead_letter_topic,
 )
+from threadline.kit.diagnostics import await_chain, install_task_dump
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, make_broker
@@ -223,9 +224,11 @@ def create_service_app(
             ),
         ]
         restore_signal = _on_sigterm(lambda: _going_away(runtime, wired.on_shutdown))
+        remove_task_dump = install_task_dump()
         try:
             yield
         finally:
+            remove_task_dump()
             restore_signal()
             await _shut_down(runtime, tasks)
 
@@ -306,8 +309,9 @@ async def _stop_background(tasks: Sequence[asyncio.Task[None]], *, within: float
         if failure is not None:
             _log.warning("background job had failed", job=task.get_name(), exc_info=failure)
     for task in stuck:
-        frames = [f"{frame.f_code.co_filename}:{frame.f_lineno}" for frame in task.get_stack()]
-        _log.warning("background job did not stop in time", job=task.get_name(), stack=frames)
+        _log.warning(
+            "background job did not stop in time", job=task.get_name(), awaits=await_chain(task)
+        )
 
 
 async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
