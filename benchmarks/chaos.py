@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -1014,6 +1015,22 @@ async def run_phase(
     if workload.flows:
         await asyncio.wait(set(workload.flows), timeout=profile.flow_seconds)
     say(f"  load stopped ({result.ok} answered, {result.refused} refused/unanswered); settling")
+    fresh = await settle(checker, profile, seen)
+    if fresh.get("events→Kafka"):
+        dump_service_tasks(platform.stack)
+    if not any(fresh.values()):
+        result.settled_seconds = time.monotonic() - killed_at
+    for name, values in fresh.items():
+        result.violations[name] += values
+        seen.update(values)
+        for value in values[:5]:
+            say(f"  ✗ {name}: {value}")
+    return result
+
+
+async def settle(checker: Checker, profile: Profile, seen: set[str]) -> dict[str, list[str]]:
+    """Check the invariants until none is violated or the settle time is over; returns the
+    violations not reported by an earlier phase."""
     settling = time.monotonic()
     deadline = settling + profile.settle_seconds
     while True:
@@ -1025,14 +1042,17 @@ async def run_phase(
         say(f"  {time.monotonic() - settling:.0f}s: not yet {pending}")
         await asyncio.sleep(2)
     say(f"  checked after {time.monotonic() - settling:.0f}s of settling")
-    if not any(fresh.values()):
-        result.settled_seconds = time.monotonic() - killed_at
-    for name, values in fresh.items():
-        result.violations[name] += values
-        seen.update(values)
-        for value in values[:5]:
-            say(f"  ✗ {name}: {value}")
-    return result
+    return fresh
+
+
+def dump_service_tasks(stack: LocalStack) -> None:
+    """Events still pending after the settle: have every service log where its asyncio
+    tasks wait (``kill -USR1``, see ``threadline.kit.diagnostics``), for the post-mortem."""
+    for process in stack.status():
+        if process.name in SERVICES and process.state == "running" and process.pid:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGUSR1)
+                say(f"  asked {process.name} for its task dump: {process.log}")
 
 
 def print_table(results: Sequence[PhaseResult]) -> None:
