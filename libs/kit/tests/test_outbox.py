@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError
+from structlog.testing import capture_logs
 
 from threadline.contracts import new_event
 from threadline.contracts.events.directory import AccountRemoved
@@ -20,8 +21,11 @@ def entry(account: str) -> dict[str, Any]:
 
 
 async def run_outbox(outbox: Outbox) -> asyncio.Task[None]:
+    """Run the outbox, once its start-up relay pass is over (a pass with no grace period
+    running beside a test's writes would also publish them: at-least-once, but not what
+    the tests count)."""
     task = asyncio.create_task(outbox.run(relay_interval_seconds=3600, relay_grace_seconds=0))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)
     return task
 
 
@@ -382,3 +386,67 @@ async def test_a_write_applied_but_answered_with_an_error_is_relayed_past_the_gr
     task.cancel()
     assert [r["key"] for r in publisher.records] == ["a1"]
     assert collection.documents["doc"]["_outbox"] == []
+
+
+class CancelAbsorbingPublisher(RecordingPublisher):
+    """A client that absorbs the cancel of a send to a dead broker and waits again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish_record(
+        self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
+    ) -> None:
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            await self.release.wait()
+        await super().publish_record(topic=topic, key=key, value=value, headers=headers)
+
+
+async def test_a_publish_that_absorbs_its_cancel_is_left_behind_after_the_timeout() -> None:
+    """With ``asyncio.wait_for`` the round waited for the cancelled publish to end, holding
+    the outbox lock: nothing was published or relayed again, and nothing said so."""
+    publisher, collection = CancelAbsorbingPublisher(), InMemoryOutboxCollection()
+    outbox = Outbox(publisher, collections=[collection], publish_timeout_seconds=0.1)
+    task = await run_outbox(outbox)
+    entries = [entry("a1")]
+    await collection.insert_one(with_outbox({"_id": "doc"}, entries))
+    outbox.schedule(collection, "doc", entries)
+    await asyncio.wait_for(outbox.drain(), 5)
+    assert outbox.degraded
+    publisher.release.set()
+    published = await asyncio.wait_for(outbox.relay_once(grace_seconds=0), 5)
+    task.cancel()
+    assert published == 1 and collection.documents["doc"]["_outbox"] == []
+
+
+class HangingPublisher(RecordingPublisher):
+    async def publish_record(
+        self, *, topic: str, key: str, value: bytes, headers: dict[str, str]
+    ) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_relay_pass_kept_waiting_by_the_publishing_round_says_where_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("threadline.kit.outbox.LOCK_WAIT_WARNING_SECONDS", 0.05)
+    collection = InMemoryOutboxCollection()
+    outbox = Outbox(HangingPublisher(), collections=[collection], publish_timeout_seconds=60)
+    task = await run_outbox(outbox)
+    entries = [entry("a1")]
+    await collection.insert_one(with_outbox({"_id": "doc"}, entries))
+    outbox.schedule(collection, "doc", entries)
+    with capture_logs() as logs:
+        relay = asyncio.create_task(outbox.relay_once(grace_seconds=0))
+        await asyncio.sleep(0.3)
+    assert not relay.done()
+    relay.cancel()
+    task.cancel()
+    waiting = "outbox relay still waits for the publishing round"
+    warnings = [e for e in logs if e["event"] == waiting]
+    assert len(warnings) >= 2 and warnings[-1]["waited_seconds"] > warnings[0]["waited_seconds"]
+    chains = warnings[0]["awaits"].values()
+    assert any("in publish_record" in link for chain in chains for link in chain)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -41,6 +41,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from threadline.contracts import Envelope
+from threadline.kit.bounded import finish_within
+from threadline.kit.diagnostics import await_chain
 from threadline.kit.ids import Document
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
@@ -99,6 +101,12 @@ MAX_BATCHES_PER_ROUND = 256
 
 CLEAR_CONCURRENCY = 4
 """Clearing writes of one round in flight at once."""
+
+PUBLISHING_TASK_PREFIX = "outbox publishing: "
+"""Names the publishing rounds' task and each publish's own task (in task dumps)."""
+
+LOCK_WAIT_WARNING_SECONDS = 60.0
+"""A relay pass that waited this long for the publishing round logs where that round waits."""
 
 RELAY_SWEEP_SECONDS = 300.0
 """Safety sweep: how often the relay scans for what a process that never came back left."""
@@ -264,8 +272,11 @@ class Outbox:
         return run
 
     async def _publish(self, entry: Document) -> bool:
+        """Publish one entry within the publish timeout. ``finish_within``, not
+        ``asyncio.wait_for``: wait_for waits for the cancelled publish to end, so a client
+        that absorbed the cancel would hold the outbox lock, and every event, forever."""
         try:
-            await asyncio.wait_for(
+            published = await finish_within(
                 self._publisher.publish_record(
                     topic=entry["topic"],
                     key=entry["key"],
@@ -273,12 +284,14 @@ class Outbox:
                     headers=entry["headers"],
                 ),
                 self._timeout,
+                name=f"{PUBLISHING_TASK_PREFIX}{entry['id']}",
             )
-        except Exception:  # broker down or slow: the relay will retry from storage
+        except Exception:  # broker down: the relay will retry from storage
+            published = False
+        if not published:  # failed, or slower than the timeout
             self._degraded = True
             _log.warning("publish failed; event left to the outbox relay", event_id=entry["id"])
-            return False
-        return True
+        return published
 
     async def _publish_and_clear(
         self, collection: AsyncCollection[Document], document_id: Any, entries: Sequence[Document]
@@ -318,7 +331,7 @@ class Outbox:
             cutoff = int(time.time() * 1000)
             query = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
         published = 0
-        async with self._lock:  # scan and publish under the lock: no write slips in between
+        async with self._lock_held():  # scan and publish under it: no write slips in between
             self._written_while_degraded.clear()  # written before the scan: it sees them
             pending: list[tuple[str, AsyncCollection[Document], Any, Document]] = []
             for collection in self._collections:
@@ -344,6 +357,35 @@ class Outbox:
             _log.info("outbox relay published pending events", count=published)
         return published
 
+    @contextlib.asynccontextmanager
+    async def _lock_held(self) -> AsyncIterator[None]:
+        """The lock, for a relay pass. While the publishing round holds it for longer than
+        ``LOCK_WAIT_WARNING_SECONDS``, say so, with where that round waits: a stall here
+        stops every event of the service, and must not be silent."""
+        waited = 0.0
+        while True:
+            if not self._lock.locked():
+                await self._lock.acquire()  # free: taken at once, without a turn of the loop
+                break
+            try:
+                await asyncio.wait_for(self._lock.acquire(), LOCK_WAIT_WARNING_SECONDS)
+                break
+            except TimeoutError:
+                waited += LOCK_WAIT_WARNING_SECONDS
+                _log.warning(
+                    "outbox relay still waits for the publishing round",
+                    waited_seconds=waited,
+                    awaits={
+                        task.get_name(): await_chain(task)
+                        for task in asyncio.all_tasks()
+                        if task.get_name().startswith(PUBLISHING_TASK_PREFIX)
+                    },
+                )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
     def _track_scan(self, cutoff_ms: int, found: Sequence[Document]) -> None:
         """A relay pass saw everything pending created before ``cutoff_ms``: known entries
         that old it did not find were published meanwhile (by another replica)."""
@@ -362,7 +404,7 @@ class Outbox:
     ) -> None:
         """Publish scheduled events and relay left-behind ones until cancelled."""
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._publish_scheduled())
+            tasks.create_task(self._publish_scheduled(), name=f"{PUBLISHING_TASK_PREFIX}rounds")
             tasks.create_task(
                 self._relay_forever(
                     interval_seconds=relay_interval_seconds,
