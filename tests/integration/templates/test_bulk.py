@@ -221,6 +221,44 @@ def replica_worker(
     )
 
 
+async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcomes(
+    firm: TemplateFirm,
+) -> None:
+    """Jobs of at least ``firm_read_min_accounts`` accounts read the firm's whole directory
+    in one query instead of one lookup per account (here from 1 account on): the same
+    accounts are found, the removed, unknown and other firm's ones are not."""
+    active = [account(f"acc_w{i}", f"Whole {i}", (f"Wen{i} Doe", True)) for i in range(5)]
+    await add_accounts(firm, active)
+    gone = account("acc_w_gone", "Gone", ("Gus Doe", True))
+    await add_accounts(firm, [gone])
+    database = firm.app.state.runtime.database
+    await database["directory_accounts"].update_one(
+        {"_id": f"{firm.firm}:{gone.account_id}"}, {"$set": {"removed": True}}
+    )
+    key = f"whole-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_olivia", key)
+    replica = Leases(database, holder="replica-w")
+    assert await replica.claim(f"bulk:{job_id}", seconds=600)
+    account_ids = [a.account_id for a in active] + [gone.account_id, DORMANT, "acc_nope"]
+    body = {"account_ids": account_ids, "subject": "s [[account.name]]", "html": "<p>h</p>"}
+    started = await firm.call(
+        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    worker = replica_worker(firm, replica, batch_size=3, firm_read_min_accounts=1)
+    assert await asyncio.wait_for(worker.work_once(), 60)
+
+    job = await finished(firm, job_id)
+    outcomes = {r["account_id"]: r["outcome"] for r in job["results"]}
+    assert outcomes == {a.account_id: "created" for a in active} | {
+        gone.account_id: "skipped",
+        DORMANT: "skipped",
+        "acc_nope": "skipped",
+    }
+    threads = await database["threads"].find({"bulk_job_id": job_id}).to_list()
+    assert sorted(t["subject"] for t in threads) == [f"s Whole {i}" for i in range(5)]
+
+
 async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
     firm: TemplateFirm,
 ) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -235,6 +235,10 @@ class WorkerSettings:
     lease_seconds: float = 30.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 64 * 1024
+    firm_read_min_accounts: int = 1000
+    """A job with at least this many accounts still to do reads the firm's directory once
+    (``MongoDirectory.accounts_of_firm``) instead of one lookup per account: in the
+    10,000-account benchmark the lookups by ``_id`` took 20.8 s of the 53 s job."""
 
 
 class _LeaseLost(Exception):
@@ -301,7 +305,12 @@ class BulkWorker:
         cursor = int(document["cursor"])
         _log.info("bulk job working", job_id=job.id, cursor=cursor, total=job.total)
         pace = Pace(self._load, self._settings.pace)
-        lookahead = _Lookahead(self._directory, job)
+        lookahead = _directory_reads(
+            self._directory,
+            job,
+            cursor,
+            firm_read_min_accounts=self._settings.firm_read_min_accounts,
+        )
         try:
             if document["status"] == "cancelling":
                 if document.get("started") and cursor < job.total:
@@ -322,7 +331,7 @@ class BulkWorker:
                   yielded_seconds=round(pace.waited_seconds, 3))  # fmt: skip
 
     async def _batches(
-        self, job: _Job, cursor: int, lease: str, lookahead: _Lookahead, pace: Pace
+        self, job: _Job, cursor: int, lease: str, lookahead: _DirectoryReads, pace: Pace
     ) -> bool:
         """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
 
@@ -366,7 +375,7 @@ class BulkWorker:
                 await self._record(job, unrecorded)
         return True
 
-    async def _step(self, job: _Job, cursor: int, lookahead: _Lookahead, pace: Pace) -> int:
+    async def _step(self, job: _Job, cursor: int, lookahead: _DirectoryReads, pace: Pace) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         end = min(cursor + pace.batch_size, job.total)
         await self._record(job, await self._batch(job, cursor, end, lookahead, pace))
@@ -389,7 +398,7 @@ class BulkWorker:
         _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
 
     async def _batch(
-        self, job: _Job, start: int, end: int, lookahead: _Lookahead, pace: Pace
+        self, job: _Job, start: int, end: int, lookahead: _DirectoryReads, pace: Pace
     ) -> _Written:
         """Create the batch's threads; their results, the counts, and each step's time.
         The time of its two inserts sizes the next batch (``pace.written``)."""
@@ -545,6 +554,38 @@ class _Written:
             results=self.results + following.results,
             counts={key: self.counts[key] + following.counts[key] for key in self.counts},
         )
+
+
+class _DirectoryReads(Protocol):
+    async def accounts(self, start: int, end: int, *, following: int) -> dict[str, Document]:
+        """The existing accounts of the job's ``[start, end)`` (perhaps more), by id."""
+
+    def close(self) -> None:
+        """Stop reading ahead."""
+
+
+def _directory_reads(
+    directory: MongoDirectory, job: _Job, cursor: int, *, firm_read_min_accounts: int
+) -> _DirectoryReads:
+    if job.total - cursor >= firm_read_min_accounts:
+        return _WholeFirm(directory, job, cursor)
+    return _Lookahead(directory, job)
+
+
+class _WholeFirm:
+    """The job's remaining accounts, read with one query over the firm's directory at the
+    start (in the background: the first batch waits for it, later ones find it done)."""
+
+    def __init__(self, directory: MongoDirectory, job: _Job, cursor: int) -> None:
+        self._read = asyncio.create_task(
+            directory.accounts_of_firm(job.principal.firm, job.account_ids[cursor:])
+        )
+
+    async def accounts(self, start: int, end: int, *, following: int) -> dict[str, Document]:
+        return await self._read
+
+    def close(self) -> None:
+        self._read.cancel()
 
 
 class _Lookahead:
