@@ -367,9 +367,16 @@ def _health_router(
     timeout = runtime.settings.readiness_timeout_seconds
 
     async def bounded(check: Callable[[], Awaitable[bool]]) -> bool:
-        """A check that fails, or does not answer within the readiness timeout, is false."""
+        """A check that fails, or does not answer within the readiness timeout, is false
+        (``finish_within``: a check absorbing its cancel must not hold ``/readyz``)."""
+        answer = False
+
+        async def run() -> None:
+            nonlocal answer
+            answer = await check()
+
         try:
-            return await asyncio.wait_for(check(), timeout)
+            return await finish_within(run(), timeout, name="readiness check") and answer
         except Exception:  # the reason is the dependency's; readiness only says "not ready"
             return False
 
