@@ -52,22 +52,6 @@ class InMemoryOutboxCollection:
         for field, elements in update.get("$pullAll", {}).items():
             document[field] = [item for item in document.get(field, []) if item not in elements]
 
-    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
-        """``$pullAll`` from every document whose fields equal the query's (or are among
-        a ``{"$in": [...]}``'s values)."""
-
-        def matches(value: Any, wanted: Any) -> bool:
-            if isinstance(wanted, dict):
-                return value in wanted["$in"]
-            return bool(value == wanted)
-
-        for document in self.documents.values():
-            if all(matches(document.get(field), wanted) for field, wanted in query.items()):
-                for field, elements in update["$pullAll"].items():
-                    document[field] = [
-                        item for item in document.get(field, []) if item not in elements
-                    ]
-
     def find(self, query: dict[str, Any], projection: dict[str, Any]) -> Any:
         cutoff = float("inf") if "_outbox.0" in query else query["_outbox.created_ms"]["$lt"]
         matching = [

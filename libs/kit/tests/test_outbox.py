@@ -181,7 +181,7 @@ class RecordingCollection(InMemoryOutboxCollection):
         matched = document is not None and all(
             document.get(key) == value for key, value in query.items()
         )
-        if matched and "$pull" in update:
+        if matched and ("$pull" in update or "$pullAll" in update):
             await super().update_one(query, update)
         elif matched:
             document.update(update.get("$set", {}))
@@ -270,11 +270,11 @@ class FailingClearCollection(InMemoryOutboxCollection):
         super().__init__()
         self.failures = 1
 
-    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("storage down while clearing")
-        await super().update_many(query, update)
+        await super().update_one(query, update)
 
 
 async def test_events_whose_clear_failed_are_relayed_once_past_the_grace_not_at_the_sweep() -> None:
@@ -299,16 +299,7 @@ async def test_events_whose_clear_failed_are_relayed_once_past_the_grace_not_at_
 
 
 class InsertingCollection(InMemoryOutboxCollection):
-    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error) and
-    records the filters of ``update_many``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.update_filters: list[dict[str, Any]] = []
-
-    async def update_many(self, query: dict[str, Any], update: dict[str, Any]) -> None:
-        self.update_filters.append(query)
-        await super().update_many(query, update)
+    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error)."""
 
     async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> None:
         errors = []
@@ -321,7 +312,7 @@ class InsertingCollection(InMemoryOutboxCollection):
             raise BulkWriteError({"writeErrors": errors})
 
 
-async def test_a_grouped_insert_publishes_in_order_and_clears_by_group() -> None:
+async def test_insert_new_skips_existing_ids_and_publishes_only_what_it_inserted() -> None:
     publisher, collection = RecordingPublisher(), InsertingCollection()
     outbox = Outbox(publisher)
     writes = outbox.writer(collection)  # type: ignore[arg-type]
@@ -336,17 +327,11 @@ async def test_a_grouped_insert_publishes_in_order_and_clears_by_group() -> None
 
     rows = [row(n) for n in range(30)]
     await collection.insert_one({"_id": "doc1", "_outbox": [], "state": "older"})  # a redo
-    inserted = await writes.insert_new(rows, group="job:0")
+    inserted = await writes.insert_new(rows)
     await outbox.drain()
     task.cancel()
     assert inserted == {f"doc{n}" for n in range(30)} - {"doc1"}
     assert collection.documents["doc1"] == {"_id": "doc1", "_outbox": [], "state": "older"}
-    groups = {doc.get("_outbox_group") for doc in collection.documents.values()}
-    assert groups == {None, "job:0"}
-    # the clear names the inserted ids, so the storage proxy locks only those documents
-    assert collection.update_filters == [
-        {"_outbox_group": "job:0", "_id": {"$in": sorted(inserted)}}
-    ]
     assert all(doc["_outbox"] == [] for doc in collection.documents.values())
     published = [(r["key"], r["value"]) for r in publisher.records]
     assert len(published) == 2 * (29)

@@ -60,6 +60,8 @@ class ThreadCreatedWatch:
     def __init__(self, bootstrap: str) -> None:
         self._consumer = AIOKafkaConsumer(run_topic(Topic.MESSAGING), bootstrap_servers=bootstrap)
         self.found: dict[str, Any] = {}
+        self.every: list[Any] = []
+        """Every ``thread.created`` read, duplicates included."""
 
     async def __aenter__(self) -> ThreadCreatedWatch:
         await self._consumer.start()
@@ -86,6 +88,7 @@ class ThreadCreatedWatch:
                     if dict(record.headers).get("event-type") == b"messaging.thread.created":
                         event = decode(record.value)
                         self.found[event.data.thread_id] = event
+                        self.every.append(event)
         return {thread_id: self.found[thread_id] for thread_id in thread_ids}
 
 

@@ -160,7 +160,7 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
     lease is free it completes it; a batch recorded twice (a redo) is counted once."""
     runtime = firm.app.state.runtime
     database = runtime.database
-    store = MongoBulkStore(database)
+    store = MongoBulkStore(database, outbox=runtime.outbox)
     worker = BulkWorker(
         store=store,
         threads=MongoThreadStore(database, outbox=runtime.outbox),
@@ -202,14 +202,19 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
 
 
 def replica_worker(
-    firm: TemplateFirm, leases: Leases, *, batch_size: int, **settings: Any
+    firm: TemplateFirm,
+    leases: Leases,
+    *,
+    batch_size: int,
+    store: MongoBulkStore | None = None,
+    **settings: Any,
 ) -> BulkWorker:
     """A second replica's worker on the same database (its own lease holder name), with
     batches of a fixed size."""
     runtime = firm.app.state.runtime
     database = runtime.database
     return BulkWorker(
-        store=MongoBulkStore(database),
+        store=store or MongoBulkStore(database, outbox=runtime.outbox),
         threads=MongoThreadStore(database, outbox=runtime.outbox),
         messages=MongoMessageStore(database, outbox=runtime.outbox),
         directory=MongoDirectory(database),
@@ -259,6 +264,60 @@ async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcom
     assert sorted(t["subject"] for t in threads) == [f"s Whole {i}" for i in range(5)]
 
 
+class EventsWriteCutShort(MongoBulkStore):
+    """The first batch's events write fails: the worker died between inserting the batch's
+    threads and writing their events."""
+
+    def __init__(self, database: Any, *, outbox: Any) -> None:
+        super().__init__(database, outbox=outbox)
+        self.failures = 1
+
+    async def add_batch_events(self, job_id: str, **batch: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("died before the batch's events were written")
+        await super().add_batch_events(job_id, **batch)
+
+
+async def test_p2_threads_of_a_batch_cut_short_before_its_events_get_them_on_the_redo(
+    firm: TemplateFirm,
+) -> None:
+    """Events are written after the threads (one outbox document per batch); the redo of a
+    batch cut short in between writes them, under the ids the first try derived."""
+    active = [account(f"acc_e{i}", f"Ev {i}", (f"Eve{i} Doe", True)) for i in range(4)]
+    await add_accounts(firm, active)
+    runtime = firm.app.state.runtime
+    key = f"events-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_olivia", key)
+    replica = Leases(runtime.database, holder="replica-e")
+    assert await replica.claim(f"bulk:{job_id}", seconds=600)
+    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
+    started = await firm.call(
+        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    store = EventsWriteCutShort(runtime.database, outbox=runtime.outbox)
+    worker = replica_worker(firm, replica, batch_size=2, store=store)
+    threads = runtime.database["threads"]
+    async with ThreadCreatedWatch(runtime.settings.kafka_bootstrap_servers) as watch:
+        with pytest.raises(ConnectionError):
+            await worker.work_once()
+        assert await threads.count_documents({"bulk_job_id": job_id}) == 2
+        assert await worker.work_once()
+        job = await finished(firm, job_id)
+        created = {r["thread_id"] for r in job["results"]}
+        await watch.events(created)
+    assert job["created"] == 4 and len(created) == 4
+    ids = {thread: {e.id for e in watch.every if e.data.thread_id == thread} for thread in created}
+    assert all(len(each) == 1 for each in ids.values()), ids
+    assert (
+        await runtime.database["bulk_events"].count_documents(
+            {"job_id": job_id, "_outbox.0": {"$exists": True}}
+        )
+        == 0
+    )
+
+
 async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
     firm: TemplateFirm,
 ) -> None:
@@ -278,7 +337,7 @@ async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
     # batches of 2 with a long pause between them: the cancel lands in a pause
     worker = replica_worker(firm, replica, batch_size=2, pause_seconds=5.0)
     working = asyncio.create_task(worker.work_once())
-    store = MongoBulkStore(firm.app.state.runtime.database)
+    store = MongoBulkStore(firm.app.state.runtime.database, outbox=firm.app.state.runtime.outbox)
     await eventually(
         lambda: store.summary(firm.firm, job_id),
         until=lambda job: job is not None and job["cursor"] >= 2,

@@ -111,13 +111,15 @@ def new_event(
     correlation_id: str | None = None,
     causation_id: str | None = None,
     occurred_at: datetime | None = None,
+    event_id: UUID | None = None,
 ) -> Envelope[DataT]:
-    """Wrap ``data`` in a fresh envelope with a new UUIDv7 id.
+    """Wrap ``data`` in a fresh envelope with a new UUIDv7 id (or ``event_id``: an id the
+    producer derived, so that doing the same thing again makes the same event).
 
     ``key`` defaults to ``data.kafka_key(firm)``; pass it only to override that.
     """
     return envelope_of(type(data))(
-        id=_uuid7(),
+        id=event_id or _uuid7(),
         type=data.event_type,
         schema_version=data.schema_version,
         occurred_at=occurred_at or utc_now(),

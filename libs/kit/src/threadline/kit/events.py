@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import TypeVar
+from uuid import UUID
 
 from threadline.contracts import Envelope, EventData, new_event
 
@@ -26,6 +27,7 @@ class EventFactory:
         correlation_id: str | None = None,
         causation_id: str | None = None,
         occurred_at: datetime | None = None,
+        event_id: UUID | None = None,
     ) -> Envelope[DataT]:
         return new_event(
             data,
@@ -35,4 +37,5 @@ class EventFactory:
             correlation_id=correlation_id,
             causation_id=causation_id,
             occurred_at=occurred_at,
+            event_id=event_id,
         )

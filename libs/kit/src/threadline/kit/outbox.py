@@ -58,15 +58,13 @@ __all__ = [
 ]
 
 OUTBOX_FIELD = "_outbox"
-OUTBOX_GROUP_FIELD = "_outbox_group"
 _CREATED = f"{OUTBOX_FIELD}.created_ms"
 _log = structlog.get_logger(__name__)
 
 BeforeRelay = Callable[[Any], Awaitable[None]]
 """Finishes the write of one document (by ``_id``) before the relay publishes its events."""
-_Batch = tuple[AsyncCollection[Document], Document, list[Document]]
-"""A collection, the equality filter selecting the documents that hold the entries, and
-the entries."""
+_Batch = tuple[AsyncCollection[Document], Any, list[Document]]
+"""A collection, the ``_id`` of the document holding the entries, and the entries."""
 
 
 def outbox_entry(envelope: Envelope[Any]) -> Document:
@@ -176,20 +174,13 @@ class Outbox:
 
         While degraded nothing is queued: the relay publishes everything pending in order.
         """
-        self.schedule_selected(collection, {"_id": document_id}, entries)
-
-    def schedule_selected(
-        self, collection: AsyncCollection[Document], selector: Document, entries: Sequence[Document]
-    ) -> None:
-        """Like ``schedule``, for entries of the documents an equality ``selector`` matches
-        (cleared by one write for all of them)."""
         self._pending.update((entry["id"], entry["created_ms"]) for entry in entries)
         if not entries:
             return
         if self._degraded:
-            self._written_while_degraded.append((collection, selector, list(entries)))
+            self._written_while_degraded.append((collection, document_id, list(entries)))
         else:
-            self._queue.put_nowait((collection, selector, list(entries)))
+            self._queue.put_nowait((collection, document_id, list(entries)))
 
     def pending(self) -> tuple[int, float]:
         """How many events this replica knows to wait for publishing, and the oldest one's
@@ -224,34 +215,31 @@ class Outbox:
     async def _publish_round(self, batches: Sequence[_Batch]) -> None:
         """Publish what is queued: one key's events in write order, different keys at the
         same time (Kafka orders per key only); then clear everything that was published."""
-        by_key: dict[str, list[tuple[AsyncCollection[Document], Document, Document]]] = {}
-        for collection, selector, entries in batches:
+        by_key: dict[str, list[tuple[AsyncCollection[Document], Any, Document]]] = {}
+        for collection, document_id, entries in batches:
             for entry in entries:
-                by_key.setdefault(entry["key"], []).append((collection, selector, entry))
+                by_key.setdefault(entry["key"], []).append((collection, document_id, entry))
         published = await asyncio.gather(*(self._publish_in_order(run) for run in by_key.values()))
-        # One write per scheduled selector clears the round: ``{_id}`` for a document, or
-        # the group field shared by documents inserted together (``insert_new(group=…)``)
-        # with their ids. FerretDB pushes down the equality; ``_id $in`` alone it does not,
-        # and would read the whole collection (seconds behind a bulk job).
-        # Every entry is unique (it holds its event id), so pulling all of a selector's
-        # entries from each matching document removes only that document's own.
-        cleared: dict[tuple[str, Any], tuple[AsyncCollection[Document], Document, list[Any]]] = {}
+        # One write per document clears the round (``$pullAll`` of its published entries).
+        cleared: dict[tuple[str, Any], tuple[AsyncCollection[Document], Any, list[Any]]] = {}
         for run in published:
-            for collection, selector, entry in run:
-                key = (collection.name, repr(sorted(selector.items())))
-                cleared.setdefault(key, (collection, selector, []))[2].append(entry)
+            for collection, document_id, entry in run:
+                key = (collection.name, document_id)
+                cleared.setdefault(key, (collection, document_id, []))[2].append(entry)
         slots = asyncio.Semaphore(CLEAR_CONCURRENCY)
 
         async def clear(
-            collection: AsyncCollection[Document], selector: Document, entries: list[Document]
+            collection: AsyncCollection[Document], document_id: Any, entries: list[Document]
         ) -> None:
             async with slots:
-                await collection.update_many(selector, {"$pullAll": {OUTBOX_FIELD: entries}})
+                await collection.update_one(
+                    {"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: entries}}
+                )
 
         await asyncio.gather(
             *(
-                clear(collection, selector, entries)
-                for collection, selector, entries in cleared.values()
+                clear(collection, document_id, entries)
+                for collection, document_id, entries in cleared.values()
             )
         )
         for _, _, entries in cleared.values():
@@ -263,8 +251,8 @@ class Outbox:
             self._pending.pop(entry["id"], None)
 
     async def _publish_in_order(
-        self, run: list[tuple[AsyncCollection[Document], Document, Document]]
-    ) -> list[tuple[AsyncCollection[Document], Document, Document]]:
+        self, run: list[tuple[AsyncCollection[Document], Any, Document]]
+    ) -> list[tuple[AsyncCollection[Document], Any, Document]]:
         """Publish ``run`` one by one; stop at the first failure (the relay takes over)."""
         for index, (_, _, entry) in enumerate(run):
             if self._degraded or not await self._publish(entry):
@@ -509,44 +497,21 @@ class OutboxWriter:
         for document, entries in rows:
             self._outbox.schedule(self.collection, document["_id"], entries)
 
-    async def insert_new(
-        self, documents: Sequence[tuple[Document, _Events]], *, group: str | None = None
-    ) -> set[Any]:
+    async def insert_new(self, documents: Sequence[tuple[Document, _Events]]) -> set[Any]:
         """Insert each document with its own events, leaving alone those whose ``_id``
         exists (an idempotent retry, e.g. with ids derived from a job); schedules the events
-        of the documents this call inserted, and returns their ids.
-
-        With a ``group`` (unique to this call, e.g. job and batch), the documents carry it
-        in ``_outbox_group`` and their published events are cleared by ONE write for all of
-        them instead of one per document: on the local FerretDB every write command waits
-        for the server's write lock, so a batch of 100 costs about what one document does."""
+        of the documents this call inserted, and returns their ids."""
         rows = {
             document["_id"]: (document, [outbox_entry(event) for event in events])
             for document, events in documents
         }
-        marked = (
-            rows
-            if group is None
-            else {
-                key: ({**document, OUTBOX_GROUP_FIELD: group}, entries)
-                for key, (document, entries) in rows.items()
-            }
-        )
         with self._maybe_applied([entry for _, entries in rows.values() for entry in entries]):
             inserted = await insert_new(
                 self.collection,
-                [with_outbox(document, entries) for document, entries in marked.values()],
+                [with_outbox(document, entries) for document, entries in rows.values()],
             )
-        if group is None:
-            for document_id in inserted:
-                self._outbox.schedule(self.collection, document_id, rows[document_id][1])
-        else:
-            entries = [entry for key in rows if key in inserted for entry in rows[key][1]]
-            # The ids as well as the group: the group is what FerretDB filters in SQL, the
-            # ids let its proxy lock only these documents (by the group alone, the clear
-            # would hold the whole collection, and every post's thread update wait for it).
-            selector = {OUTBOX_GROUP_FIELD: group, "_id": {"$in": sorted(inserted)}}
-            self._outbox.schedule_selected(self.collection, selector, entries)
+        for document_id in inserted:
+            self._outbox.schedule(self.collection, document_id, rows[document_id][1])
         return inserted
 
     async def update_one(

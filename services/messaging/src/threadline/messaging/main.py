@@ -135,7 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
 
-        bulk_store, bulk_wake = MongoBulkStore(database), asyncio.Event()
+        bulk_store = MongoBulkStore(database, outbox=runtime.outbox)
+        bulk_wake = asyncio.Event()
         bulk_worker = BulkWorker(
             store=bulk_store,
             threads=threads,

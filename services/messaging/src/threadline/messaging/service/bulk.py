@@ -5,12 +5,16 @@ is copied into the job, so editing or deleting it meanwhile changes nothing) and
 once. ``BulkWorker.run`` — one per replica — claims jobs by lease (``kit.leases``) and
 works through them in batches: one directory query per batch, every thread rendered with
 the same function as a single thread creation, then one unordered insert of the first
-messages and one of the threads (each carrying its ``thread.created`` and
-``message.posted`` events), the per-account results, and the job's progress.
+messages, one of the threads, one outbox document with all their ``thread.created`` and
+``message.posted`` events, the per-account results, and the job's progress.
 
 Exactly once in effect: a thread's id (and its first message's) is derived from job and
 account, so a batch redone after a crash or by the replica that took over inserts nothing
-twice, and only the write that inserted a thread publishes its events.
+twice. The batch's events are written after its threads, in one outbox document
+(``MongoBulkStore.add_batch_events``), with ids derived from job, account and kind
+(``kit.ids.derived_event_id``): a batch redone after a crash between the two writes
+publishes the events then, and one redone after they went out publishes the same event ids
+again, which consumers deduplicate.
 
 Cancelling (``BulkService.cancel``) marks the job ``cancelling``; the worker holding it,
 on any replica, checks before every batch and stops, marking it ``cancelled``.
@@ -27,14 +31,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import structlog
 
+from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import Author, ReminderSettings
 from threadline.kit.auth import Principal
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.errors import Conflict, NotFound
-from threadline.kit.ids import Document, new_id, utc_now
+from threadline.kit.ids import Document, derived_event_id, new_id, utc_now
 from threadline.kit.leases import Leases
 from threadline.kit.pacing import InteractiveLoad, Pace, PaceSettings
 from threadline.kit.policy import can_access_account
@@ -70,6 +76,8 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 MAX_BULK_ACCOUNTS = 10_000
+BULK_EVENTS = UUID("6f1d3c8e-2b4a-4e57-9d0c-8a1b7e5f3c21")
+"""Namespace of the event ids bulk jobs derive (never to change)."""
 
 
 class BulkJobNotFound(MessagingError, NotFound):
@@ -408,8 +416,9 @@ class BulkWorker:
         clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
-        threads: list[tuple[Document, list[Any]]] = []
+        threads: list[Document] = []
         messages: list[Document] = []
+        events: list[Envelope[Any]] = []
         counts = {"created": 0, "skipped": 0, "failed": 0}
         for offset, account_id in enumerate(account_ids):
             if offset % 10 == 9:
@@ -432,31 +441,37 @@ class BulkWorker:
                 outcome, result["reason"] = "skipped", SKIPPED_NO_PORTAL_CONTACT
             else:
                 try:
-                    thread, message, events = self._build(job, account, now)
+                    thread, message, thread_events = self._build(job, index, account, now)
                 except (InvalidMessage, ActionForbidden) as exc:
                     outcome, result["reason"] = "failed", exc.detail
                 else:
-                    threads.append((thread, events))
+                    threads.append(thread)
                     messages.append(message)
+                    events += thread_events
                     outcome, result["thread_id"] = "created", thread["_id"]
             result["outcome"] = outcome
             counts[outcome] += 1
             results.append(result)
-        # Messages first: a message without its thread is invisible, and the thread's
-        # insert is what publishes both events, in order.
+        # Messages first: a message without its thread is invisible; then the threads; then
+        # the events of all of them (also of threads a cut-short earlier try inserted).
         clock.lap("build_seconds")
         await self._messages.insert_many_new(messages)
         clock.lap("messages_seconds")
-        await self._threads.create_many(threads, group=f"bulk:{job.id}:{start}:{end}")
+        await self._threads.insert_new(threads)
         clock.lap("threads_seconds")
-        pace.written(clock.laps["messages_seconds"] + clock.laps["threads_seconds"])
+        await self._store.add_batch_events(job.id, start=start, end=end, events=events, at=now)
+        clock.lap("events_seconds")
+        pace.written(sum(clock.laps[step] for step in ("messages_seconds", "threads_seconds",
+                                                       "events_seconds")))  # fmt: skip
         _log.info("bulk batch written", job_id=job.id, start=start, end=end,
                   next_batch=pace.batch_size, **clock.laps)  # fmt: skip
         return _Written(start=start, end=end, results=results, counts=counts)
 
     def _build(
-        self, job: _Job, account: Document, now: datetime
-    ) -> tuple[Document, Document, list[Any]]:
+        self, job: _Job, index: int, account: Document, now: datetime
+    ) -> tuple[Document, Document, list[Envelope[Any]]]:
+        """The account's thread, first message and their two events (ids derived from job,
+        account and kind, in account order: see ``derived_event_id``)."""
         account_id = account["account_id"]
         contacts = addressed_contacts(account, account_id, ())
         rendered = render(
@@ -497,11 +512,18 @@ class BulkWorker:
             "last_client_message": last,
             "bulk_job_id": job.id,
         }
-        events = [
+        events: list[Envelope[Any]] = [
             thread_created_event(
-                thread, first_message_id=message["_id"], client_tasks=rendered.client_tasks
+                thread,
+                first_message_id=message["_id"],
+                client_tasks=rendered.client_tasks,
+                event_id=job.event_id(2 * index, "thread.created", account_id),
             ),
-            posted_event(message, firm=job.principal.firm),
+            posted_event(
+                message,
+                firm=job.principal.firm,
+                event_id=job.event_id(2 * index + 1, "message.posted", account_id),
+            ),
         ]
         return thread, message, events
 
@@ -659,6 +681,11 @@ class _Job:
     sender: Sender
     template_id: str | None
     today: date
+    created_at: datetime
+
+    def event_id(self, sequence: int, kind: str, account_id: str) -> UUID:
+        """The id of the job's event ``kind`` for ``account_id``: the same on every try."""
+        return derived_event_id(self.created_at, sequence, BULK_EVENTS, self.id, kind, account_id)
 
     @classmethod
     def of(cls, job: Document) -> _Job:
@@ -690,4 +717,5 @@ class _Job:
             sender=sender,
             template_id=job["template_id"],
             today=date.fromisoformat(job["today"]),
+            created_at=job["created_at"],
         )

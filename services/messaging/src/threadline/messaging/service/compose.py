@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from threadline.contracts import Envelope
 from threadline.contracts.events.messaging import Author, Embed, MessagePosted
@@ -178,7 +179,9 @@ def preview(document: Document) -> Document:
     }
 
 
-def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
+def posted_event(
+    document: Document, *, firm: str, event_id: UUID | None = None
+) -> Envelope[MessagePosted]:
     return EVENTS(
         MessagePosted(
             thread_id=document["thread_id"],
@@ -200,4 +203,5 @@ def posted_event(document: Document, *, firm: str) -> Envelope[MessagePosted]:
             posted_at=document["posted_at"],
         ),
         firm=firm,
+        event_id=event_id,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import structlog
 from pymongo.errors import DuplicateKeyError
@@ -113,7 +114,11 @@ def new_thread_document(
 
 
 def thread_created_event(
-    document: Document, *, first_message_id: str, client_tasks: tuple[str, ...]
+    document: Document,
+    *,
+    first_message_id: str,
+    client_tasks: tuple[str, ...],
+    event_id: UUID | None = None,
 ) -> Envelope[ThreadCreated]:
     """``messaging.thread.created`` of ``document``: rendered tasks and reminders included."""
     return EVENTS(
@@ -131,6 +136,7 @@ def thread_created_event(
             template_id=document["template_id"],
         ),
         firm=document["firm"],
+        event_id=event_id,
     )
 
 

@@ -10,6 +10,12 @@ A job is worked on by one replica at a time: the holder of its lease (``kit.leas
 named ``bulk:<job id>``). Progress moves by batches: ``record_batch`` advances ``cursor``
 only from the batch's start, so a batch redone after a crash or a takeover is counted once.
 
+The events of a batch's threads (``thread.created`` and the first ``message.posted`` of
+each) are written after its threads, in ONE outbox document (``bulk_events``, id
+``<job>:<start>:<end>``) instead of inside each thread: one small clear per batch after
+publishing instead of rewriting 100 thread documents (on FerretDB a ``$pullAll`` over a
+batch's threads cost 100 ms of the storage server, against 30 ms for the one document).
+
 ``status``: ``running`` → ``done``; or ``running`` → ``cancelling`` (asked, the worker
 finishes its batch) → ``cancelled`` (the accounts from ``cursor`` on were not processed).
 """
@@ -22,8 +28,10 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from threadline.contracts import Envelope
 from threadline.kit.ids import Document
 from threadline.kit.mongo import insert_new
+from threadline.kit.outbox import Outbox
 
 __all__ = ["MongoBulkStore"]
 
@@ -33,10 +41,11 @@ CHUNK = 1000
 
 
 class MongoBulkStore:
-    def __init__(self, database: AsyncDatabase[Document]) -> None:
+    def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._jobs = database["bulk_jobs"]
         self._accounts = database["bulk_accounts"]
         self._results = database["bulk_results"]
+        self._events = outbox.writer(database["bulk_events"])
 
     async def insert(self, job: Document) -> bool:
         """Store a new job (``account_ids`` go to their chunks, written first); False when a
@@ -125,6 +134,17 @@ class MongoBulkStore:
         await self._jobs.update_one(
             {"_id": job_id, "status": "running"}, {"$set": {"status": "done", "finished_at": at}}
         )
+
+    async def add_batch_events(
+        self, job_id: str, *, start: int, end: int, events: list[Envelope[Any]], at: datetime
+    ) -> None:
+        """The events of the batch ``[start, end)``'s threads, in one outbox document. A batch
+        redone with the same bounds finds its document and adds nothing; with other bounds
+        (a resumed job sizes its batches afresh) its events go out again under the same
+        derived ids, which consumers deduplicate."""
+        if events:
+            document = {"_id": f"{job_id}:{start}:{end}", "job_id": job_id, "created_at": at}
+            await self._events.insert_new([(document, events)])
 
     async def add_results(self, results: list[Document]) -> None:
         """Per-account results; ids already present (a redone batch) are kept as they are."""

@@ -25,6 +25,7 @@ MESSAGING_INDEXES = (
     IndexSpec("bulk_jobs", [("status", 1), ("created_at", 1)]),
     IndexSpec("bulk_results", [("job_id", 1), ("index", 1)]),
     IndexSpec("bulk_accounts", [("job_id", 1)]),
+    IndexSpec("bulk_events", [("_outbox.created_ms", 1)]),
     IndexSpec("firm_settings", [("_outbox.created_ms", 1)]),
     IndexSpec("threads", [("_outbox.created_ms", 1)]),
     IndexSpec("messages", [("_outbox.created_ms", 1)]),

@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from threadline.contracts import Envelope
 from threadline.kit.auth import Principal
 from threadline.kit.ids import Document
+from threadline.kit.mongo import insert_new
 from threadline.kit.outbox import Outbox
 from threadline.kit.policy import visible_account_filter
 from threadline.messaging.domain import InvalidMessage, Thread
@@ -71,14 +72,11 @@ class MongoThreadStore:
     async def get(self, firm: str, thread_id: str) -> Document | None:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
 
-    async def create_many(
-        self, created: list[tuple[Document, list[Envelope[Any]]]], *, group: str
-    ) -> set[str]:
-        """Insert new threads with their events in one round trip; ids already present are
-        left alone (a retried bulk batch). Their published events are cleared by ``group``
-        (unique per batch), a few writes instead of one per thread. Returns the ids this
-        call inserted."""
-        return await self._writes.insert_new(created, group=group)
+    async def insert_new(self, documents: list[Document]) -> None:
+        """Insert new threads in one round trip, without events (a bulk batch writes its
+        events after them, in one outbox document); ids already present are left alone
+        (a redone bulk batch)."""
+        await insert_new(self._threads, documents)
 
     async def latest_active(self, firm: str, account_id: str) -> Document | None:
         """J1: the account's most recently active thread (not archived), if any."""
