@@ -459,7 +459,9 @@ class BulkWorker:
         clock.lap("messages_seconds")
         await self._threads.insert_new(threads)
         clock.lap("threads_seconds")
-        await self._store.add_batch_events(job.id, start=start, end=end, events=events, at=now)
+        await self._store.add_batch_events(
+            job.id, firm=job.principal.firm, start=start, end=end, events=events, at=now
+        )
         clock.lap("events_seconds")
         pace.written(sum(clock.laps[step] for step in ("messages_seconds", "threads_seconds",
                                                        "events_seconds")))  # fmt: skip

@@ -136,14 +136,26 @@ class MongoBulkStore:
         )
 
     async def add_batch_events(
-        self, job_id: str, *, start: int, end: int, events: list[Envelope[Any]], at: datetime
+        self,
+        job_id: str,
+        *,
+        firm: str,
+        start: int,
+        end: int,
+        events: list[Envelope[Any]],
+        at: datetime,
     ) -> None:
         """The events of the batch ``[start, end)``'s threads, in one outbox document. A batch
         redone with the same bounds finds its document and adds nothing; with other bounds
         (a resumed job sizes its batches afresh) its events go out again under the same
         derived ids, which consumers deduplicate."""
         if events:
-            document = {"_id": f"{job_id}:{start}:{end}", "job_id": job_id, "created_at": at}
+            document = {
+                "_id": f"{job_id}:{start}:{end}",
+                "job_id": job_id,
+                "firm": firm,
+                "created_at": at,
+            }
             await self._events.insert_new([(document, events)])
 
     async def add_results(self, results: list[Document]) -> None:
