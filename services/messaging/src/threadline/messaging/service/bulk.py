@@ -344,7 +344,9 @@ class BulkWorker:
         """Work the batches from ``cursor`` on; False when the job was cancelled meanwhile.
 
         Before each batch the job waits while interactive requests need the server
-        (``pace.wait``), and each batch's size follows the time its writes took.
+        (``pace.wait``), and each batch's size follows the time its writes took. The next
+        batch is built (directory, rendering: the service's CPU) while this one is written
+        (the storage server's), so the two overlap instead of taking turns.
 
         Results and progress are recorded while the next batches are built and written,
         one recording in flight: batches written meanwhile are recorded together by the
@@ -353,40 +355,60 @@ class BulkWorker:
         """
         renewed = time.monotonic()
         unrecorded: _Written | None = None
+        upcoming: asyncio.Task[_Prepared] | None = None
         async with _InOrder() as recordings:
-            while cursor < job.total:
-                if await self._store.status(job.id) == "cancelling":  # asked on any replica
-                    await recordings.wait()
-                    if unrecorded is not None:
-                        await self._record(job, unrecorded)
-                    await self._cancelled(job, cursor)
-                    return False
-                # Renewed every third of its term, not every batch: a write less per batch.
-                # A replica that took over meanwhile redoes what was not recorded yet, which
-                # inserts nothing twice.
-                if time.monotonic() - renewed >= self._settings.lease_seconds / 3:
-                    if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
-                        raise _LeaseLost
-                    renewed = time.monotonic()
-                await pace.wait()
-                end = min(cursor + pace.batch_size, job.total)
-                written = await self._batch(job, cursor, end, lookahead, pace)
-                unrecorded = written if unrecorded is None else unrecorded.then(written)
-                if recordings.idle:
-                    await recordings.start(self._record(job, unrecorded))
-                    unrecorded = None
-                cursor = end
-                if cursor < job.total:
-                    await asyncio.sleep(self._settings.pause_seconds)  # let requests in
+            try:
+                while cursor < job.total:
+                    if await self._store.status(job.id) == "cancelling":  # asked anywhere
+                        await recordings.wait()
+                        if unrecorded is not None:
+                            await self._record(job, unrecorded)
+                        await self._cancelled(job, cursor)
+                        return False
+                    renewed = await self._renew_when_due(lease, renewed)
+                    await pace.wait()
+                    prepared = await (upcoming or self._prepare_soon(job, cursor, lookahead, pace))
+                    upcoming = None
+                    if prepared.end < job.total:
+                        upcoming = self._prepare_soon(job, prepared.end, lookahead, pace)
+                    written = await self._write(job, prepared, pace)
+                    unrecorded = written if unrecorded is None else unrecorded.then(written)
+                    if recordings.idle:
+                        await recordings.start(self._record(job, unrecorded))
+                        unrecorded = None
+                    cursor = prepared.end
+                    if cursor < job.total:
+                        await asyncio.sleep(self._settings.pause_seconds)  # let requests in
+            finally:
+                if upcoming is not None:
+                    upcoming.cancel()
             await recordings.wait()
             if unrecorded is not None:
                 await self._record(job, unrecorded)
         return True
 
+    async def _renew_when_due(self, lease: str, renewed: float) -> float:
+        """Renew the job's lease every third of its term, not every batch (a write less per
+        batch); returns when it was last renewed. A replica that took over meanwhile redoes
+        what was not recorded yet, which inserts nothing twice."""
+        if time.monotonic() - renewed < self._settings.lease_seconds / 3:
+            return renewed
+        if not await self._leases.renew(lease, seconds=self._settings.lease_seconds):
+            raise _LeaseLost
+        return time.monotonic()
+
+    def _prepare_soon(
+        self, job: _Job, start: int, lookahead: _DirectoryReads, pace: Pace
+    ) -> asyncio.Task[_Prepared]:
+        """Start building the batch from ``start`` (of the current batch size)."""
+        end = min(start + pace.batch_size, job.total)
+        return asyncio.create_task(self._prepare(job, start, end, lookahead, pace.batch_size))
+
     async def _step(self, job: _Job, cursor: int, lookahead: _DirectoryReads, pace: Pace) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         end = min(cursor + pace.batch_size, job.total)
-        await self._record(job, await self._batch(job, cursor, end, lookahead, pace))
+        prepared = await self._prepare(job, cursor, end, lookahead, pace.batch_size)
+        await self._record(job, await self._write(job, prepared, pace))
         return end
 
     async def _record(self, job: _Job, written: _Written) -> None:
@@ -405,14 +427,14 @@ class BulkWorker:
         await self._store.finish_cancelled(job.id, not_processed=job.total - cursor, at=utc_now())
         _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
 
-    async def _batch(
-        self, job: _Job, start: int, end: int, lookahead: _DirectoryReads, pace: Pace
-    ) -> _Written:
-        """Create the batch's threads; their results, the counts, and each step's time.
-        The time of its two inserts sizes the next batch (``pace.written``)."""
+    async def _prepare(
+        self, job: _Job, start: int, end: int, lookahead: _DirectoryReads, following: int
+    ) -> _Prepared:
+        """Build the batch ``[start, end)``: its threads, first messages, events, and the
+        per-account results; nothing is written yet."""
         account_ids = job.account_ids[start:end]
         clock = _Stopwatch()
-        accounts = await lookahead.accounts(start, end, following=pace.batch_size)
+        accounts = await lookahead.accounts(start, end, following=following)
         clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
@@ -452,22 +474,40 @@ class BulkWorker:
             result["outcome"] = outcome
             counts[outcome] += 1
             results.append(result)
-        # Messages first: a message without its thread is invisible; then the threads; then
-        # the events of all of them (also of threads a cut-short earlier try inserted).
         clock.lap("build_seconds")
-        await self._messages.insert_many_new(messages)
+        return _Prepared(
+            start=start,
+            end=end,
+            at=now,
+            threads=threads,
+            messages=messages,
+            events=events,
+            written=_Written(start=start, end=end, results=results, counts=counts),
+            laps=clock.laps,
+        )
+
+    async def _write(self, job: _Job, batch: _Prepared, pace: Pace) -> _Written:
+        """Write a built batch. Messages first: a message without its thread is invisible;
+        then the threads; then the events of all of them (also of threads a cut-short
+        earlier try inserted). The time of these writes sizes the next batch."""
+        clock = _Stopwatch()
+        await self._messages.insert_many_new(batch.messages)
         clock.lap("messages_seconds")
-        await self._threads.insert_new(threads)
+        await self._threads.insert_new(batch.threads)
         clock.lap("threads_seconds")
         await self._store.add_batch_events(
-            job.id, firm=job.principal.firm, start=start, end=end, events=events, at=now
+            job.id,
+            firm=job.principal.firm,
+            start=batch.start,
+            end=batch.end,
+            events=batch.events,
+            at=batch.at,
         )
         clock.lap("events_seconds")
-        pace.written(sum(clock.laps[step] for step in ("messages_seconds", "threads_seconds",
-                                                       "events_seconds")))  # fmt: skip
-        _log.info("bulk batch written", job_id=job.id, start=start, end=end,
-                  next_batch=pace.batch_size, **clock.laps)  # fmt: skip
-        return _Written(start=start, end=end, results=results, counts=counts)
+        pace.written(sum(clock.laps.values()))
+        _log.info("bulk batch written", job_id=job.id, start=batch.start, end=batch.end,
+                  next_batch=pace.batch_size, **batch.laps, **clock.laps)  # fmt: skip
+        return batch.written
 
     def _build(
         self, job: _Job, index: int, account: Document, now: datetime
@@ -559,6 +599,22 @@ class _InOrder:
             await self.wait()
         elif self._task is not None:
             self._task.cancel()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch built and not written yet."""
+
+    start: int
+    end: int
+    at: datetime
+    threads: list[Document]
+    messages: list[Document]
+    events: list[Envelope[Any]]
+    written: _Written
+    """What recording it takes once it is written."""
+    laps: dict[str, float]
+    """Seconds of its directory read and its building."""
 
 
 @dataclass(frozen=True)
