@@ -7,7 +7,10 @@ failure (relay down, 4xx) puts the mail back with exponential backoff for up to
 ``retry_for``; a permanent one (5xx, or a mail that cannot be rendered) gives it up,
 logged with its reason. Message-ID is derived from the mail id, so even the one
 unavoidable window (accepted by the relay, then a crash before the mark) yields a
-duplicate the receiving side can recognise.
+duplicate the receiving side can recognise. Storage going away in that window is not a
+crash: the marks are retried until it answers (``MARK_SENT_RETRY_SECONDS``), since a claim
+left to lapse would be claimed and the mail sent again (the chaos run's kill -9 of Kafka
+and MongoDB sent three mails twice).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from email.message import EmailMessage
 from typing import Protocol
 
 import structlog
+from pymongo.errors import ConnectionFailure
 
 from threadline.kit.ids import Document, new_id
 from threadline.reminders.domain import Schedule, retry_delay
@@ -40,6 +44,9 @@ class Mailer(Protocol):
 
 
 NotificationSent = Callable[[str, str, Collection[str], datetime], Awaitable[None]]
+
+MARK_SENT_RETRY_SECONDS = 300.0
+"""How long marking a delivered mail sent is retried while storage is unreachable."""
 
 
 class MailDelivery:
@@ -137,12 +144,7 @@ class MailDelivery:
         if not delivered:
             return 0
         sent_at = self._clock()
-        marks = await asyncio.gather(
-            *(
-                self._mails.mark_sent(str(mail["_id"]), token=str(mail["claim"]), now=sent_at)
-                for mail in delivered
-            )
-        )
+        marks = await asyncio.gather(*(self._mark_sent(mail, sent_at) for mail in delivered))
         marked = sum(marks)
         if marked != len(delivered):
             _log.warning("e-mails sent after their claim lapsed", count=len(delivered) - marked)
@@ -162,6 +164,26 @@ class MailDelivery:
                     sent_at,
                 )
         return len(delivered)
+
+    async def _mark_sent(self, mail: Document, sent_at: datetime) -> bool:
+        """Mark a mail the relay accepted sent, retrying while storage is unreachable (up to
+        ``MARK_SENT_RETRY_SECONDS``): this batch's claims are this job's until then, since
+        the job runs again only after this pass, and another replica can claim nothing
+        while storage is down. False when the claim was lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + MARK_SENT_RETRY_SECONDS
+        delay = 0.25
+        while True:
+            try:
+                return await self._mails.mark_sent(
+                    str(mail["_id"]), token=str(mail["claim"]), now=sent_at
+                )
+            except ConnectionFailure:
+                if loop.time() + delay > deadline:
+                    raise
+                _log.warning("marking a sent e-mail failed; retrying", mail_id=mail["_id"])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _retry_or_give_up(self, mail: Document, error: str) -> None:
         now = self._clock()
