@@ -6,7 +6,7 @@ Against a real uvicorn messaging process, in one run:
 1. idle post latency: POST /messages one after another while nothing else runs (p50/p99);
 2. raw baseline: the same number of thread and first-message documents as the job
    creates (built by the service's own document builders, rendered the same way), written
-   with ``insert_many`` in batches of the job's batch size, plus the same number of events
+   with ``insert_many`` in batches of ``--batch-size`` (100), plus the same number of events
    (thread.created + message.posted per account) produced in batches to a scratch topic
    and flushed per batch (acks=all);
 3. the bulk job: POST /v1/bulk-messages for N accounts (default 10,000), timed until the
@@ -47,6 +47,7 @@ from threadline.messaging.service.bulk import derived_id
 from threadline.messaging.service.compose import message_document, posted_event
 from threadline.messaging.service.templates import Content, Sender, render
 from threadline.messaging.service.threads import new_thread_document, thread_created_event
+from threadline.messaging.settings import Settings as MessagingSettings
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _process import ServiceProcess, create_raw_topic
@@ -117,7 +118,9 @@ class Benchmark:
         )
 
     def server(self) -> ServiceProcess:
-        env = {"MESSAGING_BULK_BATCH_SIZE": str(self.batch_size)}
+        """The service with its own bulk settings (``MESSAGING_BULK_*`` from the
+        environment, else their defaults): what is measured is the job as configured."""
+        env: dict[str, str] = {}
         if self.profile is None:
             return ServiceProcess(
                 "messaging", database=self.database, group=f"bench-{self.firm}", env=env
@@ -307,7 +310,12 @@ class Benchmark:
         job_rate = self.accounts / job_seconds
         events_rate = self.accounts / events_seconds
         idle_p99, during_p99 = percentile_ms(idle, 0.99), percentile_ms(during, 0.99)
-        print(f"bulk benchmark: {self.accounts} accounts, batches of {self.batch_size}")
+        bulk = MessagingSettings()
+        print(f"bulk benchmark: {self.accounts} accounts; raw baseline in batches of "
+              f"{self.batch_size}; job batches {bulk.bulk_min_batch_size}-"
+              f"{bulk.bulk_batch_size}, target write {bulk.bulk_target_write_seconds} s, "
+              f"latency factor {bulk.bulk_latency_factor}, "
+              f"max yield {bulk.bulk_max_yield_seconds} s")  # fmt: skip
         print(f"  raw baseline (insert_many + batched produce) {raw_rate:8.1f} accounts/s")
         print(f"  bulk job, until done                          {job_rate:8.1f} accounts/s "
               f"({job_rate / raw_rate:5.1%} of baseline; target >= 50%)")  # fmt: skip
@@ -322,7 +330,9 @@ class Benchmark:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--batch-size", type=int, default=100, help="The raw baseline's insert_many size."
+    )
     parser.add_argument(
         "--post-interval", type=float, default=0.1, help="Pause between posts during the job."
     )

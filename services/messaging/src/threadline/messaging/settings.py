@@ -29,23 +29,27 @@ class Settings(ServiceSettings):
         ),
     )
     bulk_batch_size: int = Field(
-        default=100, ge=1, le=1000, description="P2: most accounts a bulk job handles per batch."
+        default=20,
+        ge=1,
+        le=1000,
+        description="P2: most accounts a bulk job handles per batch (small batches keep "
+        "a request that arrives during one from waiting long).",
     )
     bulk_min_batch_size: int = Field(
-        default=10,
+        default=5,
         ge=1,
         le=1000,
         description="P2: fewest accounts per batch when the job's writes are slow.",
     )
     bulk_target_write_seconds: float = Field(
-        default=0.5,
+        default=0.03,
         gt=0,
         le=60,
         description="P2: a batch whose inserts took longer halves the next batch; "
         "a faster one grows it by a tenth of the largest size.",
     )
     bulk_latency_factor: float = Field(
-        default=1.5,
+        default=10,
         ge=1,
         le=100,
         description="P2: the job waits between batches while recent request latency is "
@@ -58,7 +62,7 @@ class Settings(ServiceSettings):
         description="P2: the idle latency the factor applies to is never taken below this.",
     )
     bulk_max_yield_seconds: float = Field(
-        default=2.0,
+        default=0.5,
         ge=0,
         le=60,
         description="P2: longest wait between batches for interactive requests "
