@@ -3,7 +3,8 @@
 ``BulkService.start`` stores the job (the content rendered later is fixed now: a template
 is copied into the job, so editing or deleting it meanwhile changes nothing) and answers at
 once. ``BulkWorker.run`` — one per replica — claims jobs by lease (``kit.leases``) and
-works through them in batches: one directory query per batch, every thread rendered with
+works through them in batches: the accounts read from the directory (the firm's whole
+directory once for a large job, else by ``_id`` a batch ahead), every thread rendered with
 the same function as a single thread creation, then one unordered insert of the first
 messages, one of the threads, one outbox document with all their ``thread.created`` and
 ``message.posted`` events, the per-account results, and the job's progress.
@@ -400,16 +401,14 @@ class BulkWorker:
     def _prepare_soon(
         self, job: _Job, start: int, lookahead: _DirectoryReads, pace: Pace
     ) -> asyncio.Task[_Prepared]:
-        """Start building the batch from ``start`` (of the current batch size)."""
-        end = min(start + pace.batch_size, job.total)
-        return asyncio.create_task(self._prepare(job, start, end, lookahead, pace.batch_size))
+        """Start building the batch from ``start`` in the background."""
+        return asyncio.create_task(self._prepare(job, start, lookahead, pace.batch_size))
 
     async def _step(self, job: _Job, cursor: int, lookahead: _DirectoryReads, pace: Pace) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
-        end = min(cursor + pace.batch_size, job.total)
-        prepared = await self._prepare(job, cursor, end, lookahead, pace.batch_size)
+        prepared = await self._prepare(job, cursor, lookahead, pace.batch_size)
         await self._record(job, await self._write(job, prepared, pace))
-        return end
+        return prepared.end
 
     async def _record(self, job: _Job, written: _Written) -> None:
         """Store the per-account results, then move the job's progress past the batches."""
@@ -428,13 +427,15 @@ class BulkWorker:
         _log.info("bulk job cancelled", job_id=job.id, processed=cursor, total=job.total)
 
     async def _prepare(
-        self, job: _Job, start: int, end: int, lookahead: _DirectoryReads, following: int
+        self, job: _Job, start: int, lookahead: _DirectoryReads, size: int
     ) -> _Prepared:
-        """Build the batch ``[start, end)``: its threads, first messages, events, and the
-        per-account results; nothing is written yet."""
+        """Build the batch of ``size`` accounts from ``start``: its threads, first messages,
+        events, and the per-account results; nothing is written yet. The directory reads
+        ahead as far again."""
+        end = min(start + size, job.total)
         account_ids = job.account_ids[start:end]
         clock = _Stopwatch()
-        accounts = await lookahead.accounts(start, end, following=following)
+        accounts = await lookahead.accounts(start, end, following=size)
         clock.lap("directory_seconds")
         now = utc_now()
         results: list[Document] = []
