@@ -1,4 +1,4 @@
-"""Delivering mails when storage goes away between the relay's acceptance and the mark."""
+"""N1: delivering mails when storage goes away between the relay's acceptance and the mark."""
 
 from __future__ import annotations
 
@@ -75,14 +75,14 @@ def plain_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(delivery, "render", lambda mail, **_: EmailMessage())
 
 
-async def test_a_mail_accepted_by_the_relay_is_marked_sent_once_storage_is_back() -> None:
+async def test_n1_a_mail_accepted_by_the_relay_is_marked_sent_once_storage_is_back() -> None:
     """Before, the failed mark left the claim to lapse: the mail was claimed and sent again."""
     mails, mailer = MailsThatLoseStorage(failures=3), RecordingMailer()
     assert await delivery_with(mails, mailer).run_due() == 1
     assert len(mailer.sent) == 1 and mails.marked == ["m1"]
 
 
-async def test_storage_gone_for_longer_than_the_retry_window_is_reported(
+async def test_n1_storage_gone_for_longer_than_the_retry_window_is_reported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(delivery, "MARK_SENT_RETRY_SECONDS", 0.5)
