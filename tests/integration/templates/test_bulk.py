@@ -28,7 +28,7 @@ from threadline.messaging.service.bulk import (
     thread_id_for,
 )
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
-from threadline.messaging.store.bulk import MongoBulkStore
+from threadline.messaging.store.bulk import RESULTS_PAGE, BatchRecord, MongoBulkStore, page_end
 
 from ..conftest import eventually, token_for
 from ..messaging.conftest import DORMANT, LEE, PATEL
@@ -160,12 +160,13 @@ async def test_p2_one_replica_works_a_job_at_a_time_and_a_batch_counts_once(
     lease is free it completes it; a batch recorded twice (a redo) is counted once."""
     runtime = firm.app.state.runtime
     database = runtime.database
-    store = MongoBulkStore(database, outbox=runtime.outbox)
+    store = MongoBulkStore(database)
     worker = BulkWorker(
         store=store,
         threads=MongoThreadStore(database, outbox=runtime.outbox),
         messages=MongoMessageStore(database, outbox=runtime.outbox),
         directory=MongoDirectory(database),
+        publisher=runtime.publisher,
         leases=Leases(database, holder="replica-b"),
         wake=asyncio.Event(),
         settings=WorkerSettings(pace=PaceSettings(max_batch=1, min_batch=1)),
@@ -207,6 +208,7 @@ def replica_worker(
     *,
     batch_size: int,
     store: MongoBulkStore | None = None,
+    publisher: Any = None,
     **settings: Any,
 ) -> BulkWorker:
     """A second replica's worker on the same database (its own lease holder name), with
@@ -214,10 +216,11 @@ def replica_worker(
     runtime = firm.app.state.runtime
     database = runtime.database
     return BulkWorker(
-        store=store or MongoBulkStore(database, outbox=runtime.outbox),
+        store=store or MongoBulkStore(database),
         threads=MongoThreadStore(database, outbox=runtime.outbox),
         messages=MongoMessageStore(database, outbox=runtime.outbox),
         directory=MongoDirectory(database),
+        publisher=publisher or runtime.publisher,
         leases=leases,
         wake=asyncio.Event(),
         settings=WorkerSettings(
@@ -264,26 +267,51 @@ async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcom
     assert sorted(t["subject"] for t in threads) == [f"s Whole {i}" for i in range(5)]
 
 
-class EventsWriteCutShort(MongoBulkStore):
-    """The first batch's events write fails: the worker died between inserting the batch's
-    threads and writing their events."""
+class FailsOnce:
+    """The first call fails: Kafka, or the storage server, went away at that moment."""
 
-    def __init__(self, database: Any, *, outbox: Any) -> None:
-        super().__init__(database, outbox=outbox)
+    def __init__(self) -> None:
         self.failures = 1
 
-    async def add_batch_events(self, job_id: str, **batch: Any) -> None:
+    def check(self) -> None:
         if self.failures:
             self.failures -= 1
-            raise ConnectionError("died before the batch's events were written")
-        await super().add_batch_events(job_id, **batch)
+            raise ConnectionError("went away")
 
 
-async def test_p2_threads_of_a_batch_cut_short_before_its_events_get_them_on_the_redo(
+class PublishingCutShort:
+    """A publisher whose first publish fails: the batch's threads are written, none of
+    their events went out."""
+
+    def __init__(self, publisher: Any) -> None:
+        self._publisher = publisher
+        self.once = FailsOnce()
+
+    async def publish_record(self, **record: Any) -> None:
+        self.once.check()
+        await self._publisher.publish_record(**record)
+
+
+class ResultsCutShort(MongoBulkStore):
+    """The first results write fails: the batch's events went out, its results were not
+    stored, so the batch is redone."""
+
+    def __init__(self, database: Any) -> None:
+        super().__init__(database)
+        self.once = FailsOnce()
+
+    async def add_batches(self, job_id: str, batches: list[BatchRecord]) -> None:
+        self.once.check()
+        await super().add_batches(job_id, batches)
+
+
+async def test_p2_a_batch_cut_short_before_or_after_its_events_went_out_is_redone(
     firm: TemplateFirm,
 ) -> None:
-    """Events are written after the threads (one outbox document per batch); the redo of a
-    batch cut short in between writes them, under the ids the first try derived."""
+    """A batch's events are published after its threads are written and before its
+    results are stored: a pass that failed before they went out publishes them on the redo,
+    and one that failed after publishes them again under the same ids (consumers
+    deduplicate); every thread gets its events, each under one id."""
     active = [account(f"acc_e{i}", f"Ev {i}", (f"Eve{i} Doe", True)) for i in range(4)]
     await add_accounts(firm, active)
     runtime = firm.app.state.runtime
@@ -296,13 +324,18 @@ async def test_p2_threads_of_a_batch_cut_short_before_its_events_get_them_on_the
         "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
     )
     assert started.status_code == 202 and started.json()["id"] == job_id, started.text
-    store = EventsWriteCutShort(runtime.database, outbox=runtime.outbox)
-    worker = replica_worker(firm, replica, batch_size=2, store=store)
+    store = ResultsCutShort(runtime.database)
+    publisher = PublishingCutShort(runtime.publisher)
+    worker = replica_worker(firm, replica, batch_size=2, store=store, publisher=publisher)
     threads = runtime.database["threads"]
     async with ThreadCreatedWatch(runtime.settings.kafka_bootstrap_servers) as watch:
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ConnectionError):  # the first batch's events
             await worker.work_once()
-        assert await threads.count_documents({"bulk_job_id": job_id}) == 2
+        # the failure surfaces behind the job, once a later batch is written
+        assert await threads.count_documents({"bulk_job_id": job_id}) >= 4
+        with pytest.raises(ConnectionError):  # the first batch's results, events out
+            await worker.work_once()
+        assert await runtime.database["bulk_batches"].count_documents({"job_id": job_id}) == 0
         assert await worker.work_once()
         job = await finished(firm, job_id)
         created = {r["thread_id"] for r in job["results"]}
@@ -310,12 +343,53 @@ async def test_p2_threads_of_a_batch_cut_short_before_its_events_get_them_on_the
     assert job["created"] == 4 and len(created) == 4
     ids = {thread: {e.id for e in watch.every if e.data.thread_id == thread} for thread in created}
     assert all(len(each) == 1 for each in ids.values()), ids
-    assert (
-        await runtime.database["bulk_events"].count_documents(
-            {"job_id": job_id, "_outbox.0": {"$exists": True}}
-        )
-        == 0
-    )
+
+
+def batch_of(start: int, end: int, tag: str) -> BatchRecord:
+    """A written batch whose every account got a thread (``tag`` names the try)."""
+    results = [
+        {"index": index, "account_id": f"acc_{index}", "outcome": "created",
+         "thread_id": f"th_{index}_{tag}", "reason": None}
+        for index in range(start, end)
+    ]  # fmt: skip
+    return BatchRecord(start=start, end=end, at=utc_now(), results=results, events=[])
+
+
+def batches_of(size: int, start: int, end: int, tag: str) -> list[BatchRecord]:
+    """``[start, end)`` in batches of ``size``, cut where a page of results ends."""
+    batches = []
+    while start < end:
+        batches.append(batch_of(start, min(start + size, end, page_end(start)), tag))
+        start = batches[-1].end
+    return batches
+
+
+async def test_p2_results_of_batches_redone_with_other_bounds_are_listed_once(
+    firm: TemplateFirm,
+) -> None:
+    """A resumed job sizes its batches afresh, so its batch documents overlap the first
+    try's: every page of results lists each account once, in request order, none missing,
+    across pages of stored results."""
+    runtime = firm.app.state.runtime
+    store = MongoBulkStore(runtime.database)
+    job_id = f"overlap-{firm.firm}"
+    total = 2 * RESULTS_PAGE + 30
+    await store.add_batches(job_id, batches_of(40, 0, 150, "first"))
+    redo = batches_of(30, 0, total, "redo")
+    await store.add_batches(job_id, redo)
+    await store.add_batches(job_id, redo[1:3])  # a redo of the redo
+    assert all(b.start // RESULTS_PAGE == (b.end - 1) // RESULTS_PAGE for b in redo)
+    for limit in (1, 7, RESULTS_PAGE - 1, RESULTS_PAGE, RESULTS_PAGE + 1, total):
+        listed: list[int] = []
+        after = -1
+        while True:
+            found = await store.results(job_id, after=after, limit=limit)
+            page = found[:limit]
+            listed += [result["index"] for result in page]
+            if len(found) <= limit:
+                break
+            after = page[-1]["index"]
+        assert listed == list(range(total)), (limit, listed)
 
 
 async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
@@ -337,7 +411,7 @@ async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
     # batches of 2 with a long pause between them: the cancel lands in a pause
     worker = replica_worker(firm, replica, batch_size=2, pause_seconds=5.0)
     working = asyncio.create_task(worker.work_once())
-    store = MongoBulkStore(firm.app.state.runtime.database, outbox=firm.app.state.runtime.outbox)
+    store = MongoBulkStore(firm.app.state.runtime.database)
     await eventually(
         lambda: store.summary(firm.firm, job_id),
         until=lambda job: job is not None and job["cursor"] >= 2,
@@ -414,6 +488,49 @@ async def test_p2_a_job_cancelled_before_any_replica_took_it_processes_nothing(
     assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 0
 
 
+class ResultsNeverStored(MongoBulkStore):
+    """Every results write fails: the worker writes threads, then dies before recording."""
+
+    async def add_batches(self, job_id: str, batches: list[BatchRecord]) -> None:
+        raise ConnectionError("died before recording")
+
+
+async def test_p2_a_job_cancelled_after_its_worker_died_finishes_what_it_may_have_written(
+    firm: TemplateFirm,
+) -> None:
+    """The worker reserves how far it may write threads before writing them; a job
+    cancelled after that worker died is finished up to its reservation, so the threads
+    it wrote get their results and events, and the job is then cancelled."""
+    active = [account(f"acc_r{i}", f"Res {i}", (f"Rex{i} Doe", True)) for i in range(6)]
+    await add_accounts(firm, active)
+    runtime = firm.app.state.runtime
+    key = f"reserved-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_olivia", key)
+    replica = Leases(runtime.database, holder="replica-r")
+    assert await replica.claim(f"bulk:{job_id}", seconds=600)
+    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
+    started = await firm.call(
+        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    dying = replica_worker(firm, replica, batch_size=2, store=ResultsNeverStored(runtime.database))
+    threads = runtime.database["threads"]
+    async with ThreadCreatedWatch(runtime.settings.kafka_bootstrap_servers) as watch:
+        with pytest.raises(ConnectionError):
+            await dying.work_once()
+        written = {t["_id"] for t in await threads.find({"bulk_job_id": job_id}).to_list()}
+        assert len(written) >= 4  # the failure surfaces once a later batch is written
+        cancel = await firm.call("owner", "POST", f"/v1/bulk-messages/{job_id}/cancel")
+        assert cancel.json()["status"] == "cancelling", cancel.text
+        assert await replica_worker(firm, replica, batch_size=2).work_once()
+        job = (await firm.call("owner", "GET", f"/v1/bulk-messages/{job_id}")).json()
+        await watch.events(written)
+    assert job["status"] == "cancelled"
+    outcomes = {r["thread_id"]: r["outcome"] for r in job["results"] if r["thread_id"]}
+    assert written <= set(outcomes) and set(outcomes.values()) == {"created"}
+    assert job["processed"] + job["cancelled"] == 6
+
+
 async def test_p2_a_finished_job_cannot_be_cancelled(firm: TemplateFirm) -> None:
     body = {"account_ids": [LEE], "subject": "s", "html": "<p>h</p>"}
     started = await firm.call("owner", "POST", "/v1/bulk-messages", json=body)
@@ -480,85 +597,84 @@ async def test_p2_a_job_resumes_after_sigkill_with_no_duplicate_and_none_missing
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["THREADLINE_MONGODB_URL"])
     database = mongo[database_name]
     headers = {"Authorization": f"Bearer {token_for(firm, role='owner', sub='st_olivia')}"}
+    watch = ThreadCreatedWatch(os.environ["THREADLINE_KAFKA_BOOTSTRAP_SERVERS"])
     try:
-        async with messaging_process(env, port) as first:
-            # The demo directory goes through the projection's own apply methods (what its
-            # Kafka handlers call); the 120 accounts are written in the projection's shape in
-            # one insert (one upsert each takes ~0.4 s on this shared machine's FerretDB).
-            directory = MongoDirectory(database)
-            apply = {
-                "directory.firm.upserted": directory.apply_firm,
-                "directory.staff.upserted": directory.apply_staff,
-                "directory.account.upserted": directory.apply_account,
-            }
-            for event in demo_directory(firm):
-                await apply[event.type](event)
-            await database["directory_accounts"].insert_many(
-                [
-                    each.model_dump()
-                    | {"_id": f"{firm}:{each.account_id}", "firm": firm}
-                    | {"removed": False, "as_of": utc_now()}
-                    for each in accounts
-                ]
+        async with watch:
+            async with messaging_process(env, port) as first:
+                # The demo directory goes through the projection's own apply methods (what its
+                # Kafka handlers call); the 120 accounts are written in the projection's shape in
+                # one insert (one upsert each takes ~0.4 s on this shared machine's FerretDB).
+                directory = MongoDirectory(database)
+                apply = {
+                    "directory.firm.upserted": directory.apply_firm,
+                    "directory.staff.upserted": directory.apply_staff,
+                    "directory.account.upserted": directory.apply_account,
+                }
+                for event in demo_directory(firm):
+                    await apply[event.type](event)
+                await database["directory_accounts"].insert_many(
+                    [
+                        each.model_dump()
+                        | {"_id": f"{firm}:{each.account_id}", "firm": firm}
+                        | {"removed": False, "as_of": utc_now()}
+                        for each in accounts
+                    ]
+                )
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                    started = await http.post(
+                        "/v1/bulk-messages",
+                        headers=headers,
+                        json={
+                            "account_ids": [a.account_id for a in accounts],
+                            "subject": "Year end [[account.name]]",
+                            "html": "<p>Dear [[contact.first_name]]</p>",
+                        },
+                    )
+                    assert started.status_code == 202, started.text
+                    job_id = started.json()["id"]
+
+                    async def processed() -> int:
+                        job = await database["bulk_jobs"].find_one({"_id": job_id})
+                        return int(job["cursor"]) if job else 0
+
+                    at_kill = await eventually(processed, until=lambda n: n >= 30, within=90)
+                first.send_signal(signal.SIGKILL)
+                await first.wait()
+            assert at_kill < 120, "the job finished before the kill; slow it down"
+
+            async with (
+                messaging_process(env, port),
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+            ):
+
+                async def job() -> dict[str, Any]:
+                    response = await http.get(
+                        f"/v1/bulk-messages/{job_id}", headers=headers, params={"limit": 1000}
+                    )
+                    return dict(response.json())
+
+                done = await eventually(job, until=lambda j: j["status"] == "done", within=120)
+
+            assert (done["created"], done["skipped"], done["failed"]) == (120, 0, 0)
+            assert len(done["results"]) == 120
+            threads = (
+                await database["threads"].find({"bulk_job_id": job_id}, {"account_id": 1}).to_list()
             )
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                started = await http.post(
-                    "/v1/bulk-messages",
-                    headers=headers,
-                    json={
-                        "account_ids": [a.account_id for a in accounts],
-                        "subject": "Year end [[account.name]]",
-                        "html": "<p>Dear [[contact.first_name]]</p>",
-                    },
-                )
-                assert started.status_code == 202, started.text
-                job_id = started.json()["id"]
-
-                async def processed() -> int:
-                    job = await database["bulk_jobs"].find_one({"_id": job_id})
-                    return int(job["cursor"]) if job else 0
-
-                at_kill = await eventually(processed, until=lambda n: n >= 30, within=90)
-            first.send_signal(signal.SIGKILL)
-            await first.wait()
-        assert at_kill < 120, "the job finished before the kill; slow it down"
-
-        async with (
-            messaging_process(env, port),
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
-        ):
-
-            async def job() -> dict[str, Any]:
-                response = await http.get(
-                    f"/v1/bulk-messages/{job_id}", headers=headers, params={"limit": 1000}
-                )
-                return dict(response.json())
-
-            done = await eventually(job, until=lambda j: j["status"] == "done", within=120)
-
-            async def unpublished() -> int:
-                """Threads whose events (written before or after the kill) are not out yet."""
-                query = {"bulk_job_id": job_id, "_outbox.0": {"$exists": True}}
-                return await database["threads"].count_documents(query)
-
-            await eventually(unpublished, until=lambda n: n == 0, within=60)
-
-        assert (done["created"], done["skipped"], done["failed"]) == (120, 0, 0)
-        assert len(done["results"]) == 120
-        threads = (
-            await database["threads"].find({"bulk_job_id": job_id}, {"account_id": 1}).to_list()
-        )
-        assert sorted(t["account_id"] for t in threads) == sorted(a.account_id for a in accounts)
-        assert {t["_id"] for t in threads} == {
-            thread_id_for(job_id, a.account_id) for a in accounts
-        }
-        messages = await database["messages"].count_documents(
-            {"thread_id": {"$in": [t["_id"] for t in threads]}}
-        )
-        assert messages == 120
-        assert all(
-            r["thread_id"] == thread_id_for(job_id, r["account_id"]) for r in done["results"]
-        )
+            assert sorted(t["account_id"] for t in threads) == sorted(
+                a.account_id for a in accounts
+            )
+            assert {t["_id"] for t in threads} == {
+                thread_id_for(job_id, a.account_id) for a in accounts
+            }
+            messages = await database["messages"].count_documents(
+                {"thread_id": {"$in": [t["_id"] for t in threads]}}
+            )
+            assert messages == 120
+            assert all(
+                r["thread_id"] == thread_id_for(job_id, r["account_id"]) for r in done["results"]
+            )
+            # every thread got its events, those of batches redone after the kill included
+            await watch.events({t["_id"] for t in threads})
     finally:
         await mongo.drop_database(database_name)
         await mongo.close()

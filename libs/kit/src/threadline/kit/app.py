@@ -39,7 +39,7 @@ from threadline.kit.consumer import (
 from threadline.kit.diagnostics import await_chain, install_task_dump
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
-from threadline.kit.kafka import KafkaRecordPublisher, make_broker
+from threadline.kit.kafka import KafkaRecordPublisher, RecordPublisher, make_broker
 from threadline.kit.leases import Leases, periodic
 from threadline.kit.limits import install_body_limits
 from threadline.kit.logs import RequestContextMiddleware, configure_logging
@@ -77,6 +77,9 @@ class ServiceRuntime:
     mongo: AsyncMongoClient[dict[str, Any]]
     database: AsyncDatabase[dict[str, Any]]
     broker: KafkaBroker
+    publisher: RecordPublisher
+    """Publishes and waits for the acknowledgement; services go through ``outbox``, except
+    work that keeps its own record of what it published (bulk jobs: see messaging)."""
     outbox: Outbox
     events: EventRouter
     processed: MongoProcessedEvents
@@ -124,6 +127,7 @@ def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
         mongo=mongo,
         database=database,
         broker=broker,
+        publisher=publisher,
         outbox=Outbox(publisher),
         events=events,
         processed=processed,

@@ -7,14 +7,25 @@ dead-letter tools can read an event without decoding it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol, TypedDict
 
 from faststream.kafka import KafkaBroker
 
 from threadline.contracts import Envelope, topic_for
+from threadline.kit.bounded import finish_within
 
-__all__ = ["KafkaRecordPublisher", "Record", "RecordPublisher", "envelope_record", "make_broker"]
+__all__ = [
+    "KafkaRecordPublisher",
+    "PublishTimedOut",
+    "Record",
+    "RecordPublisher",
+    "envelope_record",
+    "make_broker",
+    "publish_in_key_order",
+]
 
 
 class Record(TypedDict):
@@ -81,3 +92,31 @@ class KafkaRecordPublisher:
     async def publish_envelope(self, envelope: Envelope[Any]) -> None:
         """Publish directly, bypassing the outbox: for tools and tests, not for services."""
         await self.publish_record(**envelope_record(envelope))
+
+
+class PublishTimedOut(Exception):
+    """The broker did not acknowledge every record in time."""
+
+
+async def publish_in_key_order(
+    publisher: RecordPublisher, envelopes: Sequence[Envelope[Any]], *, timeout_seconds: float
+) -> None:
+    """Publish ``envelopes`` and wait for every acknowledgement: one key's events one after
+    another in the given order (Kafka orders per key only), different keys at once. Raises
+    the first failure, or ``PublishTimedOut``; some records may then be out already, so a
+    caller retries with the same event ids and consumers deduplicate."""
+    by_key: dict[str, list[Record]] = {}
+    for envelope in envelopes:
+        by_key.setdefault(envelope.key, []).append(envelope_record(envelope))
+
+    async def in_order(records: list[Record]) -> None:
+        for record in records:
+            await publisher.publish_record(**record)
+
+    async def everything() -> None:
+        await asyncio.gather(*(in_order(records) for records in by_key.values()))
+
+    if by_key and not await finish_within(
+        everything(), timeout_seconds, name="publish in key order"
+    ):
+        raise PublishTimedOut(f"{len(envelopes)} events not acknowledged in {timeout_seconds} s")

@@ -135,13 +135,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
 
-        bulk_store = MongoBulkStore(database, outbox=runtime.outbox)
+        bulk_store = MongoBulkStore(database)
         bulk_wake = asyncio.Event()
         bulk_worker = BulkWorker(
             store=bulk_store,
             threads=threads,
             messages=messages,
             directory=directory,
+            publisher=runtime.publisher,
             leases=runtime.leases,
             wake=bulk_wake,
             load=interactive,

@@ -31,9 +31,10 @@ class Settings(ServiceSettings):
     bulk_batch_size: int = Field(
         default=20,
         ge=1,
-        le=1000,
+        le=100,
         description="P2: most accounts a bulk job handles per batch (small batches keep "
-        "a request that arrives during one from waiting long).",
+        "a request that arrives during one from waiting long; a batch never crosses a page "
+        "of 100 results).",
     )
     bulk_min_batch_size: int = Field(
         default=5,

@@ -1,5 +1,5 @@
-"""Bulk message jobs (P2): the job document, its account list in chunks, and one result
-document per account.
+"""Bulk message jobs (P2): the job document, its account list in chunks, and one document
+per batch with its per-account results.
 
 The account list (up to 10,000 ids) is kept out of the job document: the job is updated
 after every batch, and FerretDB rewrites a whole document on every update while holding
@@ -10,11 +10,22 @@ A job is worked on by one replica at a time: the holder of its lease (``kit.leas
 named ``bulk:<job id>``). Progress moves by batches: ``record_batch`` advances ``cursor``
 only from the batch's start, so a batch redone after a crash or a takeover is counted once.
 
-The events of a batch's threads (``thread.created`` and the first ``message.posted`` of
-each) are written after its threads, in ONE outbox document (``bulk_events``, id
-``<job>:<start>:<end>``) instead of inside each thread: one small clear per batch after
-publishing instead of rewriting 100 thread documents (on FerretDB a ``$pullAll`` over a
-batch's threads cost 100 ms of the storage server, against 30 ms for the one document).
+Each batch, once its threads are written and their events acknowledged by Kafka, gets ONE
+document in ``bulk_batches`` (id ``<job>:<start>:<end>``) with the per-account results of
+its accounts: one insert per batch instead of one result document per account (10,000
+inserts, 5 s of the storage server in the benchmark). A batch redone with other bounds (a
+resumed job sizes its batches afresh) overlaps an earlier document: ``results`` answers
+each account once.
+
+Batches never cross a page of ``RESULTS_PAGE`` accounts, and each batch document names its
+page: a page of results is read by equality (``{job_id, page}``), which FerretDB passes to
+PostgreSQL, where a range or a sort over the job's batches would make it read and decode
+every one of them (FerretDB 1.24 pushes down equality only; in the benchmark, polling a
+running job's status that way took a third of the storage server's CPU).
+
+``reserved``: how far the worker may have written threads (set before it writes beyond):
+a job cancelled after its worker died is finished up to there, so every thread written
+gets its events and its result.
 
 ``status``: ``running`` → ``done``; or ``running`` → ``cancelling`` (asked, the worker
 finishes its batch) → ``cancelled`` (the accounts from ``cursor`` on were not processed).
@@ -22,6 +33,7 @@ finishes its batch) → ``cancelled`` (the accounts from ``cursor`` on were not 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,21 +43,26 @@ from pymongo.errors import DuplicateKeyError
 from threadline.contracts import Envelope
 from threadline.kit.ids import Document
 from threadline.kit.mongo import insert_new
-from threadline.kit.outbox import Outbox
 
-__all__ = ["MongoBulkStore"]
+__all__ = ["RESULTS_PAGE", "BatchRecord", "MongoBulkStore", "page_end"]
 
 UNFINISHED = ("running", "cancelling")
 CHUNK = 1000
 """Account ids per chunk document."""
+RESULTS_PAGE = 100
+"""Accounts per page of results: no batch crosses a page's end (see ``page_end``)."""
+
+
+def page_end(start: int) -> int:
+    """Where the page holding account ``start`` ends: a batch from ``start`` stops there."""
+    return (start // RESULTS_PAGE + 1) * RESULTS_PAGE
 
 
 class MongoBulkStore:
-    def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._jobs = database["bulk_jobs"]
         self._accounts = database["bulk_accounts"]
-        self._results = database["bulk_results"]
-        self._events = outbox.writer(database["bulk_events"])
+        self._batches = database["bulk_batches"]
 
     async def insert(self, job: Document) -> bool:
         """Store a new job (``account_ids`` go to their chunks, written first); False when a
@@ -84,9 +101,9 @@ class MongoBulkStore:
             return None
         return found | {"account_ids": await self.account_ids(job_id)}
 
-    async def mark_started(self, job_id: str) -> None:
-        """A worker began on the job (a later cancel must first finish its batch)."""
-        await self._jobs.update_one({"_id": job_id}, {"$set": {"started": True}})
+    async def reserve(self, job_id: str, *, until: int) -> None:
+        """The worker may write threads of the accounts before ``until`` from now on."""
+        await self._jobs.update_one({"_id": job_id}, {"$set": {"reserved": until}})
 
     async def status(self, job_id: str) -> str | None:
         found = await self._jobs.find_one({"_id": job_id}, {"status": 1})
@@ -135,39 +152,52 @@ class MongoBulkStore:
             {"_id": job_id, "status": "running"}, {"$set": {"status": "done", "finished_at": at}}
         )
 
-    async def add_batch_events(
-        self,
-        job_id: str,
-        *,
-        firm: str,
-        start: int,
-        end: int,
-        events: list[Envelope[Any]],
-        at: datetime,
-    ) -> None:
-        """The events of the batch ``[start, end)``'s threads, in one outbox document. A batch
-        redone with the same bounds finds its document and adds nothing; with other bounds
-        (a resumed job sizes its batches afresh) its events go out again under the same
-        derived ids, which consumers deduplicate."""
-        if events:
-            document = {
-                "_id": f"{job_id}:{start}:{end}",
-                "job_id": job_id,
-                "firm": firm,
-                "created_at": at,
-            }
-            await self._events.insert_new([(document, events)])
-
-    async def add_results(self, results: list[Document]) -> None:
-        """Per-account results; ids already present (a redone batch) are kept as they are."""
-        if results:
-            await insert_new(self._results, results)
+    async def add_batches(self, job_id: str, batches: list[BatchRecord]) -> None:
+        """Store written batches' results; a batch redone with the same bounds finds its
+        document and adds nothing."""
+        await insert_new(
+            self._batches,
+            [
+                {
+                    "_id": f"{job_id}:{batch.start}:{batch.end}",
+                    "job_id": job_id,
+                    "page": batch.start // RESULTS_PAGE,
+                    "start": batch.start,
+                    "end": batch.end,
+                    "created_at": batch.at,
+                    "results": batch.results,
+                }
+                for batch in batches
+            ],
+        )
 
     async def results(self, job_id: str, *, after: int, limit: int) -> list[Document]:
-        """Up to ``limit`` + 1 results with index > ``after``, in request order."""
-        return (
-            await self._results.find({"job_id": job_id, "index": {"$gt": after}})
-            .sort("index", 1)
-            .limit(limit + 1)
-            .to_list()
-        )
+        """Up to ``limit`` + 1 results with index > ``after``, in request order (each index
+        once, where redone batches overlap). Reads page by page from the one holding
+        ``after + 1``; an empty page ends it (batches are stored in order)."""
+        found: dict[int, Document] = {}
+        page = (after + 1) // RESULTS_PAGE
+        while len(found) <= limit:
+            batches = await self._batches.find(
+                {"job_id": job_id, "page": page}, {"results": 1}
+            ).to_list()
+            if not batches:
+                break
+            for batch in batches:
+                for result in batch["results"]:
+                    if result["index"] > after:
+                        found.setdefault(result["index"], result)
+            page += 1
+        return [found[index] for index in sorted(found)[: limit + 1]]
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """A written batch ``[start, end)``: its per-account results and its threads' events
+    (published before the results are stored, never stored themselves)."""
+
+    start: int
+    end: int
+    at: datetime
+    results: list[Document]
+    events: list[Envelope[Any]]
