@@ -498,10 +498,10 @@ class ResultsNeverStored(MongoBulkStore):
 async def test_p2_a_job_cancelled_after_its_worker_died_finishes_what_it_may_have_written(
     firm: TemplateFirm,
 ) -> None:
-    """The worker reserves how far it may write threads before writing them; a job
-    cancelled after that worker died is finished up to its reservation, so the threads
-    it wrote get their results and events, and the job is then cancelled."""
-    active = [account(f"acc_r{i}", f"Res {i}", (f"Rex{i} Doe", True)) for i in range(6)]
+    """A job cancelled after its worker died with threads written beyond its recorded
+    progress is finished up to the last of them, so they get their results and events;
+    then it is cancelled."""
+    active = [account(f"acc_r{i}", f"Res {i}", (f"Rex{i} Doe", True)) for i in range(20)]
     await add_accounts(firm, active)
     runtime = firm.app.state.runtime
     key = f"reserved-{firm.firm}"
@@ -526,9 +526,12 @@ async def test_p2_a_job_cancelled_after_its_worker_died_finishes_what_it_may_hav
         job = (await firm.call("owner", "GET", f"/v1/bulk-messages/{job_id}")).json()
         await watch.events(written)
     assert job["status"] == "cancelled"
-    outcomes = {r["thread_id"]: r["outcome"] for r in job["results"] if r["thread_id"]}
-    assert written <= set(outcomes) and set(outcomes.values()) == {"created"}
-    assert job["processed"] + job["cancelled"] == 6
+    last = max(i for i, a in enumerate(active) if thread_id_for(job_id, a.account_id) in written)
+    processed = (last // 2 + 1) * 2  # where the batch (of 2) holding the last one ends
+    assert (job["processed"], job["cancelled"]) == (processed, 20 - processed)
+    outcomes = [r["outcome"] for r in job["results"]]
+    assert outcomes == ["created"] * processed + ["cancelled"] * (20 - processed)
+    assert written <= {r["thread_id"] for r in job["results"]}
 
 
 async def test_p2_a_finished_job_cannot_be_cancelled(firm: TemplateFirm) -> None:

@@ -180,7 +180,6 @@ class BulkService:
             "failed": 0,
             "cancelled": 0,
             "status": "running",
-            "reserved": 0,
             "created_at": now,
             "finished_at": None,
         }
@@ -341,9 +340,10 @@ class BulkWorker:
         try:
             if document["status"] == "cancelling":
                 # The replica that worked the job died, perhaps with threads written beyond
-                # its cursor: finish up to where it may have written (those threads get
-                # their events and results), then stop.
-                while cursor < int(document.get("reserved", 0)):
+                # its cursor: finish up to the last of them (so they get their events and
+                # results), then stop.
+                last_written = await self._last_written(job, cursor)
+                while cursor <= last_written:
                     cursor = await self._step(job, cursor, lookahead, pace)
                 await self._cancelled(job, cursor)
                 return
@@ -371,7 +371,6 @@ class BulkWorker:
         """
         renewed = time.monotonic()
         checked = float("-inf")
-        reserved = 0
         upcoming: asyncio.Task[_Prepared] | None = None
         async with self._recorder(job) as recorder:
             try:
@@ -388,9 +387,6 @@ class BulkWorker:
                     upcoming = None
                     if prepared.end < job.total:
                         upcoming = self._prepare_soon(job, prepared.end, lookahead, pace)
-                    if prepared.end > reserved:  # a page ahead: one update per page, not batch
-                        reserved = min(job.total, page_end(prepared.end))
-                        await self._store.reserve(job.id, until=reserved)
                     await recorder.written(await self._write(job, prepared, pace))
                     cursor = prepared.end
                     if cursor < job.total:
@@ -424,6 +420,17 @@ class BulkWorker:
             await recorder.written(await self._write(job, prepared, pace))
             await recorder.flush()
         return prepared.end
+
+    async def _last_written(self, job: _Job, cursor: int) -> int:
+        """The index of the job's last account from ``cursor`` on with a thread written
+        (-1 if none): what a worker that died may have written beyond its progress."""
+        indexes = {
+            thread_id_for(job.id, account_id): index
+            for index, account_id in enumerate(job.account_ids[cursor:], start=cursor)
+        }
+        written = await self._threads.ids_of_bulk_job(job.id)
+        return max((indexes[thread_id] for thread_id in written if thread_id in indexes),
+                   default=-1)  # fmt: skip
 
     def _recorder(self, job: _Job) -> _Recorder:
         return _Recorder(

@@ -23,10 +23,6 @@ PostgreSQL, where a range or a sort over the job's batches would make it read an
 every one of them (FerretDB 1.24 pushes down equality only; in the benchmark, polling a
 running job's status that way took a third of the storage server's CPU).
 
-``reserved``: how far the worker may have written threads (set before it writes beyond):
-a job cancelled after its worker died is finished up to there, so every thread written
-gets its events and its result.
-
 ``status``: ``running`` → ``done``; or ``running`` → ``cancelling`` (asked, the worker
 finishes its batch) → ``cancelled`` (the accounts from ``cursor`` on were not processed).
 """
@@ -100,10 +96,6 @@ class MongoBulkStore:
         if found is None or found["status"] not in UNFINISHED:
             return None
         return found | {"account_ids": await self.account_ids(job_id)}
-
-    async def reserve(self, job_id: str, *, until: int) -> None:
-        """The worker may write threads of the accounts before ``until`` from now on."""
-        await self._jobs.update_one({"_id": job_id}, {"$set": {"reserved": until}})
 
     async def status(self, job_id: str) -> str | None:
         found = await self._jobs.find_one({"_id": job_id}, {"status": 1})

@@ -78,6 +78,12 @@ class MongoThreadStore:
         (a redone bulk batch)."""
         await insert_new(self._threads, documents)
 
+    async def ids_of_bulk_job(self, job_id: str) -> set[str]:
+        """Ids of the threads a bulk job created (read when a cancelled job's dead worker
+        may have written some beyond its recorded progress)."""
+        cursor = self._threads.find({"bulk_job_id": job_id}, {"_id": 1})
+        return {document["_id"] async for document in cursor}
+
     async def latest_active(self, firm: str, account_id: str) -> Document | None:
         """J1: the account's most recently active thread (not archived), if any."""
         cursor = (
