@@ -5,6 +5,12 @@ from typing import Any
 
 import pytest
 
+from threadline.messaging.store.threads import (
+    FIRST_MESSAGE_PENDING,
+    FIRST_MESSAGE_PENDING_INDEX,
+    flag_pending_first_messages,
+)
+
 from .conftest import DORMANT, LEE, PATEL, Firm
 
 pytestmark = pytest.mark.integration
@@ -155,6 +161,44 @@ async def test_t1_a_creation_cut_short_between_its_writes_is_completed(
     assert await threads.complete_interrupted(older_than=timedelta(0)) == 0
     stored = await firm.app.state.runtime.database["threads"].find_one({"_id": thread["id"]})
     assert "pending_first_message" not in stored
+
+
+async def test_t1_a_creation_left_pending_by_an_earlier_version_is_flagged_and_completed(
+    firm: Firm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Earlier versions marked a pending creation with its first message only; the start-up
+    migration flags such threads (while the flag's index does not exist yet), so the repair
+    pass, which looks threads up by the flag, completes them."""
+    messages = firm.app.state.messages
+
+    async def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("process died between the two writes")
+
+    monkeypatch.setattr(messages, "store_prepared", crash)
+    body = {"account_id": LEE, "subject": "Old pending", "message": {"html": "<p>Old</p>"}}
+    assert (await firm.call("assigned member", "POST", "/v1/threads", json=body)).status_code == 500
+    monkeypatch.undo()
+    database = firm.app.state.runtime.database
+    pending = await database["threads"].find_one({"subject": "Old pending"})
+    assert pending is not None and pending[FIRST_MESSAGE_PENDING] is True
+    await database["threads"].update_one(
+        {"_id": pending["_id"]}, {"$unset": {FIRST_MESSAGE_PENDING: ""}}
+    )  # as an earlier version stored it
+    await flag_pending_first_messages(database)  # the index exists: nothing scanned
+    assert FIRST_MESSAGE_PENDING not in (
+        await database["threads"].find_one({"_id": pending["_id"]}) or {}
+    )
+    await database["threads"].drop_index(FIRST_MESSAGE_PENDING_INDEX)
+    try:
+        await flag_pending_first_messages(database)
+    finally:
+        await database["threads"].create_index(
+            [(FIRST_MESSAGE_PENDING, 1)], name=FIRST_MESSAGE_PENDING_INDEX
+        )
+    assert await firm.app.state.threads.complete_interrupted(older_than=timedelta(0)) >= 1
+    url = f"/v1/threads/{pending['_id']}/messages"
+    [first] = (await firm.call("owner", "GET", url)).json()["messages"]
+    assert first["text"] == "Old"
 
 
 async def test_a_thread_creation_retried_with_its_idempotency_key_creates_one_thread(

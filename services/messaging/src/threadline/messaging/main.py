@@ -37,6 +37,7 @@ from threadline.messaging.store.bulk import MongoBulkStore
 from threadline.messaging.store.messages import number_internal_messages_for_clients
 from threadline.messaging.store.taskdigests import MongoTaskDigests
 from threadline.messaging.store.templates import MongoTemplateStore
+from threadline.messaging.store.threads import flag_pending_first_messages
 from threadline.messaging.stream import KafkaStreamFeed, StreamHub
 from threadline.messaging.stream import router as stream_router
 
@@ -173,8 +174,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async def migrate_client_numbers() -> None:
             await number_internal_messages_for_clients(database)
 
+        async def migrate_pending_first_messages() -> None:
+            await flag_pending_first_messages(database)
+
         return Wiring(
-            migrations=[migrate_client_numbers],
+            migrations=[migrate_client_numbers, migrate_pending_first_messages],
             state={
                 "stream": hub,
                 "messages": message_service,

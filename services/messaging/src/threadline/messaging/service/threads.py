@@ -46,6 +46,7 @@ from threadline.messaging.store import (
     MongoThreadStore,
 )
 from threadline.messaging.store.threads import (
+    FIRST_MESSAGE_PENDING,
     PENDING_FIRST,
     StatusFilter,
     TasksFilter,
@@ -221,7 +222,9 @@ class ThreadService:
         # Two writes without a transaction: the thread carries its first message until the
         # message is stored, so a crash between them is repaired (complete_interrupted).
         pending = {"message": first, "mentions": mentions, "author_role": principal.role}
-        await self._threads.create(document | {PENDING_FIRST: pending}, events=[created])
+        await self._threads.create(
+            document | {PENDING_FIRST: pending, FIRST_MESSAGE_PENDING: True}, events=[created]
+        )
         await self._message_service.store_prepared(principal, document, first, mentions)
         await self._threads.first_message_stored(document["_id"])
         view = await self.get(principal, document["_id"])

@@ -3,6 +3,7 @@
 from threadline.kit.directory import DIRECTORY_INDEXES
 from threadline.kit.mongo import IndexSpec
 from threadline.messaging.store.messages import CLIENT_SEQ_INDEX
+from threadline.messaging.store.threads import FIRST_MESSAGE_PENDING, FIRST_MESSAGE_PENDING_INDEX
 
 __all__ = ["MESSAGING_INDEXES"]
 
@@ -12,6 +13,7 @@ MESSAGING_INDEXES = (
     IndexSpec("threads", [("firm", 1), ("account_id", 1), ("client_activity_at", -1), ("_id", -1)]),
     IndexSpec("threads", [("firm", 1), ("last_activity_at", -1), ("_id", -1)]),
     IndexSpec("threads", [("firm", 1), ("mentioned_staff", 1)]),
+    IndexSpec("threads", [(FIRST_MESSAGE_PENDING, 1)], name=FIRST_MESSAGE_PENDING_INDEX),
     IndexSpec("messages", [("thread_id", 1), ("seq", 1)], unique=True),
     # Internal messages carry -seq there (no partial indexes), so this is unique too.
     IndexSpec(

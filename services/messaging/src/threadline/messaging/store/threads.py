@@ -61,6 +61,25 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 PENDING_FIRST = "pending_first_message"
+FIRST_MESSAGE_PENDING = "first_message_pending"
+"""``True`` beside ``PENDING_FIRST``: what the repair looks threads up by. An equality, which
+FerretDB passes to PostgreSQL; ``$exists`` it does not, so each repair pass (every minute)
+read and decoded every thread of the database."""
+FIRST_MESSAGE_PENDING_INDEX = "first_message_pending_1"
+
+
+async def flag_pending_first_messages(database: AsyncDatabase[Document]) -> None:
+    """Before ``FIRST_MESSAGE_PENDING_INDEX`` exists: threads left pending by an earlier
+    version (``PENDING_FIRST`` only) get the flag. Runs only while that index does not
+    exist, so a migrated database is never scanned."""
+    threads = database["threads"]
+    if FIRST_MESSAGE_PENDING_INDEX in await threads.index_information():
+        return
+    await threads.update_many(
+        {PENDING_FIRST: {"$exists": True}}, {"$set": {FIRST_MESSAGE_PENDING: True}}
+    )
+
+
 """A new thread carries its first message until that message is stored (see ThreadService)."""
 
 
@@ -188,11 +207,13 @@ class MongoThreadStore:
         await self._threads.update_one({"_id": thread_id}, {"$max": {"client_read_seq": seq}})
 
     async def first_message_stored(self, thread_id: str) -> None:
-        await self._threads.update_one({"_id": thread_id}, {"$unset": {PENDING_FIRST: ""}})
+        await self._threads.update_one(
+            {"_id": thread_id}, {"$unset": {PENDING_FIRST: "", FIRST_MESSAGE_PENDING: ""}}
+        )
 
     async def with_pending_first_message(self, created_before: datetime) -> list[Document]:
         """Threads whose creation stopped between its two writes (the process died)."""
-        query = {PENDING_FIRST: {"$exists": True}, "created_at": {"$lt": created_before}}
+        query = {FIRST_MESSAGE_PENDING: True, "created_at": {"$lt": created_before}}
         return await self._threads.find(query, {"_outbox": 0}).to_list()
 
     async def set_status(
