@@ -19,6 +19,9 @@
 // side and two updates of one document one after the other. Reads, inserts and
 // handshakes take no lock at all: they change no existing document, so they cannot
 // lose an update, and they never wait behind a slow query or a slow update.
+//
+// On PostgreSQL it also gives FerretDB's indexes the GIN twins its queries can use
+// (indexes.go): without them every query scanned its whole collection.
 package main
 
 import (
@@ -91,6 +94,9 @@ func run() error {
 			return fmt.Errorf("start postgresql: %w", err)
 		}
 		defer postgres.stop()
+		if err := addGinTwins(ctx, *pgBin, *pgPort); err != nil {
+			return fmt.Errorf("index twins for postgresql: %w", err)
+		}
 		config.PostgreSQLURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres", *pgPort)
 	default:
 		return fmt.Errorf("unknown handler %q", *handler)
