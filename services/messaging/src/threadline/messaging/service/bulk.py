@@ -364,7 +364,8 @@ class BulkWorker:
         Before each batch the job waits while interactive requests need the server
         (``pace.wait``), and each batch's size follows the time its writes took. The next
         batch is built (directory, rendering: the service's CPU) while this one is written
-        (the storage server's), so the two overlap instead of taking turns.
+        (the storage server's), so the two overlap instead of taking turns; and a batch's
+        threads are inserted while the next batch's messages are (``_write``).
 
         Batch documents (results, events) and progress are recorded behind the job by a
         ``_Recorder`` while the next batches are built and written.
@@ -387,7 +388,7 @@ class BulkWorker:
                     upcoming = None
                     if prepared.end < job.total:
                         upcoming = self._prepare_soon(job, prepared.end, lookahead, pace)
-                    await recorder.written(await self._write(job, prepared, pace))
+                    await recorder.writing(await self._write(job, prepared, pace))
                     cursor = prepared.end
                     if cursor < job.total:
                         await asyncio.sleep(self._settings.pause_seconds)  # let requests in
@@ -417,7 +418,7 @@ class BulkWorker:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         prepared = await self._prepare(job, cursor, lookahead, pace.batch_size)
         async with self._recorder(job) as recorder:
-            await recorder.written(await self._write(job, prepared, pace))
+            await recorder.writing(await self._write(job, prepared, pace))
             await recorder.flush()
         return prepared.end
 
@@ -499,19 +500,25 @@ class BulkWorker:
             laps=clock.laps,
         )
 
-    async def _write(self, job: _Job, batch: _Prepared, pace: Pace) -> BatchRecord:
-        """Write a built batch's messages and threads; returns what remains to record.
-        Messages first: a message without its thread is invisible. The time of these
-        writes sizes the next batch."""
+    async def _write(self, job: _Job, batch: _Prepared, pace: Pace) -> asyncio.Task[BatchRecord]:
+        """Write a built batch's messages, then start inserting its threads: returns that
+        insert (with what remains to record), which runs on while the next batch's messages
+        are written. Messages first: a message without its thread is invisible, a thread
+        without its message would be an empty thread. The time of the two writes sizes the
+        next batch."""
         clock = _Stopwatch()
         await self._messages.insert_many_new(batch.messages)
         clock.lap("messages_seconds")
-        await self._threads.insert_new(batch.threads)
-        clock.lap("threads_seconds")
-        pace.written(sum(clock.laps.values()))
-        _log.info("bulk batch written", job_id=job.id, start=batch.start, end=batch.end,
-                  next_batch=pace.batch_size, **batch.laps, **clock.laps)  # fmt: skip
-        return batch.record
+
+        async def threads() -> BatchRecord:
+            await self._threads.insert_new(batch.threads)
+            clock.lap("threads_seconds")
+            pace.written(sum(clock.laps.values()))
+            _log.info("bulk batch written", job_id=job.id, start=batch.start, end=batch.end,
+                      next_batch=pace.batch_size, **batch.laps, **clock.laps)  # fmt: skip
+            return batch.record
+
+        return asyncio.create_task(threads())
 
     def _build(
         self, job: _Job, index: int, account: Document, now: datetime
@@ -575,7 +582,8 @@ class BulkWorker:
 
 
 class _Recorder:
-    """Records written batches behind the job, one recording in flight: each publishes
+    """Records written batches behind the job (each once its thread insert, handed over
+    by ``writing``, is done), one recording in flight: each publishes
     the events of the batches written since the last one and waits for Kafka's
     acknowledgement, stores their results in one insert, then, at most every
     ``progress_seconds``, moves the job's progress past them. The slower Kafka or the
@@ -598,10 +606,17 @@ class _Recorder:
         self._progress_seconds = progress_seconds
         self._unstored: list[BatchRecord] = []
         self._unprogressed: list[BatchRecord] = []
+        self._threads: asyncio.Task[BatchRecord] | None = None
         self._progressed = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
-    async def written(self, batch: BatchRecord) -> None:
+    async def writing(self, threads: asyncio.Task[BatchRecord]) -> None:
+        """A batch's thread insert started: record the previous batch once its own is done."""
+        previous, self._threads = self._threads, threads
+        if previous is not None:
+            await self._written(await previous)
+
+    async def _written(self, batch: BatchRecord) -> None:
         """``batch``'s threads are written: record it with the next recording."""
         self._unstored.append(batch)
         if self._task is None or self._task.done():
@@ -610,6 +625,9 @@ class _Recorder:
 
     async def flush(self) -> None:
         """Record everything written so far, progress included."""
+        if self._threads is not None:
+            threads, self._threads = self._threads, None
+            await self._written(await threads)
         await self._wait()
         await self._record(final=True)
 
@@ -651,8 +669,10 @@ class _Recorder:
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             await self._wait()
-        elif self._task is not None:
-            self._task.cancel()
+            return
+        for task in (self._task, self._threads):
+            if task is not None:
+                task.cancel()
 
 
 @dataclass(frozen=True)
