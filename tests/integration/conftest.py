@@ -94,6 +94,10 @@ def _service_environment(endpoints: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     os.environ.update(endpoints)
     os.environ["THREADLINE_ENV"] = "test"
+    # In-process apps get their settings as objects, which a bulk worker process (reading
+    # the environment) would not see: they work bulk jobs on their own loop. The tests that
+    # run messaging as a real process ask for the worker process.
+    os.environ["MESSAGING_BULK_WORKER"] = "in-process"
     if worker := os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[TOPIC_PREFIX_VARIABLE] = f"test-{worker}."
     yield

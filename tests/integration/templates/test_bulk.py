@@ -545,6 +545,31 @@ async def test_p2_a_finished_job_cannot_be_cancelled(firm: TemplateFirm) -> None
 # --- a real process, killed mid-job -------------------------------------------------------
 
 
+def children(pid: int, command: str) -> list[int]:
+    """Pids of the processes whose parent is ``pid`` and whose command line has ``command``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                line = cmdline.read().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if parent == pid and command in line:
+            found.append(int(entry))
+    return found
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -593,6 +618,7 @@ async def test_p2_a_job_resumes_after_sigkill_with_no_duplicate_and_none_missing
         "MESSAGING_BULK_PAUSE_SECONDS": "0.15",
         "MESSAGING_BULK_LEASE_SECONDS": "2",
         "MESSAGING_BULK_POLL_SECONDS": "0.2",
+        "MESSAGING_BULK_WORKER": "process",
         "MESSAGING_LOG_LEVEL": "WARNING",
     }
     accounts = [account(f"acc_k{i}", f"Kill {i}", (f"Kim{i} Doe", True)) for i in range(120)]
@@ -641,8 +667,13 @@ async def test_p2_a_job_resumes_after_sigkill_with_no_duplicate_and_none_missing
                         return int(job["cursor"]) if job else 0
 
                     at_kill = await eventually(processed, until=lambda n: n >= 30, within=90)
+                [worker] = children(first.pid, "threadline.messaging.bulkprocess")
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
+                # the worker process sees its input close and stops: no orphan works on
+                await eventually(
+                    lambda: asyncio.to_thread(running, worker), until=lambda alive: not alive
+                )
             assert at_kill < 120, "the job finished before the kill; slow it down"
 
             async with (

@@ -12,9 +12,10 @@ from threadline.contracts import Topic
 from threadline.kit.app import ServiceRuntime, Wiring, create_service_app, periodic
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.ids import utc_now
-from threadline.kit.pacing import InteractiveLoad, InteractiveLoadMiddleware, PaceSettings
+from threadline.kit.pacing import InteractiveLoad, InteractiveLoadMiddleware
 from threadline.messaging import attachments, automations, handlers, tasklists
 from threadline.messaging.api import ROUTERS
+from threadline.messaging.bulkprocess import BulkWorkerProcess, bulk_worker
 from threadline.messaging.service import (
     Composer,
     DraftService,
@@ -22,7 +23,7 @@ from threadline.messaging.service import (
     MessageService,
     ThreadService,
 )
-from threadline.messaging.service.bulk import BulkService, BulkWorker, WorkerSettings
+from threadline.messaging.service.bulk import BulkService
 from threadline.messaging.service.templates import TemplateService
 from threadline.messaging.settings import Settings
 from threadline.messaging.store import (
@@ -138,30 +139,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         bulk_store = MongoBulkStore(database)
         bulk_wake = asyncio.Event()
-        bulk_worker = BulkWorker(
-            store=bulk_store,
-            threads=threads,
-            messages=messages,
-            directory=directory,
-            publisher=runtime.publisher,
-            leases=runtime.leases,
-            wake=bulk_wake,
-            load=interactive,
-            settings=WorkerSettings(
-                pace=PaceSettings(
-                    max_batch=settings.bulk_batch_size,
-                    min_batch=min(settings.bulk_min_batch_size, settings.bulk_batch_size),
-                    target_write_seconds=settings.bulk_target_write_seconds,
-                    latency_factor=settings.bulk_latency_factor,
-                    latency_floor_seconds=settings.bulk_latency_floor_seconds,
-                    max_wait_seconds=settings.bulk_max_yield_seconds,
-                ),
-                pause_seconds=settings.bulk_pause_seconds,
-                lease_seconds=settings.bulk_lease_seconds,
-                poll_seconds=settings.bulk_poll_seconds,
-                max_body_bytes=settings.max_message_bytes,
-            ),
-        )
+        if settings.bulk_worker == "process":
+            bulk_work = BulkWorkerProcess(bulk_wake).run
+        else:
+            bulk_work = bulk_worker(
+                runtime, settings, store=bulk_store, wake=bulk_wake, load=interactive
+            ).run
 
         async def purge_expired_drafts() -> int:
             """D3: drafts expire after 90 days (queries already hide them; this frees space)."""
@@ -213,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     leases=runtime.leases,
                 ),
                 feed.run,
-                bulk_worker.run,
+                bulk_work,
             ],
             readiness_checks={"stream": feed.ready},
         )

@@ -1,5 +1,7 @@
 """Messaging settings: env prefix ``MESSAGING_``, falling back to ``THREADLINE_``."""
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -81,4 +83,13 @@ class Settings(ServiceSettings):
     )
     bulk_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="P2: how often idle replicas look for bulk jobs."
+    )
+    bulk_worker: Literal["process", "in-process"] = Field(
+        default="process",
+        description="P2: where bulk jobs are worked: `process`, a child process of the app at "
+        "a lower priority (requests stay fast during a job), or `in-process`, on the app's "
+        "own event loop, paced by its requests.",
+    )
+    bulk_worker_niceness: int = Field(
+        default=10, ge=0, le=19, description="P2: how much lower the bulk worker process runs."
     )

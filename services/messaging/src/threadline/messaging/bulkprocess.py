@@ -1,0 +1,181 @@
+"""The bulk worker in a process of its own (P2: interactive traffic stays fast during a job).
+
+A bulk job's Python work — reading the firm's directory, rendering and sanitising every
+thread, encoding the batches, publishing their events — ran on the API's event loop, so a
+request arriving meanwhile waited behind it: in ``benchmarks/bulk.py`` the post p99 during
+a job was 4-5 x the idle p99 in-process, and 2.2 x with the worker in its own process at
+``nice`` 10 (3.2 x at the same priority). So by default (``MESSAGING_BULK_WORKER=process``)
+the messaging app starts ``python -m threadline.messaging.bulkprocess`` as its child and
+the operating system schedules the two: the API first.
+
+The child reads the same settings from the environment, connects to MongoDB and Kafka
+itself and works jobs exactly as the in-process worker does (the same ``BulkWorker``;
+without the API's request load to pace by, it yields by its lower priority). Its standard
+input is the link to the app: a line per new or cancelled job wakes it, and end-of-file
+(the app stopped, or died: the kernel closes the pipe) stops it, so no child outlives its
+app. The app restarts a child that exited. ``MESSAGING_BULK_WORKER=in-process`` keeps the
+worker on the app's loop (the in-process integration tests do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+
+import structlog
+
+from threadline.kit.app import ServiceRuntime, build_runtime
+from threadline.kit.directory import MongoDirectory
+from threadline.kit.logs import configure_logging
+from threadline.kit.pacing import InteractiveLoad, PaceSettings
+from threadline.messaging.service.bulk import BulkWorker, WorkerSettings
+from threadline.messaging.settings import Settings
+from threadline.messaging.store import MongoMessageStore, MongoThreadStore
+from threadline.messaging.store.bulk import MongoBulkStore
+
+__all__ = ["BulkWorkerProcess", "bulk_worker", "main"]
+
+_log = structlog.get_logger(__name__)
+WAKE = b"wake\n"
+RESTART_SECONDS = 1.0
+"""Pause before a child that exited is started again."""
+STOP_SECONDS = 10.0
+"""How long a stopping child may take to finish its batch before it is killed."""
+
+
+def bulk_worker(
+    runtime: ServiceRuntime,
+    settings: Settings,
+    *,
+    store: MongoBulkStore,
+    wake: asyncio.Event,
+    load: InteractiveLoad,
+) -> BulkWorker:
+    """The worker as the settings configure it (in the app or in the child)."""
+    database = runtime.database
+    return BulkWorker(
+        store=store,
+        threads=MongoThreadStore(database, outbox=runtime.outbox),
+        messages=MongoMessageStore(database, outbox=runtime.outbox),
+        directory=MongoDirectory(database),
+        publisher=runtime.publisher,
+        leases=runtime.leases,
+        wake=wake,
+        load=load,
+        settings=WorkerSettings(
+            pace=PaceSettings(
+                max_batch=settings.bulk_batch_size,
+                min_batch=min(settings.bulk_min_batch_size, settings.bulk_batch_size),
+                target_write_seconds=settings.bulk_target_write_seconds,
+                latency_factor=settings.bulk_latency_factor,
+                latency_floor_seconds=settings.bulk_latency_floor_seconds,
+                max_wait_seconds=settings.bulk_max_yield_seconds,
+            ),
+            pause_seconds=settings.bulk_pause_seconds,
+            lease_seconds=settings.bulk_lease_seconds,
+            poll_seconds=settings.bulk_poll_seconds,
+            max_body_bytes=settings.max_message_bytes,
+        ),
+    )
+
+
+class BulkWorkerProcess:
+    """The app's side: keeps one child running for the app's lifetime and passes on its
+    wake-ups."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self._wake = wake
+
+    async def run(self) -> None:
+        """Run a child, restarting it when it exits, until cancelled (then stop it)."""
+        while True:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "threadline.messaging.bulkprocess",
+                stdin=asyncio.subprocess.PIPE,
+            )
+            _log.info("bulk worker process started", pid=child.pid)
+            try:
+                await self._serve(child)
+            finally:
+                if child.returncode is None:
+                    await asyncio.shield(_stop(child))
+            _log.warning("bulk worker process exited; restarting it", code=child.returncode)
+            await asyncio.sleep(RESTART_SECONDS)
+
+    async def _serve(self, child: asyncio.subprocess.Process) -> None:
+        """Pass wake-ups on until the child exits."""
+        assert child.stdin is not None
+        exited = asyncio.create_task(child.wait())
+        try:
+            while not exited.done():
+                woken = asyncio.create_task(self._wake.wait())
+                await asyncio.wait({exited, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if self._wake.is_set() and not exited.done():
+                    self._wake.clear()
+                    child.stdin.write(WAKE)
+                    with contextlib.suppress(ConnectionError):
+                        await child.stdin.drain()
+        finally:
+            exited.cancel()
+
+
+async def _stop(child: asyncio.subprocess.Process) -> None:
+    """End-of-file on its input stops the child after its batch; kill it if it lingers."""
+    assert child.stdin is not None
+    child.stdin.close()
+    try:
+        await asyncio.wait_for(child.wait(), STOP_SECONDS)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+
+
+async def _work(settings: Settings) -> None:
+    runtime = build_runtime(settings)
+    wake = asyncio.Event()
+    worker = bulk_worker(
+        runtime, settings, store=MongoBulkStore(runtime.database), wake=wake, load=InteractiveLoad()
+    )
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await runtime.broker.start()
+    working = asyncio.create_task(worker.run(), name="bulk worker")
+    try:
+        while not stop.is_set():
+            reading = asyncio.create_task(reader.readline())
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait(
+                {reading, stopping, working}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in (reading, stopping):
+                task.cancel()
+            if working in done or reading not in done or not reading.result():
+                break  # the worker failed, SIGTERM, or end-of-file: the app is gone
+            wake.set()
+    finally:
+        working.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await working
+        await runtime.broker.stop()
+        await runtime.mongo.close()
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(service=settings.service_name, level=settings.log_level)
+    os.nice(settings.bulk_worker_niceness)
+    _log.info("bulk worker process working", niceness=os.nice(0))
+    asyncio.run(_work(settings))
+
+
+if __name__ == "__main__":
+    main()
