@@ -13,7 +13,10 @@ itself and works jobs exactly as the in-process worker does (the same ``BulkWork
 without the API's request load to pace by, it yields by its lower priority). Its standard
 input is the link to the app: a line per new or cancelled job wakes it, and end-of-file
 (the app stopped, or died: the kernel closes the pipe) stops it, so no child outlives its
-app. The app restarts a child that exited. ``MESSAGING_BULK_WORKER=in-process`` keeps the
+app. It ignores SIGTERM and SIGINT: a signal to the whole process group (``./threadline
+stop``, Ctrl-C) reaches the app too, which then closes the pipe once its own shutdown
+begins, and a child stopped by the signal would be restarted by an app still running.
+The app restarts a child that exited. ``MESSAGING_BULK_WORKER=in-process`` keeps the
 worker on the app's loop (the in-process integration tests do).
 """
 
@@ -38,7 +41,7 @@ from threadline.messaging.store.bulk import MongoBulkStore
 
 __all__ = ["BulkWorkerProcess", "bulk_worker", "main"]
 
-_log = structlog.get_logger(__name__)
+_log = structlog.get_logger("threadline.messaging.bulkprocess")  # also when run as __main__
 WAKE = b"wake\n"
 RESTART_SECONDS = 1.0
 """Pause before a child that exited is started again."""
@@ -145,22 +148,18 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     await runtime.broker.start()
     working = asyncio.create_task(worker.run(), name="bulk worker")
     try:
-        while not stop.is_set():
+        while True:
             reading = asyncio.create_task(reader.readline())
-            stopping = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait(
-                {reading, stopping, working}, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in (reading, stopping):
-                task.cancel()
-            if working in done or reading not in done or not reading.result():
-                break  # the worker failed, SIGTERM, or end-of-file: the app is gone
+            done, _ = await asyncio.wait({reading, working}, return_when=asyncio.FIRST_COMPLETED)
+            reading.cancel()
+            if working in done or not reading.result():
+                break  # the worker failed, or end-of-file: the app is stopping or gone
             wake.set()
+        if working.done() and not working.cancelled() and working.exception() is not None:
+            _log.error("bulk worker failed", exc_info=working.exception())
     finally:
         working.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -172,6 +171,8 @@ async def _work(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging(service=settings.service_name, level=settings.log_level)
+    for name in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(name, signal.SIG_IGN)
     os.nice(settings.bulk_worker_niceness)
     _log.info("bulk worker process working", niceness=os.nice(0))
     asyncio.run(_work(settings))
