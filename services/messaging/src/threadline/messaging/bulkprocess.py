@@ -31,6 +31,7 @@ import sys
 import structlog
 
 from threadline.kit.app import ServiceRuntime, build_runtime
+from threadline.kit.diagnostics import install_task_dump
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.logs import configure_logging
 from threadline.kit.pacing import InteractiveLoad, PaceSettings
@@ -150,6 +151,7 @@ async def _work(settings: Settings) -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     await runtime.broker.start()
     working = asyncio.create_task(worker.run(), name="bulk worker")
+    remove_task_dump = install_task_dump()  # kill -USR1 <its pid>, as for the app
     try:
         while True:
             reading = asyncio.create_task(reader.readline())
@@ -161,6 +163,7 @@ async def _work(settings: Settings) -> None:
         if working.done() and not working.cancelled() and working.exception() is not None:
             _log.error("bulk worker failed", exc_info=working.exception())
     finally:
+        remove_task_dump()
         working.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await working
