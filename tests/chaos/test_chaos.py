@@ -114,4 +114,9 @@ async def test_one_kill_of_each_kind_loses_nothing_doubles_nothing(
     with capsys.disabled():  # the table is the test's report, also when it passes
         print()
         clean = harness.report(results)
-    assert clean, "invariants violated (table and violations above)"
+    if not clean:  # the private stack's state goes at teardown: keep its logs to read
+        kept = shutil.copytree(
+            private_stack.config.log_dir,
+            Path(tempfile.mkdtemp(prefix="threadline-chaos-logs-")) / "logs",
+        )
+        pytest.fail(f"invariants violated (table and violations above); logs kept in {kept}")
