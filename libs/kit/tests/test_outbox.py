@@ -1,11 +1,10 @@
 """Outbox: publish after the write, leave failures to the relay, keep the order."""
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect
 from structlog.testing import capture_logs
 
 from threadline.contracts import new_event
@@ -296,51 +295,6 @@ async def test_events_whose_clear_failed_are_relayed_once_past_the_grace_not_at_
     task.cancel()
     assert collection.documents["doc"]["_outbox"] == []
     assert [r["key"] for r in publisher.records] == ["a1", "a1"], "at least once: published again"
-
-
-class InsertingCollection(InMemoryOutboxCollection):
-    """Adds ``insert_many`` (unordered; an existing ``_id`` is a duplicate-key error)."""
-
-    async def insert_many(self, documents: list[dict[str, Any]], ordered: bool = True) -> None:
-        errors = []
-        for index, document in enumerate(documents):
-            if document["_id"] in self.documents:
-                errors.append({"index": index, "code": 11000})
-            else:
-                self.documents[document["_id"]] = document
-        if errors:
-            raise BulkWriteError({"writeErrors": errors})
-
-
-async def test_insert_new_skips_existing_ids_and_publishes_only_what_it_inserted() -> None:
-    publisher, collection = RecordingPublisher(), InsertingCollection()
-    outbox = Outbox(publisher)
-    writes = outbox.writer(collection)  # type: ignore[arg-type]
-    task = await run_outbox(outbox)
-
-    def row(n: int) -> tuple[dict[str, Any], list[Any]]:
-        events = [
-            new_event(AccountRemoved(account_id=f"a{n}"), firm="f", producer="test", key=f"k{n}")
-            for _ in range(2)
-        ]
-        return {"_id": f"doc{n}"}, events
-
-    rows = [row(n) for n in range(30)]
-    await collection.insert_one({"_id": "doc1", "_outbox": [], "state": "older"})  # a redo
-    inserted = await writes.insert_new(rows)
-    await outbox.drain()
-    task.cancel()
-    assert inserted == {f"doc{n}" for n in range(30)} - {"doc1"}
-    assert collection.documents["doc1"] == {"_id": "doc1", "_outbox": [], "state": "older"}
-    assert all(doc["_outbox"] == [] for doc in collection.documents.values())
-    published = [(r["key"], r["value"]) for r in publisher.records]
-    assert len(published) == 2 * (29)
-    per_key = {
-        key: [json.loads(value)["id"] for k, value in published if k == key] for key, _ in published
-    }
-    for document, events in rows:
-        if document["_id"] != "doc1":
-            assert per_key[f"k{document['_id'][3:]}"] == [str(e.id) for e in events]
 
 
 class AppliedThenLostCollection(InMemoryOutboxCollection):

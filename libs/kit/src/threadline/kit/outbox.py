@@ -46,7 +46,6 @@ from threadline.kit.diagnostics import await_chain
 from threadline.kit.ids import Document
 from threadline.kit.kafka import RecordPublisher, envelope_record
 from threadline.kit.logs import correlation_id
-from threadline.kit.mongo import insert_new
 
 __all__ = [
     "OUTBOX_FIELD",
@@ -496,23 +495,6 @@ class OutboxWriter:
             raise
         for document, entries in rows:
             self._outbox.schedule(self.collection, document["_id"], entries)
-
-    async def insert_new(self, documents: Sequence[tuple[Document, _Events]]) -> set[Any]:
-        """Insert each document with its own events, leaving alone those whose ``_id``
-        exists (an idempotent retry, e.g. with ids derived from a job); schedules the events
-        of the documents this call inserted, and returns their ids."""
-        rows = {
-            document["_id"]: (document, [outbox_entry(event) for event in events])
-            for document, events in documents
-        }
-        with self._maybe_applied([entry for _, entries in rows.values() for entry in entries]):
-            inserted = await insert_new(
-                self.collection,
-                [with_outbox(document, entries) for document, entries in rows.values()],
-            )
-        for document_id in inserted:
-            self._outbox.schedule(self.collection, document_id, rows[document_id][1])
-        return inserted
 
     async def update_one(
         self, filter: Document, update: Document, *, events: _Events, upsert: bool = False
