@@ -53,7 +53,7 @@ def derived_event_id(at: datetime, sequence: int, namespace: UUID, *parts: str) 
     bits are ``sequence`` and the last 42 a hash of ``parts`` in ``namespace``. Doing the
     same work again (a redone bulk batch) derives the same event ids, which consumers
     deduplicate; and ids of one piece of work sort by ``sequence`` as UUIDv7 ids sort by
-    creation, which the outbox relay's publishing order relies on."""
+    creation (the order events are sorted in wherever they are ordered by id)."""
     if not 0 <= sequence < 1 << 32:
         raise ValueError("sequence must fit in 32 bits")
     digest = uuid5(namespace, "\x1f".join(parts)).int & ((1 << _HASH_BITS) - 1)

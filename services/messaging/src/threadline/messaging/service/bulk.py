@@ -367,8 +367,8 @@ class BulkWorker:
         (the storage server's), so the two overlap instead of taking turns; and a batch's
         threads are inserted while the next batch's messages are (``_write``).
 
-        Batch documents (results, events) and progress are recorded behind the job by a
-        ``_Recorder`` while the next batches are built and written.
+        Events, results and progress are recorded behind the job by a ``_Recorder`` while
+        the next batches are built and written.
         """
         renewed = time.monotonic()
         checked = float("-inf")
@@ -588,7 +588,7 @@ class _Recorder:
     acknowledgement, stores their results in one insert, then, at most every
     ``progress_seconds``, moves the job's progress past them. The slower Kafka or the
     storage server, the more batches each recording takes, and it never stalls the job; a
-    failed recording surfaces at the next ``written`` or at ``flush``."""
+    failed recording surfaces at the next ``writing`` or at ``flush``."""
 
     def __init__(
         self,

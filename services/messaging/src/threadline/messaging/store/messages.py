@@ -130,8 +130,8 @@ class MongoMessageStore:
         return taken
 
     async def insert_many_new(self, documents: list[Document]) -> None:
-        """Insert first messages whose events ride with their threads (bulk jobs); ids
-        already present are left alone (a retried batch)."""
+        """Insert first messages without events (a bulk job publishes its batches' events
+        itself); ids already present are left alone (a redone batch)."""
         if documents:
             await insert_new(self._messages, documents)
 

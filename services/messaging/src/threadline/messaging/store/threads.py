@@ -61,6 +61,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 PENDING_FIRST = "pending_first_message"
+"""A new thread carries its first message until that message is stored (see ThreadService)."""
 FIRST_MESSAGE_PENDING = "first_message_pending"
 """``True`` beside ``PENDING_FIRST``: what the repair looks threads up by. An equality, which
 FerretDB passes to PostgreSQL; ``$exists`` it does not, so each repair pass (every minute)
@@ -80,9 +81,6 @@ async def flag_pending_first_messages(database: AsyncDatabase[Document]) -> None
     )
 
 
-"""A new thread carries its first message until that message is stored (see ThreadService)."""
-
-
 class MongoThreadStore:
     def __init__(self, database: AsyncDatabase[Document], *, outbox: Outbox) -> None:
         self._threads = database["threads"]
@@ -92,9 +90,9 @@ class MongoThreadStore:
         return await self._threads.find_one({"_id": thread_id, "firm": firm}, {"_outbox": 0})
 
     async def insert_new(self, documents: list[Document]) -> None:
-        """Insert new threads in one round trip, without events (a bulk batch writes its
-        events after them, in one outbox document); ids already present are left alone
-        (a redone bulk batch)."""
+        """Insert new threads in one round trip, without events (a bulk job publishes its
+        batches' events itself); ids already present are left alone (a redone bulk
+        batch)."""
         await insert_new(self._threads, documents)
 
     async def ids_of_bulk_job(self, job_id: str) -> set[str]:
