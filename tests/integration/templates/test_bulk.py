@@ -229,6 +229,24 @@ def replica_worker(
     )
 
 
+async def start_held_job(
+    firm: TemplateFirm, name: str, account_ids: list[str], *, subject: str = "s"
+) -> tuple[str, Leases]:
+    """Start a bulk job (Idempotency-Key ``<name>-<firm>``) whose lease another replica
+    (``replica-<name>``) took first, so that the app's own worker leaves it to the test's.
+    Returns the job's id and that replica's leases."""
+    key = f"{name}-{firm.firm}"
+    job_id = derived_id("job", firm.firm, "st_olivia", key)
+    replica = Leases(firm.app.state.runtime.database, holder=f"replica-{name}")
+    assert await replica.claim(f"bulk:{job_id}", seconds=600)
+    body = {"account_ids": account_ids, "subject": subject, "html": "<p>h</p>"}
+    started = await firm.call(
+        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
+    )
+    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    return job_id, replica
+
+
 async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcomes(
     firm: TemplateFirm,
 ) -> None:
@@ -243,16 +261,8 @@ async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcom
     await database["directory_accounts"].update_one(
         {"_id": f"{firm.firm}:{gone.account_id}"}, {"$set": {"removed": True}}
     )
-    key = f"whole-{firm.firm}"
-    job_id = derived_id("job", firm.firm, "st_olivia", key)
-    replica = Leases(database, holder="replica-w")
-    assert await replica.claim(f"bulk:{job_id}", seconds=600)
     account_ids = [a.account_id for a in active] + [gone.account_id, DORMANT, "acc_nope"]
-    body = {"account_ids": account_ids, "subject": "s [[account.name]]", "html": "<p>h</p>"}
-    started = await firm.call(
-        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
-    )
-    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    job_id, replica = await start_held_job(firm, "whole", account_ids, subject="s [[account.name]]")
     worker = replica_worker(firm, replica, batch_size=3, firm_read_min_accounts=1)
     assert await asyncio.wait_for(worker.work_once(), 60)
 
@@ -315,15 +325,7 @@ async def test_p2_a_batch_cut_short_before_or_after_its_events_went_out_is_redon
     active = [account(f"acc_e{i}", f"Ev {i}", (f"Eve{i} Doe", True)) for i in range(4)]
     await add_accounts(firm, active)
     runtime = firm.app.state.runtime
-    key = f"events-{firm.firm}"
-    job_id = derived_id("job", firm.firm, "st_olivia", key)
-    replica = Leases(runtime.database, holder="replica-e")
-    assert await replica.claim(f"bulk:{job_id}", seconds=600)
-    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
-    started = await firm.call(
-        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
-    )
-    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    job_id, replica = await start_held_job(firm, "events", [a.account_id for a in active])
     store = ResultsCutShort(runtime.database)
     publisher = PublishingCutShort(runtime.publisher)
     worker = replica_worker(firm, replica, batch_size=2, store=store, publisher=publisher)
@@ -399,15 +401,8 @@ async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
     holds the lease, so this one's worker leaves the job alone) and stops after its batch."""
     active = [account(f"acc_c{i}", f"Cancel {i}", (f"Cal{i} Doe", True)) for i in range(6)]
     await add_accounts(firm, active)
-    key = f"cancel-{firm.firm}"
-    job_id = derived_id("job", firm.firm, "st_olivia", key)
-    replica = Leases(firm.app.state.runtime.database, holder="replica-b")
-    assert await replica.claim(f"bulk:{job_id}", seconds=600)
-    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
-    started = await firm.call(
-        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
-    )
-    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    account_ids = [a.account_id for a in active]
+    job_id, replica = await start_held_job(firm, "cancel", account_ids)
     # batches of 2 with a long pause between them: the cancel lands in a pause
     worker = replica_worker(firm, replica, batch_size=2, pause_seconds=5.0)
     working = asyncio.create_task(worker.work_once())
@@ -436,14 +431,14 @@ async def test_p2_cancel_stops_a_job_on_the_replica_holding_it_after_its_batch(
         6 - processed
     )
     assert all("cancelled" in r["reason"] for r in job["results"][processed:])
-    assert [r["account_id"] for r in job["results"]] == body["account_ids"]
+    assert [r["account_id"] for r in job["results"]] == account_ids
     paged = await firm.call(
         "owner", "GET", f"/v1/bulk-messages/{job_id}", params={"after": processed, "limit": 1}
     )
     assert [r["index"] for r in paged.json()["results"]] == [processed + 1]
     database = firm.app.state.runtime.database
     threads = await database["threads"].find({"bulk_job_id": job_id}, {"account_id": 1}).to_list()
-    assert sorted(t["account_id"] for t in threads) == sorted(body["account_ids"][:processed])
+    assert sorted(t["account_id"] for t in threads) == sorted(account_ids[:processed])
     for thread in threads:  # created threads stay, usable
         shown = await firm.call("owner", "GET", f"/v1/threads/{thread['_id']}")
         assert shown.status_code == 200
@@ -504,15 +499,7 @@ async def test_p2_a_job_cancelled_after_its_worker_died_finishes_what_it_may_hav
     active = [account(f"acc_r{i}", f"Res {i}", (f"Rex{i} Doe", True)) for i in range(20)]
     await add_accounts(firm, active)
     runtime = firm.app.state.runtime
-    key = f"reserved-{firm.firm}"
-    job_id = derived_id("job", firm.firm, "st_olivia", key)
-    replica = Leases(runtime.database, holder="replica-r")
-    assert await replica.claim(f"bulk:{job_id}", seconds=600)
-    body = {"account_ids": [a.account_id for a in active], "subject": "s", "html": "<p>h</p>"}
-    started = await firm.call(
-        "owner", "POST", "/v1/bulk-messages", json=body, headers={"Idempotency-Key": key}
-    )
-    assert started.status_code == 202 and started.json()["id"] == job_id, started.text
+    job_id, replica = await start_held_job(firm, "reserved", [a.account_id for a in active])
     dying = replica_worker(firm, replica, batch_size=2, store=ResultsNeverStored(runtime.database))
     threads = runtime.database["threads"]
     async with ThreadCreatedWatch(runtime.settings.kafka_bootstrap_servers) as watch:
