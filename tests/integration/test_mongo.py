@@ -409,6 +409,5 @@ async def test_equality_filters_are_served_by_an_index_on_the_local_stack(
             pytest.skip("not FerretDB on PostgreSQL")
         nodes = plan_nodes(explained["queryPlanner"]["Plan"])
         assert "Seq Scan" not in nodes and "Bitmap Index Scan" in nodes, (query, nodes)
-    assert [d["_id"] for d in await things.find({"owner": "u3"}).to_list()] == [
-        f"id{i}" for i in range(3, 2000, 50)
-    ]
+    found = [d["_id"] for d in await things.find({"owner": "u3"}).to_list()]
+    assert sorted(found) == sorted(f"id{i}" for i in range(3, 2000, 50))  # no sort: any order
