@@ -154,6 +154,48 @@ def test_p1_render_cuts_long_subjects_and_refuses_an_empty_message() -> None:
         )
 
 
+def test_p2_a_template_is_sanitised_once_for_many_recipients_and_each_result_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bulk job renders one template per account: the template's own sanitising is done
+    once, the per-recipient result is still sanitised every time."""
+    from threadline.messaging import richtext  # noqa: PLC0415
+    from threadline.messaging.service import templates  # noqa: PLC0415
+
+    calls: list[str] = []
+
+    def counting(html: str) -> str:
+        calls.append(html)
+        return sanitize_html(html)
+
+    monkeypatch.setattr(templates, "sanitize_html", counting)
+    monkeypatch.setattr(richtext, "sanitize_html", counting)
+    template = '<p onclick="x()">Dear [[contact.full_name]] (cache test)</p>'
+    sender = Sender(firm_name="F", sender_name="S")
+    bodies = [
+        render(
+            Content(subject="s", html=template),
+            sender=sender,
+            account=account("Acc", ("a", name, True)),
+            contact_ids=["a"],
+            today=TODAY,
+            max_body_bytes=1000,
+        ).body.html
+        for name in ("Ann <b>Lee</b>", "Ben Lee", "Cy Lee")
+    ]
+    assert bodies == [
+        "<p>Dear Ann &lt;b&gt;Lee&lt;/b&gt; (cache test)</p>",
+        "<p>Dear Ben Lee (cache test)</p>",
+        "<p>Dear Cy Lee (cache test)</p>",
+    ]
+    assert calls.count(template) == 1
+    assert [html for html in calls if html != template] == [
+        "<p>Dear Ann &lt;b&gt;Lee&lt;/b&gt; (cache test)</p>",
+        "<p>Dear Ben Lee (cache test)</p>",
+        "<p>Dear Cy Lee (cache test)</p>",
+    ]
+
+
 def test_t2_addressed_contacts_are_the_portal_activated_ones() -> None:
     lee = account("Lee", ("a", "Ann", True), ("b", "Ben", False))
     assert addressed_contacts(lee, "acc", ()) == ["a"]

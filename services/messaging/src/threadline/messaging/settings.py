@@ -45,7 +45,7 @@ class Settings(ServiceSettings):
         description="P2: fewest accounts per batch when the job's writes are slow.",
     )
     bulk_target_write_seconds: float = Field(
-        default=0.03,
+        default=0.08,
         gt=0,
         le=60,
         description="P2: a batch whose inserts took longer halves the next batch; "
