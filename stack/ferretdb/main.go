@@ -161,12 +161,18 @@ type postgresProcess struct {
 //     minute. With the statistics of a one-document collection, PostgreSQL ANDs the bitmap
 //     of every filter field, so a lookup by `{_id, firm}` also read the firm's whole
 //     posting list in the `firm` index.
+//   - autovacuum_analyze_scale_factor=0.5 (default 0.1): with a one-second nap, a
+//     collection growing from empty was analysed at every tenth of growth, ~55 times while
+//     a bulk job wrote 10,000 threads; ANALYZE then took a third of PostgreSQL's busy time
+//     and PostgreSQL half a core (pg_stat_activity samples). At every half it is analysed
+//     ~13 times, and its statistics are never off by more than half its size.
 func startPostgres(ctx context.Context, bin, dataDir string, port int, runAs string) (*postgresProcess, error) {
 	cmd := exec.Command(filepath.Join(bin, "postgres"),
 		"-D", dataDir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
 		"-c", "plan_cache_mode=force_custom_plan", "-c", "autovacuum_naptime=1s",
+		"-c", "autovacuum_analyze_scale_factor=0.5",
 		"-c", "logging_collector=off", "-c", "log_min_messages=warning",
 	)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
