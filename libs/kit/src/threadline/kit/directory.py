@@ -8,10 +8,10 @@ a newer one, and removals are kept as tombstones so a late upsert cannot resurre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -65,20 +65,15 @@ class MongoDirectory:
             doc["account_id"]: doc for doc in found if doc is not None and not doc.get("removed")
         }
 
-    async def accounts_of_firm(
-        self, firm: str, account_ids: Collection[str]
-    ) -> dict[str, dict[str, Any]]:
-        """The existing accounts among ``account_ids``, by id, from ONE query over the firm's
-        whole directory: for callers naming a good share of a firm's accounts (a large bulk
-        job). Both filter fields are equalities, which every server (FerretDB included)
-        answers from the ``(firm, removed)`` index; it costs one document read per account
-        of the firm, against one round trip per named account for ``accounts``."""
-        wanted = set(account_ids)
-        return {
-            doc["account_id"]: doc
-            async for doc in self._accounts.find({"firm": firm, "removed": False})
-            if doc["account_id"] in wanted
-        }
+    def accounts_of_firm(self, firm: str, *, batch_size: int) -> AsyncCursor[dict[str, Any]]:
+        """Every account of the firm's directory, in no particular order, from ONE query read
+        ``batch_size`` documents per round trip: for callers naming a good share of a firm's
+        accounts (a large bulk job), who can work on the accounts already read and read on
+        as they need more (close the cursor when done). Both filter fields are equalities,
+        which every server (FerretDB included) answers from the ``(firm, removed)`` index; it
+        costs one document read per account of the firm, against one round trip per named
+        account for ``accounts``."""
+        return self._accounts.find({"firm": firm, "removed": False}, batch_size=batch_size)
 
     async def firm_name(self, firm: str) -> str | None:
         """The firm's display name, once a ``directory.firm.upserted`` was projected."""
