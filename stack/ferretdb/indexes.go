@@ -19,8 +19,11 @@ import (
 // lookup by `_id` in a collection of 20,000 documents, growing with it). A GIN index on
 // the same expression (jsonb_path_ops) serves `@>` (0.6 ms there). An event trigger gives
 // every btree expression index FerretDB creates such a twin, one per field; indexes
-// created before the trigger existed get theirs at start-up. A twin outlives a dropped
-// MongoDB index until its collection is dropped (it only costs writes). No fast update:
+// created before the trigger existed get theirs at start-up. Descending columns get none:
+// our services declare a key descending only to sort by it (thread lists by latest
+// activity), never to look it up by equality, and each twin costs every insert and every
+// update of its field (a post moves its thread's two activity times). A twin outlives a
+// dropped MongoDB index until its collection is dropped (it only costs writes). No fast update:
 // with it, the insert that finds GIN's pending list full merges the whole list into the
 // index while its client waits (a post during a bulk job paid for the job's inserts).
 const ginTwinsSQL = `
@@ -42,6 +45,10 @@ BEGIN
     FOR column_number IN
         SELECT generate_series(1, indnkeyatts) FROM pg_index WHERE indexrelid = index_oid
     LOOP
+        IF (SELECT indoption[column_number - 1] & 1 FROM pg_index
+             WHERE indexrelid = index_oid) = 1 THEN
+            CONTINUE;  -- descending: a sort key
+        END IF;
         expression := pg_get_indexdef(index_oid, column_number, true);
         field := substring(expression FROM '^\(?_jsonb -> ''((?:[^'']|'''')*)''::text\)?$');
         IF field IS NOT NULL THEN

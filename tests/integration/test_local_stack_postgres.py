@@ -124,3 +124,20 @@ def test_statistics_follow_a_growing_collection_within_seconds(table: str) -> No
         assert time.monotonic() < deadline, f"still planned with stale statistics: {conditions}"
         time.sleep(0.5)
     assert all("_id" in condition for condition in conditions), conditions
+
+
+def test_twins_are_made_for_ascending_fields_and_not_for_descending_sort_keys(
+    table: str,
+) -> None:
+    """An index like messaging's ``(firm, last_activity_at desc)``: ``firm`` gets a GIN
+    twin for FerretDB's ``@>`` equalities, the descending sort key none (it would only
+    cost every insert and every update of the thread's activity time)."""
+    _sql(f"create index on {table} ((_jsonb -> 'firm'), (_jsonb -> 'at') desc);")
+    schema, name = table.split(".")
+    twins = _sql(
+        "select indexdef from pg_indexes where indexdef like '%USING gin%'"
+        f" and schemaname = '{schema}' and tablename = '{name}';"
+    )
+    assert any("'firm'" in twin for twin in twins), twins
+    assert any("'_id'" in twin for twin in twins), twins
+    assert not any("'at'" in twin for twin in twins), twins
