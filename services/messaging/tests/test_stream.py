@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -239,3 +239,67 @@ async def test_cancelled_feed_ends_even_when_its_consumer_never_stops(
     done, _ = await asyncio.wait({running}, timeout=5)
     assert done == {running} and running.cancelled()
     assert not await feed.ready()
+
+
+class _Record:
+    def __init__(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        self.value = value
+        self.headers = headers
+
+
+class _ConsumerWithRecords(_ConsumerWhoseStopHangs):
+    """Hands out ``records`` once, then nothing."""
+
+    records: ClassVar[list[_Record]] = []
+
+    async def getmany(self, *, timeout_ms: int) -> dict[str, list[Any]]:
+        records, type(self).records = type(self).records, []
+        if records:
+            return {"threadline.messaging.v1/0": records}
+        return await super().getmany(timeout_ms=timeout_ms)
+
+    async def stop(self) -> None:
+        return None
+
+
+async def test_feed_decodes_only_events_of_firms_someone_here_subscribes_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The firm header routes before decoding: another firm's events (a bulk job's 20,000)
+    cost no decoding; an event without the header is decoded and routed by its firm."""
+    ours = posted(seq=1)
+    value = ours.model_dump_json().encode()
+    _ConsumerWithRecords.records = [
+        _Record(b"not even json", [("firm", b"firm_b")]),
+        _Record(value, [("firm", FIRM.encode())]),
+        _Record(value, []),
+    ]
+    monkeypatch.setattr(stream_module, "AIOKafkaConsumer", _ConsumerWithRecords)
+    decoded: list[bytes] = []
+    real_decode = stream_module.decode
+
+    def counting_decode(raw: bytes) -> Envelope[Any]:
+        decoded.append(raw)
+        return real_decode(raw)
+
+    monkeypatch.setattr(stream_module, "decode", counting_decode)
+
+    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+        return frozenset()
+
+    hub = StreamHub(mentions=no_mentions, queue_size=10)
+    owner = hub.subscribe(OWNER)
+    feed = KafkaStreamFeed(
+        hub, topic="threadline.messaging.v1", bootstrap_servers="kafka:9092", client_id="test"
+    )
+    running = asyncio.create_task(feed.run())
+    try:
+        async with asyncio.timeout(5):
+            while owner.queue.qsize() < 2:  # noqa: ASYNC110 - the hub sets no other signal
+                await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert decoded == [value, value]
+    assert [owner.queue.get_nowait()["data"]["seq"] for _ in range(2)] == [1, 1]
+    assert hub.listens_to(FIRM) and not hub.listens_to("firm_b")

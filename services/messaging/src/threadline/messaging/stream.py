@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -166,6 +166,10 @@ class StreamHub:
         if not self._by_firm[firm]:
             del self._by_firm[firm]
 
+    def listens_to(self, firm: str) -> bool:
+        """Whether anyone here subscribes to the firm's events."""
+        return firm in self._by_firm
+
     async def dispatch(self, event: Envelope[Any]) -> None:
         subscriptions = list(self._by_firm.get(event.firm, ()))
         if not subscriptions:
@@ -238,7 +242,9 @@ class KafkaStreamFeed:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():
                     for record in records:
-                        await self._dispatch(record.value)
+                        firm = _firm_of(record.headers)
+                        if firm is None or self._hub.listens_to(firm):
+                            await self._dispatch(record.value)
         finally:
             self.positioned.clear()
             await _stop_within(consumer, FEED_STOP_SECONDS)
@@ -259,6 +265,17 @@ class KafkaStreamFeed:
             await self._hub.dispatch(event)
         except Exception:  # one bad lookup must not end the stream for everyone
             _log.warning("stream dispatch failed", event_type=event.type, exc_info=True)
+
+
+def _firm_of(headers: Sequence[tuple[str, bytes]]) -> str | None:
+    """The event's firm from its Kafka headers (``Envelope.kafka_headers``, there for routing
+    without decoding), None without one. A firm nobody here subscribes to is skipped before
+    its event is decoded: during a 10,000-account bulk job, decoding the job's 20,000 events
+    for nobody took 9 % of the app's CPU samples, on the loop that serves its requests."""
+    for name, value in headers:
+        if name == "firm":
+            return value.decode(errors="replace")
+    return None
 
 
 async def _stop_within(consumer: AIOKafkaConsumer, seconds: float) -> None:
