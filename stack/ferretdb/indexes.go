@@ -23,8 +23,8 @@ import (
 // our services declare a key descending only to sort by it (thread lists by latest
 // activity), never to look it up by equality, and each twin costs every insert and every
 // update of its field (a post moves its thread's two activity times). A twin outlives a
-// dropped MongoDB index until its collection is dropped (it only costs writes). No fast update:
-// with it, the insert that finds GIN's pending list full merges the whole list into the
+// dropped MongoDB index until its collection is dropped (it only costs writes). No fast
+// update: with it, the insert that finds GIN's pending list full merges the whole list into the
 // index while its client waits (a post during a bulk job paid for the job's inserts).
 const ginTwinsSQL = `
 CREATE OR REPLACE FUNCTION threadline_gin_twins_of(index_oid oid) RETURNS void
@@ -42,13 +42,10 @@ BEGIN
     IF target IS NULL OR method <> 'btree' THEN
         RETURN;
     END IF;
-    FOR column_number IN
-        SELECT generate_series(1, indnkeyatts) FROM pg_index WHERE indexrelid = index_oid
+    FOR column_number IN  -- ascending columns only: a descending one is a sort key
+        SELECT n FROM pg_index, generate_series(1, indnkeyatts) AS n
+         WHERE indexrelid = index_oid AND indoption[n - 1] & 1 = 0
     LOOP
-        IF (SELECT indoption[column_number - 1] & 1 FROM pg_index
-             WHERE indexrelid = index_oid) = 1 THEN
-            CONTINUE;  -- descending: a sort key
-        END IF;
         expression := pg_get_indexdef(index_oid, column_number, true);
         field := substring(expression FROM '^\(?_jsonb -> ''((?:[^'']|'''')*)''::text\)?$');
         IF field IS NOT NULL THEN
