@@ -265,8 +265,9 @@ class _ConsumerWithRecords(_ConsumerWhoseStopHangs):
 async def test_feed_decodes_only_events_of_firms_someone_here_subscribes_to(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The firm header routes before decoding: another firm's events (a bulk job's 20,000)
-    cost no decoding; an event without the header is decoded and routed by its firm."""
+    """T7 with the firm header routing before decoding: another firm's events (a bulk job's
+    20,000) cost no decoding; the subscribed firm's events still reach its subscriber, and
+    an event without the header is decoded and routed by its firm."""
     ours = posted(seq=1)
     value = ours.model_dump_json().encode()
     _ConsumerWithRecords.records = [
