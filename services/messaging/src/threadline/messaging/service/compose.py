@@ -47,23 +47,27 @@ class Composer:
 
     async def author(self, principal: Principal, account_id: str) -> Author:
         """R3: a client is shown as the contact person of the account, with the account."""
-        name = principal.name
-        account_name = None
-        if principal.is_client:
-            account = await self._directory.account(principal.firm, account_id) or {}
-            contact: dict[str, Any] = next(
-                (c for c in account.get("contacts", []) if c["contact_id"] == principal.sub), {}
-            )
-            name = contact.get("name") or name
-            account_name = account.get("name") or account_id
-        else:
-            staff = await self._directory.staff_member(principal.firm, principal.sub) or {}
-            name = staff.get("name") or name
+        if principal.is_staff:
+            return await self.staff_author(principal)
+        account = await self._directory.account(principal.firm, account_id) or {}
+        contact: dict[str, Any] = next(
+            (c for c in account.get("contacts", []) if c["contact_id"] == principal.sub), {}
+        )
         return Author(
             user_id=principal.sub,
             kind=principal.kind,
-            name=name or principal.sub,
-            account_name=account_name,
+            name=contact.get("name") or principal.name or principal.sub,
+            account_name=account.get("name") or account_id,
+        )
+
+    async def staff_author(self, principal: Principal) -> Author:
+        """A staff member is shown by their name in the directory. It needs no thread, so a
+        post reads it side by side with the thread (``MessageService.post``)."""
+        staff = await self._directory.staff_member(principal.firm, principal.sub) or {}
+        return Author(
+            user_id=principal.sub,
+            kind=principal.kind,
+            name=staff.get("name") or principal.name or principal.sub,
         )
 
     async def check_mentions(self, principal: Principal, mentions: tuple[str, ...]) -> list[str]:
@@ -104,8 +108,10 @@ class Composer:
         draft: MessageDraft,
         parent: Document | None,
         at: datetime,
+        author: Author | None = None,
     ) -> tuple[Document, list[str]]:
-        """Validate and render a message; returns the document (without seq) and mentions."""
+        """Validate and render a message; returns the document (without seq) and mentions.
+        ``author`` is the caller's, when it was read already."""
         if draft.reply_to is not None:
             self.check_reply(principal, parent, draft.reply_to)
         internal = self.check_internal(principal, draft, parent)
@@ -114,7 +120,8 @@ class Composer:
             raise InvalidMessage(f"A message can embed at most {MAX_EMBEDS} videos.")
         embeds = [parse_video_embed(url) for url in draft.video_urls]
         mentions = await self.check_mentions(principal, draft.mentions)
-        author = await self.author(principal, thread["account_id"])
+        if author is None:
+            author = await self.author(principal, thread["account_id"])
         document = message_document(
             message_id=new_id(),
             thread=thread,
