@@ -209,6 +209,15 @@ class _ConsumerWhoseStopHangs:
         await asyncio.sleep(timeout_ms / 1000)
         return {}
 
+    def pause(self, *partitions: str) -> None:
+        return None
+
+    def resume(self, *partitions: str) -> None:
+        return None
+
+    async def seek_to_end(self, *partitions: str) -> bool:
+        return True
+
     async def stop(self) -> None:
         self.stop_started = True
         await asyncio.Event().wait()
@@ -304,3 +313,86 @@ async def test_feed_decodes_only_events_of_firms_someone_here_subscribes_to(
     assert decoded == [value, value]
     assert [owner.queue.get_nowait()["data"]["seq"] for _ in range(2)] == [1, 1]
     assert hub.listens_to(FIRM) and not hub.listens_to("firm_b")
+
+
+class _PausableConsumer(_ConsumerWithRecords):
+    """Records what the feed asks of it; an empty fetch takes 10 ms."""
+
+    calls: ClassVar[list[str]] = []
+
+    def pause(self, *partitions: str) -> None:
+        self.calls.append("pause")
+
+    def resume(self, *partitions: str) -> None:
+        self.calls.append("resume")
+
+    async def seek_to_end(self, *partitions: str) -> bool:
+        self.calls.append("seek_to_end")
+        return True
+
+    async def getmany(self, *, timeout_ms: int) -> dict[str, list[Any]]:
+        self.calls.append("getmany")
+        return await super().getmany(timeout_ms=10)
+
+
+async def test_feed_fetches_nothing_while_nobody_subscribes_and_resumes_from_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nobody subscribed the feed fetches nothing (a bulk job's 20,000 events cost the
+    app's loop nothing). A subscriber is told the stream is live only once the feed has
+    moved to the topic's end and fetches again, and then gets its firm's events (T7);
+    when the last subscriber leaves, fetching stops again. Readiness stays."""
+    _PausableConsumer.calls, _PausableConsumer.records = [], []
+    monkeypatch.setattr(stream_module, "AIOKafkaConsumer", _PausableConsumer)
+
+    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+        return frozenset()
+
+    calls = _PausableConsumer.calls
+    hub = StreamHub(mentions=no_mentions, queue_size=10)
+    feed = KafkaStreamFeed(
+        hub, topic="threadline.messaging.v1", bootstrap_servers="kafka:9092", client_id="test"
+    )
+    running = asyncio.create_task(feed.run())
+    try:
+        async with asyncio.timeout(5):
+            while "pause" not in calls:  # noqa: ASYNC110 - the feed sets no other signal
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # ten empty fetches' time
+            assert calls == ["pause"], "nobody subscribed, yet the feed fetched"
+            assert await feed.ready()
+
+            owner = hub.subscribe(OWNER)
+            await feed.live()
+            assert calls[:3] == ["pause", "seek_to_end", "resume"]
+            another = hub.subscribe(ASSIGNED)
+            await feed.live()  # fetching already: nothing to wait for
+            assert calls.count("seek_to_end") == 1
+
+            value = posted(seq=7).model_dump_json().encode()
+            _PausableConsumer.records = [_Record(value, [("firm", FIRM.encode())])]
+            frame = await owner.queue.get()
+            assert frame["data"]["seq"] == 7
+
+            hub.unsubscribe(owner)
+            hub.unsubscribe(another)
+            while calls.count("pause") < 2:  # noqa: ASYNC110 - as above
+                await asyncio.sleep(0.01)
+            assert await feed.ready()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_subscriber_waits_a_bounded_time_for_a_feed_that_is_down() -> None:
+    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+        return frozenset()
+
+    feed = KafkaStreamFeed(
+        StreamHub(mentions=no_mentions, queue_size=2),
+        topic="threadline.messaging.v1",
+        bootstrap_servers="kafka:9092",
+        client_id="test",
+    )
+    async with asyncio.timeout(1):
+        await feed.live(within_seconds=0.05)

@@ -33,6 +33,10 @@ async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
     return frozenset()
 
 
+async def live_at_once() -> None:
+    """The feed is not under test here: every subscriber is live at once."""
+
+
 def token(**overrides: Any) -> str:
     claims: dict[str, Any] = {
         "sub": "st_mia",
@@ -52,6 +56,7 @@ async def url() -> AsyncIterator[str]:
     app = FastAPI()
     app.include_router(router)
     app.state.stream = StreamHub(mentions=no_mentions, queue_size=10)
+    app.state.stream_feed = SimpleNamespace(live=live_at_once)
     app.state.runtime = SimpleNamespace(
         verifier=TokenVerifier(issuer="threadline", audience="threadline", secret=SECRET),
         settings=SimpleNamespace(stream_auth_timeout_seconds=5.0),

@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from ..conftest import ServiceFactory, eventually, token_for
-from .conftest import PATEL, Firm
+from .conftest import PATEL, Firm, find_event
 
 POSTED = "messaging.message.posted"
 FRAME_TIMEOUT = 30.0
@@ -169,3 +169,22 @@ async def test_browsers_authenticate_with_a_first_frame(firm: Firm, second_repli
         thread = await firm.new_thread()
         frames = await frames_until(ws, is_posted(1, thread["id"]))
         assert frames[-1]["data"]["text"] == "Hi"
+
+
+async def test_a_replica_nobody_subscribed_to_streams_from_the_topic_end_once_someone_does(
+    firm: Firm, second_replica: str
+) -> None:
+    """Replica two has had no subscriber, so its feed fetched nothing while a message was
+    posted (through replica one). Its first subscriber gets what is posted after
+    ``stream.ready`` — and not the message from before, which had nobody to go to: the feed
+    went on from the topic's end, not from where it paused."""
+    thread = await firm.new_thread()
+    earlier = await firm.post("assigned member", thread["id"], html="<p>Before anyone</p>")
+    assert earlier.status_code == 201
+    await find_event(firm, POSTED, earlier.json()["id"])  # on the topic before anyone listens
+    async with subscribers(second_replica, {"owner": firm.token("owner")}) as ws:
+        later = await firm.post("assigned member", thread["id"], html="<p>Now</p>")
+        assert later.status_code == 201
+        frames = await frames_until(ws["owner"], is_posted(3, thread["id"]))
+    # Seq 1 is the thread's first message, seq 2 the one posted before anyone subscribed.
+    assert [f["type"] for f in frames if f["thread_id"] == thread["id"]] == [POSTED]

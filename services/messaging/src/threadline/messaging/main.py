@@ -164,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             migrations=[migrate_client_numbers, migrate_pending_first_messages],
             state={
                 "stream": hub,
+                "stream_feed": feed,
                 "messages": message_service,
                 "threads": thread_service,
                 "drafts": DraftService(

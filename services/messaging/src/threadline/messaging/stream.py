@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from threadline.contracts import Envelope, EventDecodeError, decode
@@ -51,10 +52,12 @@ TOO_SLOW = 4408
 GOING_AWAY = 1001
 """Closed because the server is shutting down (RFC 6455): reconnect to another replica."""
 POLICY_VIOLATION = 1008
-#: How long the stream feed's Kafka consumer gets to stop before it is left behind.
-FEED_STOP_SECONDS = 5.0
 """Close code for a first frame that is not a text frame of at most ``MAX_AUTH_FRAME`` bytes."""
 MAX_AUTH_FRAME = 16 * 1024
+FEED_STOP_SECONDS = 5.0
+"""How long the stream feed's Kafka consumer gets to stop before it is left behind."""
+LIVE_WAIT_SECONDS = 10.0
+"""How long a new subscriber waits for a feed that is down before it is told it is ready."""
 
 
 class _BadFirstFrame(Exception):
@@ -201,6 +204,12 @@ class KafkaStreamFeed:
 
     No consumer group: each replica reads every partition, commits nothing and starts at the
     newest offset — the stream is live, and durable state lives in the API.
+
+    While nobody is subscribed to the replica the feed fetches nothing (its partitions are
+    paused): during a 10,000-account bulk job, fetching the job's 20,000 events for nobody
+    took a fifth of the app's CPU samples, on the loop that serves its requests. A new
+    subscriber is told the stream is ready (``live``) once the feed has moved to the
+    topic's end and fetches again, so every event published after that reaches it.
     """
 
     def __init__(
@@ -211,6 +220,20 @@ class KafkaStreamFeed:
         self._bootstrap_servers = bootstrap_servers
         self._client_id = client_id
         self.positioned = asyncio.Event()
+        self._fetching = asyncio.Event()
+        self._wanted = asyncio.Event()
+
+    async def live(self, *, within_seconds: float = LIVE_WAIT_SECONDS) -> None:
+        """Return once events published from now on reach this replica's subscribers: at
+        once while the feed fetches; after it moved to the topic's end and fetches again
+        when it had paused for want of subscribers (call it after ``StreamHub.subscribe``).
+        A feed that is down (restarting after a failure) is waited for ``within_seconds``
+        at most; its subscribers get events once it is back, as they would without this."""
+        if self._fetching.is_set():
+            return
+        self._wanted.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._fetching.wait(), within_seconds)
 
     async def ready(self) -> bool:
         """Readiness: events published from now on will reach this replica's subscribers."""
@@ -238,7 +261,10 @@ class KafkaStreamFeed:
         await consumer.start()
         try:
             await self._position_at_end(consumer)
+            self._fetching.set()
             while True:
+                if not self._hub.connections:
+                    await self._pause_until_subscribed(consumer)
                 batches = await consumer.getmany(timeout_ms=1000)
                 for records in batches.values():
                     for record in records:
@@ -247,7 +273,25 @@ class KafkaStreamFeed:
                             await self._dispatch(record.value)
         finally:
             self.positioned.clear()
+            self._fetching.clear()
             await _stop_within(consumer, FEED_STOP_SECONDS)
+
+    async def _pause_until_subscribed(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch nothing until someone subscribes, then go on from the topic's end: what
+        was published meanwhile had nobody here to go to."""
+        partitions = consumer.assignment()
+        consumer.pause(*partitions)
+        self._fetching.clear()
+        self._wanted.clear()
+        while not self._hub.connections:
+            await self._wanted.wait()
+            self._wanted.clear()
+        if not await consumer.seek_to_end(*partitions):
+            raise KafkaError("the stream feed could not find the topic's end in time")
+        for partition in partitions:
+            await consumer.position(partition)
+        consumer.resume(*partitions)
+        self._fetching.set()
 
     async def _position_at_end(self, consumer: AIOKafkaConsumer) -> None:
         while not consumer.assignment():  # noqa: ASYNC110 - no assignment event without a group
@@ -294,6 +338,7 @@ async def stream(websocket: WebSocket) -> None:
     """The caller's live events. Authenticate with an ``Authorization: Bearer`` header, or
     (browsers) with a first text frame ``{"type": "auth", "token": "…"}``."""
     hub: StreamHub = websocket.app.state.stream
+    feed: KafkaStreamFeed = websocket.app.state.stream_feed
     verifier: TokenVerifier = websocket.app.state.runtime.verifier
     auth_timeout: float = websocket.app.state.runtime.settings.stream_auth_timeout_seconds
     await websocket.accept()
@@ -316,6 +361,7 @@ async def stream(websocket: WebSocket) -> None:
         return
     subscription = hub.subscribe(principal)
     try:
+        await feed.live()
         await websocket.send_json({"type": "stream.ready", "user_id": principal.sub})
         await _pump(websocket, subscription)
     except WebSocketDisconnect:
