@@ -18,7 +18,9 @@ All of it runs ``--rounds`` times (3), each round on fresh databases with a fres
 (so a round does not inherit the last one's tables and their vacuuming): one job lasts
 about 10 s, in which only ~60 posts fall, so the p99 of one round is its slowest post. The
 figures pool the rounds (throughput: all accounts over all time; latencies: all samples),
-and each round's throughput is printed too.
+and each round's throughput is printed too, with the share of CPU time the host gave to
+other guests during its idle posts and its job (``steal``: a round disturbed from outside
+shows as one).
 With ``--profile DIR`` the service logs each batch's step timings (INFO) to
 ``DIR/messaging.log`` and py-spy samples it during the job (``DIR/bulk-job.pyspy.txt``,
 collapsed stacks). Throughput = accounts per second. Targets (issue 12): job ≥ 50 % of
@@ -58,7 +60,7 @@ from threadline.messaging.service.threads import new_thread_document, thread_cre
 from threadline.messaging.settings import Settings as MessagingSettings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _process import ServiceProcess, create_raw_topic
+from _process import ServiceProcess, Steal, create_raw_topic
 
 ACCOUNT = "acc_lee_family"
 RAW_TOPIC = "threadline.benchmark.raw.v1"
@@ -78,6 +80,10 @@ def progress(phase: str) -> None:
 def percentile_ms(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def share(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction:.0%}"
 
 
 def summary(samples: list[float]) -> str:
@@ -117,6 +123,8 @@ class Round:
     raw_seconds: float
     job_seconds: float
     during: list[float]
+    idle_steal: float | None
+    job_steal: float | None
 
 
 class Benchmark:
@@ -308,19 +316,30 @@ class Benchmark:
                 progress("idle post latency")
                 for i in range(WARM_UP_POSTS):
                     await self.post(http, thread_id, f"warm-up {i}")
+                idle_meter = Steal()
                 idle = [await self.post(http, thread_id, f"idle {i}") for i in range(IDLE_POSTS)]
+                idle_stolen = idle_meter.share()
                 progress("raw baseline")
                 raw_seconds = await self.baseline()
                 progress("bulk job")
+                job_meter = Steal()
                 async with self.profiled(server):
                     job_seconds, during = await self.bulk(http, thread_id)
+                job_stolen = job_meter.share()
         finally:
             await server.stop()
             await self.producer.stop()
             await self.mongo.drop_database(self.database)
             await self.mongo.drop_database(self.raw_database)
             await self.mongo.close()
-        return Round(idle=idle, raw_seconds=raw_seconds, job_seconds=job_seconds, during=during)
+        return Round(
+            idle=idle,
+            raw_seconds=raw_seconds,
+            job_seconds=job_seconds,
+            during=during,
+            idle_steal=idle_stolen,
+            job_steal=job_stolen,
+        )
 
 
 def report(accounts: int, batch_size: int, rounds: list[Round]) -> None:
@@ -338,7 +357,8 @@ def report(accounts: int, batch_size: int, rounds: list[Round]) -> None:
         print(f"  round {number}: raw baseline {raw_rate:7.1f} accounts/s, bulk job "
               f"{job_rate:7.1f} accounts/s ({job_rate / raw_rate:5.1%}), post p99 idle "
               f"{percentile_ms(each.idle, 0.99):5.1f} ms, during "
-              f"{percentile_ms(each.during, 0.99):5.1f} ms")  # fmt: skip
+              f"{percentile_ms(each.during, 0.99):5.1f} ms; CPU steal idle "
+              f"{share(each.idle_steal)}, job {share(each.job_steal)}")  # fmt: skip
     raw_rate = accounts * len(rounds) / sum(each.raw_seconds for each in rounds)
     job_rate = accounts * len(rounds) / sum(each.job_seconds for each in rounds)
     print(f"  raw baseline (insert_many + batched produce) {raw_rate:8.1f} accounts/s")
