@@ -24,8 +24,9 @@ import (
 // activity), never to look it up by equality, and each twin costs every insert and every
 // update of its field (a post moves its thread's two activity times). A twin outlives a
 // dropped MongoDB index until its collection is dropped (it only costs writes). No fast
-// update: with it, the insert that finds GIN's pending list full merges the whole list into the
-// index while its client waits (a post during a bulk job paid for the job's inserts).
+// update: with it, the insert that finds GIN's pending list full merges the whole list
+// into the index while its client waits (a post during a bulk job paid for the job's
+// inserts).
 const ginTwinsSQL = `
 CREATE OR REPLACE FUNCTION threadline_gin_twins_of(index_oid oid) RETURNS void
 LANGUAGE plpgsql AS $$

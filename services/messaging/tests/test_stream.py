@@ -37,6 +37,17 @@ OTHER_CLIENT = Principal(sub="ct_raj", firm=FIRM, kind="client", accounts={"acc_
 OTHER_FIRM = Principal(sub="st_olivia", firm="firm_b", kind="staff", role="owner")
 
 
+async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
+    return frozenset()
+
+
+def feed_on(hub: StreamHub) -> KafkaStreamFeed:
+    """A feed for ``hub`` whose consumer each test replaces (``AIOKafkaConsumer``)."""
+    return KafkaStreamFeed(
+        hub, topic="threadline.messaging.v1", bootstrap_servers="kafka:9092", client_id="test"
+    )
+
+
 def event(data: EventData) -> Envelope[Any]:
     return new_event(data, firm=FIRM, producer="messaging")
 
@@ -179,9 +190,6 @@ async def test_hub_fans_out_in_order_and_looks_up_mentions_only_when_needed() ->
 
 
 async def test_a_subscriber_that_falls_behind_is_flagged_not_buffered_forever() -> None:
-    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
-        return frozenset()
-
     hub = StreamHub(mentions=no_mentions, queue_size=2)
     slow = hub.subscribe(OWNER)
     for seq in (1, 2, 3):
@@ -231,15 +239,7 @@ async def test_cancelled_feed_ends_even_when_its_consumer_never_stops(
     monkeypatch.setattr(stream_module, "AIOKafkaConsumer", _ConsumerWhoseStopHangs)
     monkeypatch.setattr(stream_module, "FEED_STOP_SECONDS", 0.1)
 
-    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
-        return frozenset()
-
-    feed = KafkaStreamFeed(
-        StreamHub(mentions=no_mentions, queue_size=2),
-        topic="threadline.messaging.v1",
-        bootstrap_servers="kafka:9092",
-        client_id="test",
-    )
+    feed = feed_on(StreamHub(mentions=no_mentions, queue_size=2))
     running = asyncio.create_task(feed.run())
     async with asyncio.timeout(5):
         while not await feed.ready():  # noqa: ASYNC110 - the feed sets no other signal
@@ -294,14 +294,9 @@ async def test_feed_decodes_only_events_of_firms_someone_here_subscribes_to(
 
     monkeypatch.setattr(stream_module, "decode", counting_decode)
 
-    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
-        return frozenset()
-
     hub = StreamHub(mentions=no_mentions, queue_size=10)
     owner = hub.subscribe(OWNER)
-    feed = KafkaStreamFeed(
-        hub, topic="threadline.messaging.v1", bootstrap_servers="kafka:9092", client_id="test"
-    )
+    feed = feed_on(hub)
     running = asyncio.create_task(feed.run())
     try:
         async with asyncio.timeout(5):
@@ -345,14 +340,9 @@ async def test_feed_fetches_nothing_while_nobody_subscribes_and_resumes_from_the
     _PausableConsumer.calls, _PausableConsumer.records = [], []
     monkeypatch.setattr(stream_module, "AIOKafkaConsumer", _PausableConsumer)
 
-    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
-        return frozenset()
-
     calls = _PausableConsumer.calls
     hub = StreamHub(mentions=no_mentions, queue_size=10)
-    feed = KafkaStreamFeed(
-        hub, topic="threadline.messaging.v1", bootstrap_servers="kafka:9092", client_id="test"
-    )
+    feed = feed_on(hub)
     running = asyncio.create_task(feed.run())
     try:
         async with asyncio.timeout(5):
@@ -385,14 +375,6 @@ async def test_feed_fetches_nothing_while_nobody_subscribes_and_resumes_from_the
 
 
 async def test_a_subscriber_waits_a_bounded_time_for_a_feed_that_is_down() -> None:
-    async def no_mentions(firm: str, thread_id: str) -> frozenset[str]:
-        return frozenset()
-
-    feed = KafkaStreamFeed(
-        StreamHub(mentions=no_mentions, queue_size=2),
-        topic="threadline.messaging.v1",
-        bootstrap_servers="kafka:9092",
-        client_id="test",
-    )
+    feed = feed_on(StreamHub(mentions=no_mentions, queue_size=2))
     async with asyncio.timeout(1):
         await feed.live(within_seconds=0.05)

@@ -8,9 +8,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts import decode
 from threadline.contracts.topics import Topic
+from threadline.kit.directory import MongoDirectory
+from threadline.kit.outbox import Outbox
+from threadline.messaging.service import Composer, MessageService
+from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
 
 from ..conftest import (
     LEE,
@@ -23,7 +28,7 @@ from ..conftest import (
     seed_directory,
 )
 
-__all__ = ["DORMANT", "LEE", "PATEL", "Firm", "find_event", "firm_on"]
+__all__ = ["DORMANT", "LEE", "PATEL", "Firm", "find_event", "firm_on", "unpublished_service"]
 
 DORMANT = "acc_dormant_co"  # no contact with portal access
 
@@ -77,3 +82,22 @@ async def find_event(firm: Firm, event_type: str, message_id: str) -> Any:
         return bool(decode(record.value).data.message_id == message_id)
 
     return decode((await find_record(firm.events_from, matches)).value)
+
+
+class _NoPublishing:
+    """The outbox is never run in these tests: if anything tried to publish, they fail."""
+
+    async def publish_record(self, **_: Any) -> None:
+        raise AssertionError("nothing may be published in this test")
+
+
+def unpublished_service(database: AsyncDatabase[dict[str, Any]]) -> MessageService:
+    """The real message service and stores on ``database``, without an app: its outbox
+    publishes nothing (for tests that call the service itself, example after example)."""
+    outbox = Outbox(_NoPublishing())
+    return MessageService(
+        threads=MongoThreadStore(database, outbox=outbox),
+        messages=MongoMessageStore(database, outbox=outbox),
+        reads=MongoReadStore(database, outbox=outbox),
+        composer=Composer(directory=MongoDirectory(database), max_body_bytes=1024),
+    )

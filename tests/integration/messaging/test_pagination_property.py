@@ -20,23 +20,15 @@ from hypothesis import strategies as st
 from pymongo import AsyncMongoClient
 
 from threadline.kit.auth import Principal
-from threadline.kit.directory import MongoDirectory
-from threadline.kit.outbox import Outbox
-from threadline.messaging.service import Composer, MessageService
-from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
+from threadline.messaging.service import MessageService
+
+from .conftest import unpublished_service
 
 FIRM = "firm_paging"
 ACCOUNT = "acc_paging"
 STAFF = Principal(sub="st_olivia", firm=FIRM, kind="staff", role="owner")
 CLIENT = Principal(sub="ct_ann", firm=FIRM, kind="client", accounts={ACCOUNT})
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-class _NoPublishing:
-    """Paging publishes nothing; if it ever tried, the example fails."""
-
-    async def publish_record(self, **_: Any) -> None:
-        raise AssertionError("paging must not publish events")
 
 
 def _message(
@@ -102,15 +94,7 @@ async def _check(flags: list[tuple[bool, bool]], limit: int, client: bool) -> No
     )
     database = mongo[f"it_paging_{uuid.uuid4().hex[:10]}"]
     try:
-        outbox = Outbox(_NoPublishing())
-        threads = MongoThreadStore(database, outbox=outbox)
-        messages = MongoMessageStore(database, outbox=outbox)
-        service = MessageService(
-            threads=threads,
-            messages=messages,
-            reads=MongoReadStore(database, outbox=outbox),
-            composer=Composer(directory=MongoDirectory(database), max_body_bytes=1024),
-        )
+        service = unpublished_service(database)
         thread_id = "th_paging"
         await database["threads"].insert_one(
             {"_id": thread_id, "firm": FIRM, "account_id": ACCOUNT, "subject": "Paging"}

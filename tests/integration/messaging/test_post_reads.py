@@ -20,10 +20,9 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from threadline.kit.auth import Principal
-from threadline.kit.directory import MongoDirectory
-from threadline.kit.outbox import Outbox
-from threadline.messaging.service import Composer, MessageDraft, MessageService
-from threadline.messaging.store import MongoMessageStore, MongoReadStore, MongoThreadStore
+from threadline.messaging.service import MessageDraft, MessageService
+
+from .conftest import unpublished_service
 
 FIRM = "firm_reads"
 ACCOUNT = "acc_reads"
@@ -53,13 +52,6 @@ class _Reads(monitoring.CommandListener):
         self._collections.pop(event.request_id, None)
 
 
-class _NotRun:
-    """The outbox is never run here: nothing may be published."""
-
-    async def publish_record(self, **_: Any) -> None:
-        raise AssertionError("no event is published in this test")
-
-
 @pytest.fixture
 async def watched() -> AsyncIterator[tuple[MessageService, _Reads]]:
     reads = _Reads()
@@ -68,7 +60,6 @@ async def watched() -> AsyncIterator[tuple[MessageService, _Reads]]:
     )
     database = mongo[f"it_reads_{uuid.uuid4().hex[:10]}"]
     try:
-        outbox = Outbox(_NotRun())
         await database["threads"].insert_one(
             {"_id": THREAD, "firm": FIRM, "account_id": ACCOUNT, "subject": "Reads"}
             | {"status": "active", "mentioned_staff": [], "seq": 0, "client_seq": 0}
@@ -83,12 +74,7 @@ async def watched() -> AsyncIterator[tuple[MessageService, _Reads]]:
             {"_id": f"{FIRM}:{ACCOUNT}", "firm": FIRM, "account_id": ACCOUNT}
             | {"name": "Lee family", "contacts": [contact], "removed": False}
         )
-        service = MessageService(
-            threads=MongoThreadStore(database, outbox=outbox),
-            messages=MongoMessageStore(database, outbox=outbox),
-            reads=MongoReadStore(database, outbox=outbox),
-            composer=Composer(directory=MongoDirectory(database), max_body_bytes=1024),
-        )
+        service = unpublished_service(database)
         # Connections for reads in flight together (a new one's handshake outlasts a find).
         await asyncio.gather(*(database.command("ping") for _ in range(4)))
         reads.steps.clear()
