@@ -347,11 +347,13 @@ def report(accounts: int, batch_size: int, rounds: list[Round]) -> None:
     during = [latency for each in rounds for latency in each.during]
     idle_p99, during_p99 = percentile_ms(idle, 0.99), percentile_ms(during, 0.99)
     bulk = MessagingSettings()
+    storage = "THREADLINE_MONGODB_BATCH_URL" if bulk.mongodb_batch_url else "the requests' URL"
     print(f"bulk benchmark: {accounts} accounts, {len(rounds)} rounds; raw baseline in "
           f"batches of {batch_size}; job batches {bulk.bulk_min_batch_size}-"
           f"{bulk.bulk_batch_size}, target write {bulk.bulk_target_write_seconds} s, "
           f"latency factor {bulk.bulk_latency_factor}, max yield "
-          f"{bulk.bulk_max_yield_seconds} s, worker {bulk.bulk_worker}")  # fmt: skip
+          f"{bulk.bulk_max_yield_seconds} s, worker {bulk.bulk_worker} writing through "
+          f"{storage}")  # fmt: skip
     for number, each in enumerate(rounds, start=1):
         raw_rate, job_rate = accounts / each.raw_seconds, accounts / each.job_seconds
         print(f"  round {number}: raw baseline {raw_rate:7.1f} accounts/s, bulk job "

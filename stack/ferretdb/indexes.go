@@ -1,15 +1,5 @@
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
-)
-
 // ginTwinsSQL makes PostgreSQL able to use an index for FerretDB's queries.
 //
 // FerretDB 1.24 pushes a filter's equalities down as `(_jsonb -> 'field') @> value`
@@ -81,15 +71,3 @@ SELECT count(threadline_gin_twins_of(i.indexrelid))
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast');
 `
-
-// addGinTwins installs ginTwinsSQL with psql (from PostgreSQL's own binaries).
-func addGinTwins(ctx context.Context, bin string, port int) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "psql"),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
-		"-v", "ON_ERROR_STOP=1", "-q", "-X", "-o", os.DevNull, "-f", "-")
-	cmd.Stdin = strings.NewReader(ginTwinsSQL)
-	if output, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("%w: %s", err, output)
-	}
-	return nil
-}

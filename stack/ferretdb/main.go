@@ -43,6 +43,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -77,6 +78,7 @@ func run() error {
 	dataDir := flag.String("data", "./ferretdb-data", "directory of the SQLite databases or the PostgreSQL cluster")
 	pgBin := flag.String("postgres-bin", "/usr/lib/postgresql/15/bin", "PostgreSQL's binaries")
 	pgPort := flag.Int("postgres-port", 54320, "PostgreSQL's port on 127.0.0.1")
+	batchNiceness := flag.Int("batch-niceness", 10, "niceness of the PostgreSQL backends serving "+batchRole)
 	pgUser := flag.String("postgres-user", "", "run PostgreSQL as this user (when started as root)")
 	flag.Parse()
 	if os.Getenv("GOGC") == "" {
@@ -103,10 +105,17 @@ func run() error {
 			return fmt.Errorf("start postgresql: %w", err)
 		}
 		defer postgres.stop()
-		if err := addGinTwins(ctx, *pgBin, *pgPort); err != nil {
-			return fmt.Errorf("index twins for postgresql: %w", err)
+		if err := runSQL(ctx, *pgBin, *pgPort, ginTwinsSQL+batchRoleSQL); err != nil {
+			return fmt.Errorf("set up postgresql: %w", err)
 		}
-		config.PostgreSQLURL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres", *pgPort)
+		relayListener, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("listen for ferretdb's postgresql connections: %w", err)
+		}
+		defer relayListener.Close()
+		relay := priorityRelay{postgres: fmt.Sprintf("127.0.0.1:%d", *pgPort), role: batchRole, niceness: *batchNiceness}
+		go relay.serve(relayListener)
+		config.PostgreSQLURL = fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", relayListener.Addr())
 	default:
 		return fmt.Errorf("unknown handler %q", *handler)
 	}
@@ -230,6 +239,18 @@ func startPostgres(ctx context.Context, bin, dataDir string, port int, runAs str
 			return nil, errors.New("postgres did not accept connections within 120s")
 		}
 	}
+}
+
+// runSQL runs a script with psql (from PostgreSQL's own binaries), stopping at an error.
+func runSQL(ctx context.Context, bin string, port int, sql string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "psql"),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
+		"-v", "ON_ERROR_STOP=1", "-q", "-X", "-o", os.DevNull, "-f", "-")
+	cmd.Stdin = strings.NewReader(sql)
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%w: %s", err, output)
+	}
+	return nil
 }
 
 // stop asks for a fast shutdown (SIGINT), then kills after a few seconds.

@@ -1,5 +1,6 @@
 """The local stack's PostgreSQL (under FerretDB) keeps FerretDB's queries on their indexes
-while a collection grows from empty (stack/ferretdb/main.go explains both settings).
+while a collection grows from empty (stack/ferretdb/main.go explains both settings), and
+runs the batch role's queries at a lower CPU priority (stack/ferretdb/priority.go).
 
 FerretDB prepares every query it sends, with the filter's field names as parameters
 (``_jsonb -> $1 @> $2``). These tests send that shape straight to the stack's PostgreSQL
@@ -8,6 +9,7 @@ prepared one runs). Skipped where the services run on another MongoDB-protocol s
 """
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo import MongoClient
 
-from threadline.devtools.stack.config import StackConfig
+from threadline.devtools.stack.config import BATCH_ROLE, StackConfig
 from threadline.devtools.stack.install import POSTGRES_BIN
 
 pytestmark = pytest.mark.integration
@@ -141,3 +144,42 @@ def test_twins_are_made_for_ascending_fields_and_not_for_descending_sort_keys(
     assert any("'firm'" in twin for twin in twins), twins
     assert any("'_id'" in twin for twin in twins), twins
     assert not any("'at'" in twin for twin in twins), twins
+
+
+def _niceness(pid: int) -> int | None:
+    """None for a backend that ended since it was listed."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_batch_writes_reach_the_same_database_through_lower_priority_backends() -> None:
+    """What the bulk worker writes through ``THREADLINE_MONGODB_BATCH_URL`` is read back
+    through ``THREADLINE_MONGODB_URL``; the PostgreSQL backends serving the batch role run
+    at niceness 10, the requests' at 0."""
+    _postgres()
+    batch_url = os.environ.get("THREADLINE_MONGODB_BATCH_URL")
+    if batch_url is None:
+        pytest.skip("no batch MongoDB URL configured")
+    database = f"it_batch_{uuid.uuid4().hex[:8]}"
+    batch: MongoClient[dict[str, Any]] = MongoClient(batch_url)
+    interactive: MongoClient[dict[str, Any]] = MongoClient(os.environ["THREADLINE_MONGODB_URL"])
+    try:
+        batch[database]["things"].insert_one({"_id": "written in a batch"})
+        assert interactive[database]["things"].find_one() == {"_id": "written in a batch"}
+        backends = [
+            row.split("|")
+            for row in _sql(
+                "select usename, pid from pg_stat_activity where backend_type = 'client backend';"
+            )
+        ]
+        niceness = {
+            (user, nice) for user, pid in backends if (nice := _niceness(int(pid))) is not None
+        }
+        assert {nice for user, nice in niceness if user == BATCH_ROLE} == {10}, niceness
+        assert {nice for user, nice in niceness if user != BATCH_ROLE} == {0}, niceness
+    finally:
+        interactive.drop_database(database)
+        batch.close()
+        interactive.close()

@@ -62,6 +62,12 @@ class ServiceSettings(BaseSettings):
         default=None, ge=1, description="For created topics; default: brokers, at most 3."
     )
     mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_batch_url: str | None = Field(
+        default=None,
+        description="Where background batch work (bulk message jobs) reaches the same "
+        "MongoDB database, when not through `mongodb_url`: the local stack serves this "
+        "address's writes at a lower CPU priority than the requests'.",
+    )
     mongodb_database: str = ""
     mongodb_timeout_seconds: float = Field(
         default=5.0,

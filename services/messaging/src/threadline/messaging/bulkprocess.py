@@ -40,7 +40,7 @@ from threadline.messaging.settings import Settings
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
-__all__ = ["BulkWorkerProcess", "bulk_worker", "main"]
+__all__ = ["BulkWorkerProcess", "bulk_worker", "main", "worker_settings"]
 
 _log = structlog.get_logger("threadline.messaging.bulkprocess")  # also when run as __main__
 WAKE = b"wake\n"
@@ -140,6 +140,14 @@ async def _stop(child: asyncio.subprocess.Process) -> None:
         await child.wait()
 
 
+def worker_settings(settings: Settings) -> Settings:
+    """The child's settings: its MongoDB is the batch URL where one is set (the local stack
+    serves that URL's writes at a lower CPU priority than the requests')."""
+    if settings.mongodb_batch_url is None:
+        return settings
+    return settings.model_copy(update={"mongodb_url": settings.mongodb_batch_url})
+
+
 async def _work(settings: Settings) -> None:
     runtime = build_runtime(settings)
     wake = asyncio.Event()
@@ -178,7 +186,7 @@ def main() -> None:
         signal.signal(name, signal.SIG_IGN)
     os.nice(settings.bulk_worker_niceness)
     _log.info("bulk worker process working", niceness=os.nice(0))
-    asyncio.run(_work(settings))
+    asyncio.run(_work(worker_settings(settings)))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ DEFAULT_PORTAL_ORIGIN = "http://localhost:3000"
 JWT_SECRET = "local-dev-secret-not-for-production-use-0000"  # noqa: S105
 S3_ACCESS_KEY = "threadline"
 S3_SECRET_KEY = "threadline-local-secret"  # noqa: S105
+#: The MongoDB user bulk jobs log in as (stack/ferretdb/priority.go: batchRole).
+BATCH_ROLE = "threadline_batch"
 
 #: The variables every process of the stack (servers, services, tests) receives. The services'
 #: settings read exactly these names; docker-compose.yml must set the same ones (a test checks).
@@ -41,6 +43,7 @@ SERVICE_ENV_VARS: tuple[str, ...] = (
     "THREADLINE_ENV",
     "THREADLINE_KAFKA_BOOTSTRAP_SERVERS",
     "THREADLINE_MONGODB_URL",
+    "THREADLINE_MONGODB_BATCH_URL",
     "THREADLINE_S3_ENDPOINT",
     "THREADLINE_S3_ACCESS_KEY",
     "THREADLINE_S3_SECRET_KEY",
@@ -174,6 +177,12 @@ class StackConfig:
             "THREADLINE_ENV": "local",
             "THREADLINE_KAFKA_BOOTSTRAP_SERVERS": f"{self.host}:{self.ports['kafka']}",
             "THREADLINE_MONGODB_URL": f"mongodb://{self.host}:{self.ports['mongodb']}",
+            # FerretDB's PostgreSQL runs this role's backends at a lower CPU priority
+            # (stack/ferretdb/priority.go); the password is not checked (trust).
+            "THREADLINE_MONGODB_BATCH_URL": (
+                f"mongodb://{BATCH_ROLE}:{BATCH_ROLE}@{self.host}:{self.ports['mongodb']}"
+                "/?authMechanism=PLAIN"
+            ),
             "THREADLINE_S3_ENDPOINT": f"http://{self.host}:{self.ports['minio']}",
             "THREADLINE_S3_ACCESS_KEY": S3_ACCESS_KEY,
             "THREADLINE_S3_SECRET_KEY": S3_SECRET_KEY,
