@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import socket
 import sys
@@ -62,22 +63,30 @@ def _load_harness() -> ModuleType:
 harness = _load_harness()
 
 
+_CHOSEN_FROM = range(20000, 28000)
+"""Below the kernel's ephemeral range (32768-60999 here): a port the kernel handed out would
+be free when chosen and could be taken by any outgoing connection before the stack's server
+binds it (Kafka once failed to start so, on a port it had been given a moment before)."""
+
+
 def _free_ports(count: int) -> list[int]:
-    """Ports free right now (the kernel's choice), outside every port another stack uses."""
+    """Ports free right now, from `_CHOSEN_FROM` at a random offset (so that two runs
+    rarely try the same ones), outside every port another stack uses."""
+    offset = random.randrange(len(_CHOSEN_FROM))
     chosen: list[int] = []
-    sockets: list[socket.socket] = []
-    try:
-        while len(chosen) < count:
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-            port = int(sock.getsockname()[1])
-            if port not in _TAKEN and not any(port in r for r in _TAKEN_RANGES):
-                chosen.append(port)
-    finally:
-        for sock in sockets:
-            sock.close()
-    return chosen
+    for step in range(len(_CHOSEN_FROM)):
+        port = _CHOSEN_FROM[(offset + step) % len(_CHOSEN_FROM)]
+        if port in _TAKEN or any(port in r for r in _TAKEN_RANGES):
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError(f"fewer than {count} free ports in {_CHOSEN_FROM}")
 
 
 @pytest.fixture
