@@ -22,6 +22,8 @@
 //
 // On PostgreSQL it also gives FerretDB's indexes the GIN twins its queries can use
 // (indexes.go): without them every query scanned its whole collection.
+// And it runs the queries of batch clients (the user batchRole) at a lower CPU priority
+// than the requests' (priority.go).
 package main
 
 import (

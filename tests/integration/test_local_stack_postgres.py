@@ -157,7 +157,7 @@ def _niceness(pid: int) -> int | None:
 def test_batch_writes_reach_the_same_database_through_lower_priority_backends() -> None:
     """What the bulk worker writes through ``THREADLINE_MONGODB_BATCH_URL`` is read back
     through ``THREADLINE_MONGODB_URL``; the PostgreSQL backends serving the batch role run
-    at niceness 10, the requests' at 0."""
+    at niceness 10, the requests' at the server's own (0 unless it was started niced)."""
     _postgres()
     batch_url = os.environ.get("THREADLINE_MONGODB_BATCH_URL")
     if batch_url is None:
@@ -178,7 +178,9 @@ def test_batch_writes_reach_the_same_database_through_lower_priority_backends() 
             (user, nice) for user, pid in backends if (nice := _niceness(int(pid))) is not None
         }
         assert {nice for user, nice in niceness if user == BATCH_ROLE} == {10}, niceness
-        assert {nice for user, nice in niceness if user != BATCH_ROLE} == {0}, niceness
+        others = {nice for user, nice in niceness if user != BATCH_ROLE}
+        assert others, niceness  # this test's own psql session at least
+        assert max(others) < 10, niceness
     finally:
         interactive.drop_database(database)
         batch.close()
