@@ -166,6 +166,8 @@ def test_batch_writes_reach_the_same_database_through_lower_priority_backends() 
     batch: MongoClient[dict[str, Any]] = MongoClient(batch_url)
     interactive: MongoClient[dict[str, Any]] = MongoClient(os.environ["THREADLINE_MONGODB_URL"])
     try:
+        logged_in = batch.admin.command("connectionStatus")["authInfo"]["authenticatedUsers"]
+        assert [user["user"] for user in logged_in] == [BATCH_ROLE]  # so FerretDB's pool of it
         batch[database]["things"].insert_one({"_id": "written in a batch"})
         assert interactive[database]["things"].find_one() == {"_id": "written in a batch"}
         backends = [
