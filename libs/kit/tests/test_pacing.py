@@ -168,3 +168,38 @@ async def test_p2_middleware_counts_interactive_requests_but_not_excluded_paths(
     assert seen == [1, 0]
     assert load.in_flight == 0
     assert load.idle_latency is not None and load.recent_latency == load.idle_latency
+
+
+def test_p2_requests_are_forwarded_to_listeners_until_stopped() -> None:
+    clock = FakeClock()
+    load = InteractiveLoad(clock=clock)
+    told: list[float | None] = []
+    stop = load.forward_to(told.append)
+    request_taking(load, clock, 0.25)
+    stop()
+    request_taking(load, clock, 0.5)
+    assert told == [None, pytest.approx(0.25)]
+
+
+def test_p2_forwarded_requests_count_as_this_sides_own() -> None:
+    clock = FakeClock()
+    load = InteractiveLoad(clock=clock, smoothing=1.0)
+    load.started()
+    assert load.in_flight == 1
+    clock.now += 0.05
+    load.finished(0.05)
+    assert (load.in_flight, load.idle_latency) == (0, pytest.approx(0.05))
+    load.finished(0.05)  # an end whose start was missed (the receiver restarted)
+    assert load.in_flight == 0
+
+
+def test_p2_a_request_during_which_background_work_ran_is_no_idle_figure() -> None:
+    clock = FakeClock()
+    load = InteractiveLoad(clock=clock, smoothing=1.0)
+    load.started()
+    with load.background():  # began and ended while the request was in flight
+        clock.now += 0.3
+    clock.now += 0.1
+    load.finished(0.4)
+    assert load.idle_latency is None
+    assert load.recent_latency == pytest.approx(0.4)

@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from threadline.kit.pacing import InteractiveLoad
 from threadline.messaging.bulkprocess import BulkWorkerProcess
 
 from ..conftest import eventually
@@ -23,7 +24,7 @@ async def test_p2_the_worker_process_is_restarted_when_it_dies_and_stopped_with_
     run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MESSAGING_MONGODB_DATABASE", f"it_bulk_process_{run_id}")
-    supervising = asyncio.create_task(BulkWorkerProcess(asyncio.Event()).run())
+    supervising = asyncio.create_task(BulkWorkerProcess(asyncio.Event(), InteractiveLoad()).run())
     try:
         [first] = await eventually(
             lambda: asyncio.to_thread(children, os.getpid(), COMMAND), until=lambda found: found

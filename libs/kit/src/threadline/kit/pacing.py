@@ -12,6 +12,11 @@ took longer than ``target_write_seconds``, grown by a step otherwise).
 
 A worker therefore progresses at least ``min_batch`` items per ``max_wait_seconds`` plus
 the time of one batch. The clock and the sleep are injectable for tests.
+
+A worker in another process paces by the service's requests all the same: ``forward_to``
+passes each request's start and end on (messaging writes them down its worker process's
+pipe), and the other side feeds its own ``InteractiveLoad`` with ``started`` and
+``finished``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ __all__ = ["InteractiveLoad", "InteractiveLoadMiddleware", "Pace", "PaceSettings
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+RequestListener = Callable[[float | None], None]
+"""Told of each interactive request: ``None`` when it starts, its seconds when it ends."""
 
 
 class InteractiveLoad:
@@ -45,20 +52,43 @@ class InteractiveLoad:
         self.recent_latency: float | None = None
         self._last_finished = float("-inf")
         self._background = 0
+        self._background_ended = float("-inf")
+        self._listeners: list[RequestListener] = []
 
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
         """Count one interactive request while it runs, and its latency when it ends."""
         started = self._clock()
-        idle = not self._background
-        self.in_flight += 1
+        self.started()
+        self._tell(None)
         try:
             yield
         finally:
-            self.in_flight -= 1
-            finished = self._clock()
-            self._observe(finished - started, idle=idle and not self._background)
-            self._last_finished = finished
+            seconds = self._clock() - started
+            self.finished(seconds)
+            self._tell(seconds)
+
+    def started(self) -> None:
+        """An interactive request started (here, or in the process that forwards them)."""
+        self.in_flight += 1
+
+    def finished(self, seconds: float) -> None:
+        """An interactive request that took ``seconds`` ended. It is an idle figure when no
+        background work ran at any time during it."""
+        self.in_flight = max(0, self.in_flight - 1)  # an end whose start this side missed
+        now = self._clock()
+        idle = not self._background and self._background_ended <= now - seconds
+        self._observe(seconds, idle=idle)
+        self._last_finished = now
+
+    def forward_to(self, listener: RequestListener) -> Callable[[], None]:
+        """Also tell ``listener`` of every request from now on; returns how to stop."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _tell(self, seconds: float | None) -> None:
+        for listener in list(self._listeners):
+            listener(seconds)
 
     @contextlib.contextmanager
     def background(self) -> Iterator[None]:
@@ -68,6 +98,7 @@ class InteractiveLoad:
             yield
         finally:
             self._background -= 1
+            self._background_ended = self._clock()
 
     def latency_above(self, factor: float, floor_seconds: float) -> bool:
         """Whether requests that finished within ``recent_seconds`` were slower on average

@@ -9,9 +9,11 @@ the messaging app starts ``python -m threadline.messaging.bulkprocess`` as its c
 the operating system schedules the two: the API first.
 
 The child reads the same settings from the environment, connects to MongoDB and Kafka
-itself and works jobs exactly as the in-process worker does (the same ``BulkWorker``;
-without the API's request load to pace by, it yields by its lower priority). Its standard
-input is the link to the app: a line per new or cancelled job wakes it, and end-of-file
+itself and works jobs exactly as the in-process worker does (the same ``BulkWorker``,
+paced the same way: the app writes each interactive request's start and end down the pipe,
+``InteractiveLoad.forward_to``, and the child's ``InteractiveLoad`` takes them in). Its
+standard input is the link to the app: a line per new or cancelled job wakes it, a line
+per request start and end paces it, and end-of-file
 (the app stopped, or died: the kernel closes the pipe) stops it, so no child outlives its
 app. It ignores SIGTERM and SIGINT: a signal to the whole process group (``./threadline
 stop``, Ctrl-C) reaches the app too, which then closes the pipe once its own shutdown
@@ -34,16 +36,26 @@ from threadline.kit.app import ServiceRuntime, build_runtime
 from threadline.kit.diagnostics import install_task_dump
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.logs import configure_logging
-from threadline.kit.pacing import InteractiveLoad, PaceSettings
+from threadline.kit.pacing import InteractiveLoad, PaceSettings, RequestListener
 from threadline.messaging.service.bulk import BulkWorker, WorkerSettings
 from threadline.messaging.settings import Settings
 from threadline.messaging.store import MongoMessageStore, MongoThreadStore
 from threadline.messaging.store.bulk import MongoBulkStore
 
-__all__ = ["BulkWorkerProcess", "bulk_worker", "main", "worker_settings"]
+__all__ = [
+    "BulkWorkerProcess",
+    "bulk_worker",
+    "forward_requests",
+    "main",
+    "take_line",
+    "worker_settings",
+]
 
 _log = structlog.get_logger("threadline.messaging.bulkprocess")  # also when run as __main__
 WAKE = b"wake\n"
+REQUEST_STARTED = b"started\n"
+REQUEST_ENDED = b"ended "
+"""Followed by the request's seconds and a newline."""
 RESTART_SECONDS = 1.0
 """Pause before a child that exited is started again."""
 STOP_SECONDS = 10.0
@@ -88,10 +100,11 @@ def bulk_worker(
 
 class BulkWorkerProcess:
     """The app's side: keeps one child running for the app's lifetime and passes on its
-    wake-ups."""
+    wake-ups and the app's requests."""
 
-    def __init__(self, wake: asyncio.Event) -> None:
+    def __init__(self, wake: asyncio.Event, load: InteractiveLoad) -> None:
         self._wake = wake
+        self._load = load
 
     async def run(self) -> None:
         """Run a child, restarting it when it exits, until cancelled (then stop it)."""
@@ -112,9 +125,10 @@ class BulkWorkerProcess:
             await asyncio.sleep(RESTART_SECONDS)
 
     async def _serve(self, child: asyncio.subprocess.Process) -> None:
-        """Pass wake-ups on until the child exits."""
+        """Pass wake-ups and requests on until the child exits."""
         assert child.stdin is not None
         exited = asyncio.create_task(child.wait())
+        stop_forwarding = self._load.forward_to(forward_requests(child.stdin))
         try:
             while not exited.done():
                 woken = asyncio.create_task(self._wake.wait())
@@ -126,7 +140,31 @@ class BulkWorkerProcess:
                     with contextlib.suppress(ConnectionError):
                         await child.stdin.drain()
         finally:
+            stop_forwarding()
             exited.cancel()
+
+
+def forward_requests(pipe: asyncio.StreamWriter) -> RequestListener:
+    """Writes a request's start or end down the child's pipe (buffered: never waits)."""
+
+    def forward(seconds: float | None) -> None:
+        if not pipe.is_closing():
+            pipe.write(
+                REQUEST_STARTED if seconds is None else b"%s%.6f\n" % (REQUEST_ENDED, seconds)
+            )
+
+    return forward
+
+
+def take_line(line: bytes, *, wake: asyncio.Event, load: InteractiveLoad) -> None:
+    """The child's side of one line from the app."""
+    if line == WAKE:
+        wake.set()
+    elif line == REQUEST_STARTED:
+        load.started()
+    elif line.startswith(REQUEST_ENDED):
+        with contextlib.suppress(ValueError):
+            load.finished(float(line[len(REQUEST_ENDED) :]))
 
 
 async def _stop(child: asyncio.subprocess.Process) -> None:
@@ -151,8 +189,9 @@ def worker_settings(settings: Settings) -> Settings:
 async def _work(settings: Settings) -> None:
     runtime = build_runtime(settings)
     wake = asyncio.Event()
+    load = InteractiveLoad()
     worker = bulk_worker(
-        runtime, settings, store=MongoBulkStore(runtime.database), wake=wake, load=InteractiveLoad()
+        runtime, settings, store=MongoBulkStore(runtime.database), wake=wake, load=load
     )
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -167,7 +206,7 @@ async def _work(settings: Settings) -> None:
             reading.cancel()
             if working in done or not reading.result():
                 break  # the worker failed, or end-of-file: the app is stopping or gone
-            wake.set()
+            take_line(reading.result(), wake=wake, load=load)
         if working.done() and not working.cancelled() and working.exception() is not None:
             _log.error("bulk worker failed", exc_info=working.exception())
     finally:

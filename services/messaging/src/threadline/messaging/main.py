@@ -140,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bulk_store = MongoBulkStore(database)
         bulk_wake = asyncio.Event()
         if settings.bulk_worker == "process":
-            bulk_work = BulkWorkerProcess(bulk_wake).run
+            bulk_work = BulkWorkerProcess(bulk_wake, interactive).run
         else:
             bulk_work = bulk_worker(
                 runtime, settings, store=bulk_store, wake=bulk_wake, load=interactive

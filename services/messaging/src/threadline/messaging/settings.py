@@ -88,7 +88,7 @@ class Settings(ServiceSettings):
         default="process",
         description="P2: where bulk jobs are worked: `process`, a child process of the app at "
         "a lower priority (requests stay fast during a job), or `in-process`, on the app's "
-        "own event loop, paced by its requests.",
+        "own event loop; both are paced by the app's requests.",
     )
     bulk_worker_niceness: int = Field(
         default=10, ge=0, le=19, description="P2: how much lower the bulk worker process runs."
