@@ -29,7 +29,13 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["InteractiveLoad", "InteractiveLoadMiddleware", "Pace", "PaceSettings"]
+__all__ = [
+    "InteractiveLoad",
+    "InteractiveLoadMiddleware",
+    "Pace",
+    "PaceSettings",
+    "RequestListener",
+]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
