@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -19,14 +18,9 @@ from types import TracebackType
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-__all__ = ["ServiceProcess", "Steal", "create_raw_topic", "free_port"]
+from threadline.devtools.ports import free_port
 
-
-def free_port() -> int:
-    """A TCP port on the loopback nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["ServiceProcess", "Steal", "create_raw_topic"]
 
 
 class Steal:

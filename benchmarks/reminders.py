@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -32,6 +31,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from threadline.contracts.envelope import utc_now
+from threadline.devtools.ports import free_port
 from threadline.devtools.smtp_sink import serve
 from threadline.kit.kafka import Record
 from threadline.kit.mongo import ensure_indexes
@@ -145,14 +145,8 @@ async def _noop(firm: str, thread_id: str, message_ids: Collection[str], at: dat
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def mails(database: AsyncDatabase[Document], *, count: int, connections: int) -> None:
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as mail_dir:
         server = await serve("127.0.0.1", port, Path(mail_dir))
         try:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import random
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -24,21 +22,13 @@ from typing import Any
 
 import pytest
 
+from threadline.devtools.ports import free_ports
 from threadline.devtools.stack import LocalStack
 from threadline.devtools.stack.config import SERVERS, SERVICES, StackConfig
 
 pytestmark = pytest.mark.chaos
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Ports other stacks of this machine use (defaults, helpers' private sets): never chosen.
-_TAKEN = {9092, 9093, 27017, 54320, 9000, 9001, 1025, *range(8001, 8006)}
-_TAKEN_RANGES = (
-    range(18000, 20000),
-    range(28000, 30000),
-    range(38017, 38018),
-    range(54400, 54600),
-    range(11025, 11026),
-)
 _PORT_NAMES = (
     "kafka",
     "kafka_controller",
@@ -63,39 +53,13 @@ def _load_harness() -> ModuleType:
 harness = _load_harness()
 
 
-_CHOSEN_FROM = range(20000, 28000)
-"""Below the kernel's ephemeral range (32768-60999 here): a port the kernel handed out would
-be free when chosen and could be taken by any outgoing connection before the stack's server
-binds it (Kafka once failed to start so, on a port it had been given a moment before)."""
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports free right now, from `_CHOSEN_FROM` at a random offset (so that two runs
-    rarely try the same ones), outside every port another stack uses."""
-    offset = random.randrange(len(_CHOSEN_FROM))
-    chosen: list[int] = []
-    for step in range(len(_CHOSEN_FROM)):
-        port = _CHOSEN_FROM[(offset + step) % len(_CHOSEN_FROM)]
-        if port in _TAKEN or any(port in r for r in _TAKEN_RANGES):
-            continue
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        chosen.append(port)
-        if len(chosen) == count:
-            return chosen
-    raise RuntimeError(f"fewer than {count} free ports in {_CHOSEN_FROM}")
-
-
 @pytest.fixture
 def private_stack() -> Iterator[LocalStack]:
     # Not pytest's tmp_path: that is private to the user, and PostgreSQL runs as `postgres`
     # when the tests run as root.
     state = Path(tempfile.mkdtemp(prefix="threadline-chaos-"))
     state.chmod(0o755)
-    ports = dict(zip(_PORT_NAMES, _free_ports(len(_PORT_NAMES)), strict=True))
+    ports = dict(zip(_PORT_NAMES, free_ports(len(_PORT_NAMES)), strict=True))
     environ = {k: v for k, v in os.environ.items() if not k.endswith("_PORT")}
     environ |= {f"THREADLINE_{name.upper()}_PORT": str(port) for name, port in ports.items()}
     config = StackConfig.from_env(state_dir=state, environ=environ)

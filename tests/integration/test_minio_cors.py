@@ -5,7 +5,6 @@ credentials. Runs the stack's own MinIO spec on spare ports."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from threadline.devtools.ports import free_port
 from threadline.devtools.stack.config import StackConfig
 from threadline.devtools.stack.install import install_minio
 from threadline.devtools.stack.specs import server_spec
@@ -20,12 +20,6 @@ from threadline.devtools.stack.specs import server_spec
 pytestmark = pytest.mark.integration
 
 PORTAL = "http://portal.example"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_minio_allows_cross_origin_requests_from_the_portal_only(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from threadline.contracts import decode, new_event
 from threadline.contracts.events.directory import AccountUpserted
 from threadline.contracts.topics import Topic
+from threadline.devtools.ports import free_port
 from threadline.devtools.seed import demo_directory, publish
 
 from .conftest import ServiceFactory, TopicMark, eventually, mark_topic, token_for
@@ -36,12 +36,6 @@ pytestmark = pytest.mark.integration
 
 OUTBOX_COLLECTIONS = ("threads", "messages", "read_cursors", "firm_settings")
 GOING_AWAY = 1001
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import socket
 import subprocess
 import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
 
+from threadline.devtools.ports import free_port
 from threadline.devtools.smtp_sink import read_mails, serve
 
 
@@ -29,12 +29,6 @@ def _send(port: int, *messages: EmailMessage) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
         for message in messages:
             smtp.send_message(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_sink_stores_each_mail_and_reads_them_back_in_arrival_order(tmp_path: Path) -> None:
@@ -71,7 +65,7 @@ def test_read_mails_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
 
 
 def test_the_sink_command_serves_until_terminated(tmp_path: Path) -> None:
-    port, mail_dir = _free_port(), tmp_path / "mail"
+    port, mail_dir = free_port(), tmp_path / "mail"
     command = [sys.executable, "-m", "threadline.devtools.smtp_sink", "--port", str(port)]
     process = subprocess.Popen(
         [*command, "--mail-dir", str(mail_dir)],

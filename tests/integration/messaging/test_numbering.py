@@ -8,7 +8,6 @@ allocate-then-insert order losing the numbers of posts in flight on SIGKILL.
 
 import asyncio
 import os
-import socket
 import sys
 import uuid
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
+from threadline.devtools.ports import free_port
 from threadline.devtools.seed import demo_directory, publish
 from threadline.kit.auth import Principal
 from threadline.kit.mongo import ensure_indexes
@@ -178,12 +178,6 @@ async def test_m3_databases_from_before_get_internal_client_numbers_and_the_uniq
     finally:
         await client.drop_database(database.name)
         await client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def start_messaging(env: dict[str, str], port: int) -> asyncio.subprocess.Process:

@@ -4,7 +4,6 @@ SMTP sink each test starts on its own port (so it can stop and start it)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from threadline.contracts.events.tasks import (
     TaskListChanged,
 )
 from threadline.contracts.topics import Topic
+from threadline.devtools.ports import free_port
 from threadline.devtools.seed import publish
 from threadline.devtools.smtp_sink import read_mails, serve
 
@@ -42,18 +42,12 @@ MIA = Actor(user_id="st_mia", kind="staff")
 ANN_ACTOR = Actor(user_id="ct_ann_lee", kind="client")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class SmtpSink:
     """The devtools SMTP sink on a port of this test's own, stoppable and restartable."""
 
     mail_dir: Path
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     _server: asyncio.Server | None = None
 
     async def start(self) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from threadline.devtools.ports import free_port
 from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.ids import utc_now
@@ -564,12 +564,6 @@ def running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
