@@ -136,9 +136,15 @@ async def test_a_message_posted_through_one_replica_reaches_subscribers_of_the_o
 async def test_a_mention_opens_the_stream_of_that_thread_to_the_mentioned_member(
     firm: Firm, second_replica: str
 ) -> None:
-    async with subscribers(second_replica, {"noah": firm.token("unassigned member")}) as ws:
+    watchers = {"noah": firm.token("unassigned member"), "owner": firm.token("owner")}
+    async with subscribers(second_replica, watchers) as ws:
         thread = await firm.new_thread()
         await firm.post("assigned member", thread["id"], html="<p>No mention</p>")
+        # The replica dispatches its events in order, each to every subscriber at once, and
+        # decides access when it dispatches: once the owner has the first post, Noah's
+        # stream has been denied it. Without this wait its dispatch could come after the
+        # mention (under load) — when Noah may see the thread, as he may through the API.
+        await frames_until(ws["owner"], is_posted(2, thread["id"]))
         await firm.post("assigned member", thread["id"], html="<p>Noah?</p>", mentions=["st_noah"])
         frames = await frames_until(ws["noah"], is_posted(3, thread["id"]))
         assert [f["data"]["seq"] for f in frames] == [3], "T7: access starts with the mention"
