@@ -29,6 +29,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 
 import structlog
 
@@ -211,11 +212,28 @@ async def _work(settings: Settings) -> None:
             _log.error("bulk worker failed", exc_info=working.exception())
     finally:
         remove_task_dump()
+        _exit_if_still_running_after(STOP_SECONDS)
         working.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await working
         await runtime.broker.stop()
         await runtime.mongo.close()
+
+
+def _exit_if_still_running_after(seconds: float) -> None:
+    """End the process hard if its clean-up has not ended it within ``seconds``: a child
+    must not outlive its app, and a job is crash-safe (a worker killed mid-batch loses
+    nothing). Once, under a loaded CI run, a child whose app had been killed hung in its
+    clean-up for minutes, idle on its event loop. A thread, so that it fires even if the
+    event loop is blocked."""
+
+    def exit_now() -> None:
+        _log.warning("bulk worker process clean-up took too long; exiting", seconds=seconds)
+        os._exit(3)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True  # a clean exit does not wait for it
+    timer.start()
 
 
 def main() -> None:
