@@ -10,9 +10,9 @@ from threadline.devtools.ports import CHOSEN_FROM, free_ports
 
 
 def test_ports_are_distinct_bindable_and_outside_the_ephemeral_range_and_the_stacks() -> None:
-    ports = free_ports(20)
-    assert len(set(ports)) == 20
-    for port in ports:
+    chosen = free_ports(20)
+    assert len(set(chosen)) == 20
+    for port in chosen:
         assert port in CHOSEN_FROM
         assert not 32768 <= port <= 60999
         assert port != 27017  # the local stack's MongoDB, inside CHOSEN_FROM

@@ -12,10 +12,12 @@ from __future__ import annotations
 import random
 import socket
 
+from threadline.devtools.stack.config import DEFAULT_PORTS
+
 __all__ = ["CHOSEN_FROM", "free_port", "free_ports"]
 
 CHOSEN_FROM = range(20000, 28000)
-_TAKEN = {9092, 9093, 27017, 54320, 9000, 9001, 1025, *range(8001, 8006)}
+_TAKEN = frozenset(DEFAULT_PORTS.values())
 """The local stack's default ports."""
 _TAKEN_RANGES = (
     range(18000, 20000),

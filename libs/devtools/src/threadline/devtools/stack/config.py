@@ -15,6 +15,7 @@ from pathlib import Path
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "DEFAULT_MINIO_VERSION",
+    "DEFAULT_PORTS",
     "SERVERS",
     "SERVICES",
     "SERVICE_ENV_VARS",
@@ -66,7 +67,7 @@ SERVICES: Mapping[str, int] = {
     "documents": 8005,
 }
 
-_DEFAULT_PORTS: Mapping[str, int] = {
+DEFAULT_PORTS: Mapping[str, int] = {
     "kafka": 9092,
     "kafka_controller": 9093,
     "mongodb": 27017,
@@ -98,7 +99,7 @@ def find_repo_root(start: Path | None = None) -> Path | None:
 
 def _port(environ: Mapping[str, str], name: str) -> int:
     value = environ.get(f"THREADLINE_{name.upper()}_PORT")
-    return int(value) if value else _DEFAULT_PORTS[name]
+    return int(value) if value else DEFAULT_PORTS[name]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +141,7 @@ class StackConfig:
             repo_root=repo_root,
             state_dir=Path(state_dir).expanduser().resolve(),
             cache_dir=Path(cache_dir).expanduser().resolve(),
-            ports={name: _port(env, name) for name in _DEFAULT_PORTS},
+            ports={name: _port(env, name) for name in DEFAULT_PORTS},
             kafka_version=env.get("THREADLINE_KAFKA_VERSION") or DEFAULT_KAFKA_VERSION,
             minio_version=env.get("THREADLINE_MINIO_VERSION") or DEFAULT_MINIO_VERSION,
             portal_origin=env.get("THREADLINE_PORTAL_ORIGIN") or DEFAULT_PORTAL_ORIGIN,
