@@ -29,14 +29,14 @@ from typing_extensions import TypedDict
 
 from threadline.contracts import Topic
 from threadline.kit.auth import Principal, TokenVerifier
-from threadline.kit.bounded import finish_within
+from threadline.kit.bounded import cancel_within, finish_within
 from threadline.kit.consumer import (
     PROCESSED_EVENTS_INDEXES,
     EventRouter,
     MongoProcessedEvents,
     dead_letter_topic,
 )
-from threadline.kit.diagnostics import await_chain, install_task_dump
+from threadline.kit.diagnostics import install_task_dump
 from threadline.kit.errors import install_problem_handlers
 from threadline.kit.http import CurrentPrincipal
 from threadline.kit.kafka import KafkaRecordPublisher, RecordPublisher, make_broker
@@ -298,26 +298,6 @@ BROKER_STOP_MIN_SECONDS = 2.0
 BACKGROUND_STOP_MIN_SECONDS = 2.0
 
 
-async def _stop_background(tasks: Sequence[asyncio.Task[None]], *, within: float) -> None:
-    """Cancel the background jobs and wait for them, at most ``within`` seconds: a job whose
-    clean-up hangs (a client's ``stop()`` that never returns) is left behind and logged with
-    where it stands, instead of holding the whole shutdown (and swallowing its own
-    cancellation, as awaiting each task under ``suppress(CancelledError)`` did)."""
-    for task in tasks:
-        task.cancel()
-    if not tasks:
-        return
-    done, stuck = await asyncio.wait(tasks, timeout=within)
-    for task in done:
-        failure = None if task.cancelled() else task.exception()
-        if failure is not None:
-            _log.warning("background job had failed", job=task.get_name(), exc_info=failure)
-    for task in stuck:
-        _log.warning(
-            "background job did not stop in time", job=task.get_name(), awaits=await_chain(task)
-        )
-
-
 async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]]) -> None:
     """After the last request: stop consuming (the record in hand is finished and committed,
     or redelivered later), publish what the outbox still holds, then stop — all within the
@@ -343,7 +323,7 @@ async def _shut_down(runtime: ServiceRuntime, tasks: Sequence[asyncio.Task[None]
             )
     except Exception:  # broker or storage down: the outbox relay publishes after restart
         _log.warning("draining at shutdown failed", exc_info=True)
-    await _stop_background(tasks, within=max(ends_at - loop.time(), BACKGROUND_STOP_MIN_SECONDS))
+    await cancel_within(tasks, within=max(ends_at - loop.time(), BACKGROUND_STOP_MIN_SECONDS))
     stop_within = max(ends_at - loop.time(), BROKER_STOP_MIN_SECONDS)
     try:
         if not await finish_within(runtime.broker.stop(), stop_within, name="broker stop"):

@@ -34,6 +34,7 @@ import threading
 import structlog
 
 from threadline.kit.app import ServiceRuntime, build_runtime
+from threadline.kit.bounded import cancel_within, finish_within
 from threadline.kit.diagnostics import install_task_dump
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.logs import configure_logging
@@ -61,6 +62,9 @@ RESTART_SECONDS = 1.0
 """Pause before a child that exited is started again."""
 STOP_SECONDS = 10.0
 """How long a stopping child may take to finish its batch before it is killed."""
+CLEAN_UP_STEP_SECONDS = 3.0
+"""How long the child's clean-up waits for its worker to stop, and then for Kafka's client
+(each may swallow its cancellation and hang; the rest of ``STOP_SECONDS`` is for MongoDB's)."""
 
 
 def bulk_worker(
@@ -213,10 +217,8 @@ async def _work(settings: Settings) -> None:
     finally:
         remove_task_dump()
         _exit_if_still_running_after(STOP_SECONDS)
-        working.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await working
-        await runtime.broker.stop()
+        await cancel_within([working], within=CLEAN_UP_STEP_SECONDS)
+        await finish_within(runtime.broker.stop(), CLEAN_UP_STEP_SECONDS, name="broker stop")
         await runtime.mongo.close()
 
 

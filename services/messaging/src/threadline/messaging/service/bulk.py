@@ -305,8 +305,11 @@ class BulkWorker:
                 worked = False
             if not worked:
                 self._wake.clear()
+                # Not wait_for: in Python 3.11 it can swallow a cancel that comes as the
+                # wait ends, and this loop would then never end.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
+                    async with asyncio.timeout(self._settings.poll_seconds):
+                        await self._wake.wait()
 
     async def work_once(self) -> bool:
         """Claim one unfinished job nobody holds and work it to the end; False when there
