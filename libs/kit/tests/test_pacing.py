@@ -1,6 +1,9 @@
-"""Adaptive pacing of background work (P2 bulk jobs): a fake clock, no timing asserts."""
+"""Adaptive pacing of background work (P2 bulk jobs): a fake clock (real time only where a
+storage command is held, bounded), no timing asserts."""
 
 from __future__ import annotations
+
+import asyncio
 
 import httpx
 import pytest
@@ -120,6 +123,41 @@ async def test_p2_no_wait_when_max_wait_is_zero() -> None:
     with load.request():
         await pace.wait()
     assert clock.on_sleep == []
+
+
+async def test_p2_hold_keeps_a_storage_command_back_until_the_requests_in_flight_end() -> None:
+    load = InteractiveLoad()
+    pace = Pace(load, PaceSettings(max_hold_seconds=60.0))
+    load.started()
+    load.started()
+    held = asyncio.create_task(pace.hold())
+    await asyncio.sleep(0.01)
+    load.finished(0.01)
+    await asyncio.sleep(0.01)
+    assert not held.done()  # one request is still in flight
+    load.finished(0.02)
+    await asyncio.wait_for(held, 5)
+    assert pace.held_seconds > 0
+
+
+async def test_p2_hold_is_bounded_and_off_at_zero() -> None:
+    load = InteractiveLoad()
+    load.started()  # a request that never ends while the job holds
+    bounded = Pace(load, PaceSettings(max_hold_seconds=0.01))
+    await asyncio.wait_for(bounded.hold(), 5)
+    assert bounded.held_seconds > 0
+    off = Pace(load, PaceSettings(max_hold_seconds=0.0))
+    await off.hold()
+    assert off.held_seconds == 0
+
+
+async def test_p2_hold_returns_at_once_when_nothing_is_in_flight() -> None:
+    load = InteractiveLoad()
+    load.started()
+    load.finished(0.01)
+    pace = Pace(load, PaceSettings(max_hold_seconds=60.0))
+    await asyncio.wait_for(pace.hold(), 5)
+    assert pace.held_seconds == 0
 
 
 def test_p2_batch_size_grows_additively_and_halves_on_slow_writes() -> None:

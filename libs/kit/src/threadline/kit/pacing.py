@@ -13,6 +13,11 @@ took longer than ``target_write_seconds``, grown by a step otherwise).
 A worker therefore progresses at least ``min_batch`` items per ``max_wait_seconds`` plus
 the time of one batch. The clock and the sleep are injectable for tests.
 
+Within a batch, ``hold`` keeps each of the worker's storage commands back while a request is
+in flight (at most ``max_hold_seconds`` each): a request's queries then share the storage
+server only with the job's commands already running when it came, not with those that
+would have started during it.
+
 A worker in another process paces by the service's requests all the same: ``forward_to``
 passes each request's start and end on (messaging writes them down its worker process's
 pipe), and the other side feeds its own ``InteractiveLoad`` with ``started`` and
@@ -60,6 +65,8 @@ class InteractiveLoad:
         self._background = 0
         self._background_ended = float("-inf")
         self._listeners: list[RequestListener] = []
+        self._none_in_flight = asyncio.Event()
+        self._none_in_flight.set()
 
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
@@ -77,15 +84,22 @@ class InteractiveLoad:
     def started(self) -> None:
         """An interactive request started (here, or in the process that forwards them)."""
         self.in_flight += 1
+        self._none_in_flight.clear()
 
     def finished(self, seconds: float) -> None:
         """An interactive request that took ``seconds`` ended. It is an idle figure when no
         background work ran at any time during it."""
         self.in_flight = max(0, self.in_flight - 1)  # an end whose start this side missed
+        if not self.in_flight:
+            self._none_in_flight.set()
         now = self._clock()
         idle = not self._background and self._background_ended <= now - seconds
         self._observe(seconds, idle=idle)
         self._last_finished = now
+
+    async def none_in_flight(self) -> None:
+        """Return once no interactive request is in flight."""
+        await self._none_in_flight.wait()
 
     def forward_to(self, listener: RequestListener) -> Callable[[], None]:
         """Also tell ``listener`` of every request from now on; returns how to stop."""
@@ -152,6 +166,8 @@ class PaceSettings:
     max_wait_seconds: float = 2.0
     check_seconds: float = 0.02
     """How often ``wait`` looks at the load again."""
+    max_hold_seconds: float = 0.0
+    """Longest ``hold`` of one storage command for the requests in flight (0: none)."""
 
 
 class Pace:
@@ -172,6 +188,8 @@ class Pace:
         self.batch_size = max(settings.min_batch, min(settings.max_batch, settings.max_batch // 2))
         self.waited_seconds = 0.0
         """Total time ``wait`` held the job back, for its log."""
+        self.held_seconds = 0.0
+        """Total time ``hold`` held storage commands back, for the job's log."""
 
     def busy(self) -> bool:
         """Whether interactive traffic needs the server now."""
@@ -188,6 +206,18 @@ class Pace:
                 break
             await self._sleep(min(self._settings.check_seconds, left))
         self.waited_seconds += self._clock() - started
+
+    async def hold(self) -> None:
+        """Hold one of the job's storage commands while interactive requests are in flight,
+        at most ``max_hold_seconds``: their queries then do not share the storage server
+        with the job's commands that would have started meanwhile."""
+        if self._settings.max_hold_seconds <= 0 or not self._load.in_flight:
+            return
+        started = self._clock()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._settings.max_hold_seconds):
+                await self._load.none_in_flight()
+        self.held_seconds += self._clock() - started
 
     def written(self, seconds: float) -> None:
         """The last batch's writes took ``seconds``: size the next one (AIMD)."""

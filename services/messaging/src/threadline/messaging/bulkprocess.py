@@ -94,6 +94,7 @@ def bulk_worker(
                 latency_factor=settings.bulk_latency_factor,
                 latency_floor_seconds=settings.bulk_latency_floor_seconds,
                 max_wait_seconds=settings.bulk_max_yield_seconds,
+                max_hold_seconds=settings.bulk_max_hold_seconds,
             ),
             pause_seconds=settings.bulk_pause_seconds,
             lease_seconds=settings.bulk_lease_seconds,

@@ -71,6 +71,13 @@ class Settings(ServiceSettings):
         description="P2: longest wait between batches for interactive requests "
         "(0: never wait); bounds how slow a job can get.",
     )
+    bulk_max_hold_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=10,
+        description="P2: longest a bulk job holds one storage write while interactive "
+        "requests are in flight (0: never).",
+    )
     bulk_pause_seconds: float = Field(
         default=0.0, ge=0, le=10, description="P2: fixed pause between a bulk job's batches."
     )

@@ -35,6 +35,7 @@ import hashlib
 import json
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -357,7 +358,8 @@ class BulkWorker:
             lookahead.close()
         await self._store.finish(job.id, at=utc_now())
         _log.info("bulk job done", job_id=job.id, total=job.total,
-                  yielded_seconds=round(pace.waited_seconds, 3))  # fmt: skip
+                  yielded_seconds=round(pace.waited_seconds, 3),
+                  held_seconds=round(pace.held_seconds, 3))  # fmt: skip
 
     async def _batches(
         self, job: _Job, cursor: int, lease: str, lookahead: _DirectoryReads, pace: Pace
@@ -376,7 +378,7 @@ class BulkWorker:
         renewed = time.monotonic()
         checked = float("-inf")
         upcoming: asyncio.Task[_Prepared] | None = None
-        async with self._recorder(job) as recorder:
+        async with self._recorder(job, pace) as recorder:
             try:
                 while cursor < job.total:
                     if time.monotonic() - checked >= self._settings.cancel_check_seconds:
@@ -420,7 +422,7 @@ class BulkWorker:
     async def _step(self, job: _Job, cursor: int, lookahead: _DirectoryReads, pace: Pace) -> int:
         """Work the batch starting at ``cursor`` and record it; returns the next cursor."""
         prepared = await self._prepare(job, cursor, lookahead, pace.batch_size)
-        async with self._recorder(job) as recorder:
+        async with self._recorder(job, pace) as recorder:
             await recorder.writing(await self._write(job, prepared, pace))
             await recorder.flush()
         return prepared.end
@@ -436,10 +438,11 @@ class BulkWorker:
         return max((indexes[thread_id] for thread_id in written if thread_id in indexes),
                    default=-1)  # fmt: skip
 
-    def _recorder(self, job: _Job) -> _Recorder:
+    def _recorder(self, job: _Job, pace: Pace) -> _Recorder:
         return _Recorder(
             self._store,
             job,
+            hold=pace.hold,
             publisher=self._publisher,
             publish_timeout_seconds=self._settings.publish_timeout_seconds,
             progress_seconds=self._settings.progress_seconds,
@@ -510,10 +513,12 @@ class BulkWorker:
         without its message would be an empty thread. The time of the two writes sizes the
         next batch."""
         clock = _Stopwatch()
+        await pace.hold()
         await self._messages.insert_many_new(batch.messages)
         clock.lap("messages_seconds")
 
         async def threads() -> BatchRecord:
+            await pace.hold()
             await self._threads.insert_new(batch.threads)
             clock.lap("threads_seconds")
             pace.written(sum(clock.laps.values()))
@@ -598,10 +603,12 @@ class _Recorder:
         store: MongoBulkStore,
         job: _Job,
         *,
+        hold: Callable[[], Awaitable[None]],
         publisher: RecordPublisher,
         publish_timeout_seconds: float,
         progress_seconds: float,
     ) -> None:
+        self._hold = hold
         self._store = store
         self._job = job
         self._publisher = publisher
@@ -648,6 +655,7 @@ class _Recorder:
                 self._publisher, events, timeout_seconds=self._publish_timeout_seconds
             )
             clock.lap("publish_seconds")
+            await self._hold()
             await self._store.add_batches(self._job.id, batches)
             clock.lap("results_seconds")
             self._unprogressed += batches
@@ -655,6 +663,7 @@ class _Recorder:
         if self._unprogressed and (final or due):
             done, self._unprogressed = self._unprogressed, []
             counts = Counter(result["outcome"] for batch in done for result in batch.results)
+            await self._hold()
             await self._store.record_batch(
                 self._job.id,
                 start=done[0].start,
