@@ -20,7 +20,7 @@ from threadline.devtools.seed import demo_directory
 from threadline.kit.directory import MongoDirectory
 from threadline.kit.ids import utc_now
 from threadline.kit.leases import Leases
-from threadline.kit.pacing import PaceSettings
+from threadline.kit.pacing import InteractiveLoad, PaceSettings
 from threadline.messaging.service.bulk import (
     BulkWorker,
     WorkerSettings,
@@ -209,10 +209,12 @@ def replica_worker(
     batch_size: int,
     store: MongoBulkStore | None = None,
     publisher: Any = None,
+    load: InteractiveLoad | None = None,
+    pacing: dict[str, Any] | None = None,
     **settings: Any,
 ) -> BulkWorker:
     """A second replica's worker on the same database (its own lease holder name), with
-    batches of a fixed size."""
+    batches of a fixed size (and ``pacing``'s other ``PaceSettings``, paced by ``load``)."""
     runtime = firm.app.state.runtime
     database = runtime.database
     return BulkWorker(
@@ -223,8 +225,10 @@ def replica_worker(
         publisher=publisher or runtime.publisher,
         leases=leases,
         wake=asyncio.Event(),
+        load=load,
         settings=WorkerSettings(
-            pace=PaceSettings(max_batch=batch_size, min_batch=batch_size), **settings
+            pace=PaceSettings(max_batch=batch_size, min_batch=batch_size, **(pacing or {})),
+            **settings,
         ),
     )
 
@@ -275,6 +279,54 @@ async def test_p2_a_large_job_reads_the_firm_directory_once_with_the_same_outcom
     }
     threads = await database["threads"].find({"bulk_job_id": job_id}).to_list()
     assert sorted(t["subject"] for t in threads) == [f"s Whole {i}" for i in range(5)]
+
+
+class WritesSeen(MongoBulkStore):
+    """Notes how many interactive requests were in flight at each of the job's results and
+    progress writes."""
+
+    def __init__(self, database: Any, load: InteractiveLoad) -> None:
+        super().__init__(database)
+        self._load = load
+        self.in_flight_at_writes: list[int] = []
+
+    async def add_batches(self, job_id: str, batches: list[BatchRecord]) -> None:
+        self.in_flight_at_writes.append(self._load.in_flight)
+        await super().add_batches(job_id, batches)
+
+    async def record_batch(self, job_id: str, **progress: Any) -> bool:
+        self.in_flight_at_writes.append(self._load.in_flight)
+        return await super().record_batch(job_id, **progress)
+
+
+async def test_p2_a_job_holds_its_writes_while_an_interactive_request_is_in_flight(
+    firm: TemplateFirm,
+) -> None:
+    """No message, thread, result or progress of a job is written while a request is in
+    flight (each write held, here for up to a minute, and no wait between batches), and the
+    job completes once the request ended."""
+    active = [account(f"acc_h{i}", f"Held {i}", (f"Hal{i} Doe", True)) for i in range(4)]
+    await add_accounts(firm, active)
+    account_ids = [a.account_id for a in active]
+    job_id, replica = await start_held_job(firm, "hold", account_ids)
+    load = InteractiveLoad()
+    database = firm.app.state.runtime.database
+    store = WritesSeen(database, load)
+    pacing = {"max_wait_seconds": 0.0, "max_hold_seconds": 60.0}
+    worker = replica_worker(firm, replica, batch_size=2, store=store, load=load, pacing=pacing)
+    message_ids = [derived_id("message", job_id, account_id) for account_id in account_ids]
+
+    load.started()
+    working = asyncio.create_task(worker.work_once())
+    await asyncio.sleep(2.0)  # unheld, the job is done in a fraction of that
+    assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 0
+    assert await database["messages"].count_documents({"_id": {"$in": message_ids}}) == 0
+    assert store.in_flight_at_writes == []
+    load.finished(2.0)
+
+    assert await asyncio.wait_for(working, 60)
+    assert await database["threads"].count_documents({"bulk_job_id": job_id}) == 4
+    assert store.in_flight_at_writes and set(store.in_flight_at_writes) == {0}
 
 
 class FailsOnce:
