@@ -355,7 +355,8 @@ class Outbox:
                 await self._lock.acquire()  # free: taken at once, without a turn of the loop
                 break
             try:
-                await asyncio.wait_for(self._lock.acquire(), LOCK_WAIT_WARNING_SECONDS)
+                async with asyncio.timeout(LOCK_WAIT_WARNING_SECONDS):
+                    await self._lock.acquire()
                 break
             except TimeoutError:
                 waited += LOCK_WAIT_WARNING_SECONDS

@@ -178,7 +178,8 @@ async def _stop(child: asyncio.subprocess.Process) -> None:
     assert child.stdin is not None
     child.stdin.close()
     try:
-        await asyncio.wait_for(child.wait(), STOP_SECONDS)
+        async with asyncio.timeout(STOP_SECONDS):
+            await child.wait()
     except TimeoutError:
         child.kill()
         await child.wait()

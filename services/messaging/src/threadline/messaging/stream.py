@@ -233,7 +233,8 @@ class KafkaStreamFeed:
             return
         self._wanted.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._fetching.wait(), within_seconds)
+            async with asyncio.timeout(within_seconds):
+                await self._fetching.wait()
 
     async def ready(self) -> bool:
         """Readiness: events published from now on will reach this replica's subscribers."""
